@@ -1,0 +1,32 @@
+"""graphscope: see PyTorch's autograd graph, its gradients, and how it changes across steps.
+
+    snap = graphscope.trace(loss)            # the graph, named as in your code
+    snap = graphscope.capture(loss)          # ...and runs backward, recording every gradient
+    graphscope.render(snap, "loss.svg")      # svg, png, pdf, dot, json or txt
+    with graphscope.record() as session:     # every backward inside the block is a step
+        ...
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from graphscope.errors import GraphscopeError
+from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
+from graphscope.render import as_snapshot, write
+from graphscope.session import Session, capture, record
+from graphscope.trace import trace
+
+__all__ = [
+    "Edge", "GradStat", "GraphscopeError", "Node", "NodeKind", "Session", "Snapshot",
+    "capture", "record", "render", "trace",
+]
+__version__ = "0.1.0"
+
+
+def render(snapshot_or_tensor: Any, path: str | os.PathLike[str], format: str | None = None,
+           engine: str = "embedded") -> Path:
+    """Write a Snapshot (or the graph behind a tensor) to `path` as svg, png, pdf, dot, json or txt."""
+    return write(as_snapshot(snapshot_or_tensor), path, format, engine)

@@ -1,0 +1,280 @@
+"""The captured model: frozen, plain records that know nothing of torch or Graphviz.
+
+A `Snapshot` is one captured autograd graph (one backward or grad call). Its nodes and
+edges are stored in walk order, so everything derived from it is deterministic; the
+networkx view and the node-link JSON are built from these records on demand.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+import networkx as nx
+
+JSON_FORMAT_VERSION = 1
+
+
+class NodeKind(str, enum.Enum):
+    """What a node of the graph stands for."""
+
+    OUTPUT = "output"
+    FUNCTION = "function"
+    LEAF = "leaf"
+    TENSOR = "tensor"
+    SAVED = "saved"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _json_float(value: float) -> float | str:
+    """Encode a float for strict JSON: non-finite values become strings."""
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "nan"
+    return "inf" if value > 0 else "-inf"
+
+
+def _from_json_float(value: float | str) -> float:
+    """Decode a float written by `_json_float`."""
+    return float(value)
+
+
+@dataclass(frozen=True)
+class GradStat:
+    """Statistics of one gradient tensor, with its values when it is small."""
+
+    shape: tuple[int, ...]
+    numel: int
+    norm: float
+    mean: float
+    min: float
+    max: float
+    nonfinite: int
+    values: tuple[float, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict; `values` only when present."""
+        data: dict[str, Any] = {
+            "shape": list(self.shape),
+            "numel": self.numel,
+            "norm": _json_float(self.norm),
+            "mean": _json_float(self.mean),
+            "min": _json_float(self.min),
+            "max": _json_float(self.max),
+            "nonfinite": self.nonfinite,
+        }
+        if self.values is not None:
+            data["values"] = [_json_float(v) for v in self.values]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> GradStat | None:
+        """Inverse of `to_dict`; None stays None."""
+        if data is None:
+            return None
+        values = data.get("values")
+        return cls(
+            shape=tuple(data["shape"]),
+            numel=int(data["numel"]),
+            norm=_from_json_float(data["norm"]),
+            mean=_from_json_float(data["mean"]),
+            min=_from_json_float(data["min"]),
+            max=_from_json_float(data["max"]),
+            nonfinite=int(data["nonfinite"]),
+            values=None if values is None else tuple(_from_json_float(v) for v in values),
+        )
+
+    @property
+    def scalar(self) -> float | None:
+        """The single value of a one-element gradient, else None."""
+        if self.values is not None and len(self.values) == 1:
+            return self.values[0]
+        return None
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of a captured graph: a backward function or a tensor."""
+
+    id: str
+    kind: NodeKind
+    op: str | None = None
+    name: str | None = None
+    shape: tuple[int, ...] | None = None
+    dtype: str | None = None
+    device: str | None = None
+    is_leaf: bool | None = None
+    requires_grad: bool | None = None
+    retains_grad: bool | None = None
+    grad: GradStat | None = None
+    grad_step: GradStat | None = None
+    saved_freed: bool | None = None
+
+    @property
+    def is_tensor(self) -> bool:
+        """True for nodes that stand for a tensor rather than a backward function."""
+        return self.kind is not NodeKind.FUNCTION
+
+    @property
+    def title(self) -> str:
+        """Short human name: the user's name, else the op, else the id."""
+        return self.name or self.op or self.id
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Forward data flow from `source` to `target`, with the gradient that flowed back."""
+
+    source: str
+    target: str
+    grad: GradStat | None = None
+
+
+_NODE_FIELDS = tuple(f.name for f in fields(Node))
+_GRAD_FIELDS = ("grad", "grad_step")
+
+
+def _node_to_dict(node: Node) -> dict[str, Any]:
+    """JSON-ready attributes of a node; the stable names of the node-link format."""
+    data: dict[str, Any] = {}
+    for name in _NODE_FIELDS:
+        value = getattr(node, name)
+        if name in _GRAD_FIELDS:
+            value = None if value is None else value.to_dict()
+        elif name == "kind":
+            value = value.value
+        elif name == "shape" and value is not None:
+            value = list(value)
+        elif name == "saved_freed" and value is None:
+            continue
+        data[name] = value
+    return data
+
+
+def _node_from_dict(data: Mapping[str, Any]) -> Node:
+    """Inverse of `_node_to_dict`."""
+    values: dict[str, Any] = {k: data.get(k) for k in _NODE_FIELDS}
+    values["kind"] = NodeKind(values["kind"])
+    if values["shape"] is not None:
+        values["shape"] = tuple(values["shape"])
+    for name in _GRAD_FIELDS:
+        values[name] = GradStat.from_dict(values[name])
+    return Node(**values)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One captured autograd graph: nodes and edges in walk order plus graph attributes."""
+
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+    step: int = 0
+    call: str = "backward"
+    notes: tuple[str, ...] = ()
+    _index: dict[str, Node] = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {node.id: node for node in self.nodes})
+
+    def __getitem__(self, node_id: str) -> Node:
+        return self._index[node_id]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def find(self, name: str) -> Node:
+        """The node the user named `name`; KeyError lists the names there are."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = sorted({n.name for n in self.nodes if n.name})
+        raise KeyError(f"no node named {name!r} in step {self.step}; named nodes: {known}")
+
+    def of_kind(self, kind: NodeKind | str) -> list[Node]:
+        """All nodes of one kind, in walk order."""
+        kind = NodeKind(kind)
+        return [node for node in self.nodes if node.kind is kind]
+
+    def edge(self, source: str, target: str) -> Edge:
+        """The edge from `source` to `target` (node ids)."""
+        for edge in self.edges:
+            if edge.source == source and edge.target == target:
+                return edge
+        raise KeyError(f"no edge {source} -> {target} in step {self.step}")
+
+    def with_step(self, step: int) -> Snapshot:
+        """The same graph numbered as another step."""
+        return replace(self, step=step)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """A fresh networkx DiGraph view; node and edge attributes as in the JSON."""
+        return node_link_graph(to_node_link(self))
+
+    def to_json(self) -> str:
+        """Node-link JSON text, deterministic: sorted keys, walk order, strict floats."""
+        return json.dumps(to_node_link(self), sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Snapshot:
+        """Read a snapshot written by `to_json`."""
+        return from_node_link(json.loads(text))
+
+    def __str__(self) -> str:
+        from graphscope.render.text import text_tree
+
+        return text_tree(self)
+
+    def _repr_svg_(self) -> str:
+        from graphscope.render import to_svg
+
+        return to_svg(self).decode("utf-8")
+
+
+def to_node_link(snapshot: Snapshot) -> dict[str, Any]:
+    """networkx node-link data (`edges` key) for a snapshot."""
+    return {
+        "directed": True,
+        "multigraph": False,
+        "graph": {
+            "call": snapshot.call,
+            "format": JSON_FORMAT_VERSION,
+            "notes": list(snapshot.notes),
+            "step": snapshot.step,
+        },
+        "nodes": [_node_to_dict(node) for node in snapshot.nodes],
+        "edges": [
+            {
+                "source": edge.source,
+                "target": edge.target,
+                "grad": None if edge.grad is None else edge.grad.to_dict(),
+            }
+            for edge in snapshot.edges
+        ],
+    }
+
+
+def from_node_link(data: Mapping[str, Any]) -> Snapshot:
+    """Inverse of `to_node_link`."""
+    graph = data.get("graph", {})
+    return Snapshot(
+        nodes=tuple(_node_from_dict(node) for node in data["nodes"]),
+        edges=tuple(
+            Edge(edge["source"], edge["target"], GradStat.from_dict(edge.get("grad")))
+            for edge in data["edges"]
+        ),
+        step=int(graph.get("step", 0)),
+        call=str(graph.get("call", "backward")),
+        notes=tuple(graph.get("notes", ())),
+    )
+
+
+def node_link_graph(data: Mapping[str, Any]) -> nx.DiGraph:
+    """Build a networkx DiGraph from node-link data, keeping walk order."""
+    return nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")

@@ -1,0 +1,139 @@
+"""Naming tensors as the user named them: frame variables, module paths, explicit `names=`.
+
+A `NameTable` lives only for the duration of one capture: it maps tensors to names by
+object identity (leaves) or by their autograd edge (non-leaves) and is dropped afterwards,
+so no key derived from an address ever reaches the model.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping
+
+import torch
+
+_INTERNAL_DIRS = (
+    os.path.dirname(os.path.abspath(torch.__file__)) + os.sep,
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+)
+_INTERNAL_FILES = {os.path.abspath(sys.modules["runpy"].__file__)} if "runpy" in sys.modules else set()
+_MAX_CONTAINER_ITEMS = 1000
+
+
+@dataclass
+class NameTable:
+    """Tensor names for one capture; keys are transient and never stored in a snapshot."""
+
+    leaves: dict[int, str] = field(default_factory=dict)
+    nonleaves: dict[tuple[Any, int], tuple[str, torch.Tensor]] = field(default_factory=dict)
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        """Remember `name` for `tensor` unless the tensor already has a name."""
+        if not tensor.requires_grad:
+            return
+        if tensor.grad_fn is None:
+            self.leaves.setdefault(id(tensor), name)
+        else:
+            self.nonleaves.setdefault((tensor.grad_fn, tensor.output_nr), (name, tensor))
+
+    def leaf_name(self, tensor: torch.Tensor) -> str | None:
+        """The name of a leaf tensor, if the user gave it one."""
+        return self.leaves.get(id(tensor))
+
+
+def _is_internal(filename: str) -> bool:
+    """True for frames that belong to torch, graphscope or runpy, not to the user."""
+    path = os.path.abspath(filename)
+    return path.startswith(_INTERNAL_DIRS) or path in _INTERNAL_FILES
+
+
+def user_frames(frame: types.FrameType | None) -> list[types.FrameType]:
+    """The contiguous run of user frames, innermost first, skipping torch and graphscope."""
+    while frame is not None and _is_internal(frame.f_code.co_filename):
+        frame = frame.f_back
+    frames = []
+    while frame is not None and not _is_internal(frame.f_code.co_filename):
+        frames.append(frame)
+        frame = frame.f_back
+    return frames
+
+
+def _public(items: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """Variables worth naming: strings that do not start with an underscore."""
+    for key, value in items:
+        if isinstance(key, str) and not key.startswith("_"):
+            yield key, value
+
+
+def _scopes(frames: list[types.FrameType]) -> list[Mapping[str, Any]]:
+    """Locals of each frame, innermost first, then each distinct module's globals."""
+    scopes: list[Mapping[str, Any]] = [frame.f_locals for frame in frames]
+    seen_globals: set[int] = set()
+    for frame in frames:
+        if id(frame.f_globals) not in seen_globals and frame.f_globals is not frame.f_locals:
+            seen_globals.add(id(frame.f_globals))
+            scopes.append(frame.f_globals)
+    return scopes
+
+
+def _container_items(name: str, value: Any) -> Iterator[tuple[str, torch.Tensor]]:
+    """Tensors inside a list, tuple, dict or optimizer, with an indexing name."""
+    if isinstance(value, (list, tuple)) and len(value) <= _MAX_CONTAINER_ITEMS:
+        for i, item in enumerate(value):
+            if isinstance(item, torch.Tensor):
+                yield f"{name}[{i}]", item
+    elif isinstance(value, dict) and len(value) <= _MAX_CONTAINER_ITEMS:
+        for key, item in value.items():
+            if isinstance(key, (str, int)) and isinstance(item, torch.Tensor):
+                yield f"{name}[{key!r}]", item
+    elif isinstance(value, torch.optim.Optimizer):
+        for g, group in enumerate(value.param_groups):
+            for i, param in enumerate(group["params"]):
+                yield f"{name}.param_groups[{g}]['params'][{i}]", param
+
+
+def add_scope_names(table: NameTable, scopes: Iterable[Mapping[str, Any]]) -> None:
+    """Fill `table` from variable scopes: plain tensors, then module paths, then containers."""
+    scopes = [dict(_public(scope.items())) for scope in scopes]
+    for scope in scopes:
+        for name, value in scope.items():
+            if isinstance(value, torch.Tensor):
+                table.add(name, value)
+    for scope in scopes:
+        for name, value in scope.items():
+            if isinstance(value, torch.nn.Module):
+                add_module_names(table, value, prefix=name)
+    for scope in scopes:
+        for name, value in scope.items():
+            for item_name, item in _container_items(name, value):
+                table.add(item_name, item)
+
+
+def add_module_names(table: NameTable, module: torch.nn.Module, prefix: str = "") -> None:
+    """Name a module's parameters by their dotted path (`model.linear.weight`)."""
+    for name, param in module.named_parameters(prefix=prefix, remove_duplicate=True):
+        table.add(name, param)
+
+
+def names_from_frames(frame: types.FrameType | None) -> NameTable:
+    """Names visible from the user's frames around `frame`."""
+    table = NameTable()
+    add_scope_names(table, _scopes(user_frames(frame)))
+    return table
+
+
+def names_from_argument(names: Mapping[str, Any] | torch.nn.Module) -> NameTable:
+    """Names given explicitly as a dict (tensors, modules, containers) or a module."""
+    table = NameTable()
+    if isinstance(names, torch.nn.Module):
+        add_module_names(table, names)
+    elif isinstance(names, Mapping):
+        add_scope_names(table, [names])
+    else:
+        raise TypeError(
+            f"names= takes a dict of name -> tensor/module or an nn.Module, not {type(names).__name__}"
+        )
+    return table

@@ -1,0 +1,64 @@
+"""Renderers: a Snapshot in, text or image bytes out. They take only the model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from graphscope.errors import GraphscopeError
+from graphscope.files import write_atomic
+from graphscope.model import Snapshot
+from graphscope.render.dot import to_dot
+from graphscope.render.engine import DEFAULT_TIMEOUT, layout
+from graphscope.render.text import text_tree
+
+FORMATS = ("svg", "png", "pdf", "dot", "json", "txt")
+
+
+def to_svg(snapshot: Snapshot, engine: str = "embedded", timeout: float | None = DEFAULT_TIMEOUT) -> bytes:
+    """SVG bytes of a snapshot."""
+    return layout(to_dot(snapshot), "svg", engine, timeout)
+
+
+def to_bytes(snapshot: Snapshot, fmt: str, engine: str = "embedded",
+             timeout: float | None = DEFAULT_TIMEOUT) -> bytes:
+    """The snapshot in one of FORMATS, as bytes ready for a file."""
+    if fmt == "dot":
+        return to_dot(snapshot).encode("utf-8")
+    if fmt == "json":
+        return snapshot.to_json().encode("utf-8")
+    if fmt == "txt":
+        return (text_tree(snapshot) + "\n").encode("utf-8")
+    if fmt in ("svg", "png", "pdf"):
+        return layout(to_dot(snapshot), fmt, engine, timeout)
+    raise GraphscopeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def format_for(path: str | os.PathLike[str], fmt: str | None) -> str:
+    """The format asked for, else the one the file suffix names."""
+    if fmt is None:
+        fmt = Path(path).suffix.lstrip(".").lower()
+        if not fmt:
+            raise GraphscopeError(f"cannot tell the format of {os.fspath(path)!r}: give it a suffix "
+                                  f"({', '.join(FORMATS)}) or pass format=")
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise GraphscopeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def write(snapshot: Snapshot, path: str | os.PathLike[str], fmt: str | None = None,
+          engine: str = "embedded", timeout: float | None = DEFAULT_TIMEOUT) -> Path:
+    """Write a snapshot to `path` atomically; the format comes from `fmt` or the suffix."""
+    chosen = format_for(path, fmt)
+    return write_atomic(Path(path), to_bytes(snapshot, chosen, engine, timeout))
+
+
+def as_snapshot(obj: Any) -> Snapshot:
+    """A Snapshot as it is, or the trace of a tensor."""
+    if isinstance(obj, Snapshot):
+        return obj
+    from graphscope.trace import trace
+
+    return trace(obj)

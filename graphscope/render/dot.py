@@ -1,0 +1,203 @@
+"""Snapshot -> Graphviz DOT text: deterministic (walk order, sorted attributes), no layout.
+
+Edges follow the forward data flow, inputs at the top and the output at the bottom.
+Every user-provided string is escaped, so names cannot break the DOT or the SVG.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
+from graphscope.render import labels
+
+FONT = "Helvetica"
+PEN_MIN, PEN_MAX = 1.0, 5.0
+NONFINITE_COLOR = "#d32f2f"
+
+STYLE = {
+    NodeKind.FUNCTION: {"shape": "box", "style": "rounded,filled", "fillcolor": "#f5f5f5", "color": "#9e9e9e"},
+    NodeKind.LEAF: {"shape": "box", "style": "filled", "fillcolor": "#c8e6c9", "color": "#2e7d32"},
+    NodeKind.TENSOR: {"shape": "box", "style": "filled,dashed", "fillcolor": "#eceff1", "color": "#607d8b"},
+    NodeKind.OUTPUT: {"shape": "box", "style": "filled", "fillcolor": "#ffe082", "color": "#ff8f00"},
+    NodeKind.SAVED: {"shape": "note", "style": "filled,dashed", "fillcolor": "#fff3e0", "color": "#ef6c00"},
+}
+RETAINED = {"style": "filled", "fillcolor": "#bbdefb", "color": "#1565c0", "penwidth": "2"}
+
+LEGEND = (
+    (NodeKind.LEAF, "leaf tensor: receives .grad"),
+    (NodeKind.TENSOR, "non-leaf tensor: .grad not stored"),
+    ("retained", "non-leaf with retain_grad(): .grad stored"),
+    (NodeKind.OUTPUT, "output: backward starts here"),
+    (NodeKind.FUNCTION, "backward function"),
+    (NodeKind.SAVED, "tensor saved for backward"),
+)
+
+
+def quote(text: str) -> str:
+    """A DOT double-quoted string; `&` is escaped so Graphviz never reads an entity from a name."""
+    escaped = (
+        text.replace("&", "&amp;").replace("\\", "\\\\").replace('"', '\\"')
+        .replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
+    )
+    return f'"{escaped}"'
+
+
+def html(text: str) -> str:
+    """Text escaped for a Graphviz HTML-like label."""
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        .replace('"', "&quot;").replace("\n", " ")
+    )
+
+
+def attributes(attrs: dict[str, str]) -> str:
+    """`[a="1", b="2"]` with keys sorted, so output never depends on insertion order."""
+    return "[" + ", ".join(f"{key}={quote(attrs[key])}" for key in sorted(attrs)) + "]"
+
+
+def _node_style(node: Node) -> dict[str, str]:
+    """Fill, border and shape for a node; retained tensors and NaN/Inf stand out."""
+    style = dict(STYLE[node.kind])
+    if node.kind is NodeKind.TENSOR and node.retains_grad:
+        style.update(RETAINED)
+    if labels.nonfinite(node.grad) or labels.nonfinite(node.grad_step):
+        style.update({"color": NONFINITE_COLOR, "penwidth": "3", "fontcolor": NONFINITE_COLOR})
+    elif labels.accumulated(node):
+        style.update({"penwidth": "3", "color": "#6a1b9a"})
+    return style
+
+
+def node_label(node: Node) -> str:
+    """The lines drawn inside a node."""
+    if node.kind is NodeKind.FUNCTION:
+        lines = [node.op or node.id]
+    else:
+        head = node.name or ("output" if node.kind is NodeKind.OUTPUT else node.op or node.id)
+        lines = [head, labels.tensor_text(node)]
+        if node.kind is NodeKind.SAVED:
+            lines.append(labels.kind_text(node))
+        lines += labels.grad_lines(node)
+    if node.saved_freed:
+        lines.append("saved tensors freed")
+    return "\n".join(lines)
+
+
+def node_tooltip(node: Node) -> str:
+    """Everything known about a node, shown when hovering it in the SVG."""
+    lines = [f"{node.title} ({node.id})"]
+    if node.kind is NodeKind.FUNCTION:
+        lines.append(f"backward function {node.op}")
+    else:
+        lines.append(f"{labels.kind_text(node)} {labels.tensor_text(node)}")
+        lines.append(
+            f"is_leaf={node.is_leaf} requires_grad={node.requires_grad} retains_grad={node.retains_grad}"
+        )
+        if node.kind is NodeKind.TENSOR and node.op:
+            lines.append(f"produced by {node.op}")
+    if node.grad is not None:
+        lines.append(f".grad: {labels.grad_details(node.grad)}")
+    if node.grad_step is not None:
+        lines.append(f"this step: {labels.grad_details(node.grad_step)}")
+    return "\n".join(lines)
+
+
+def _magnitude_range(edges: Iterable[Edge]) -> tuple[float, float] | None:
+    """log10 of the smallest and largest finite, non-zero edge gradient norms."""
+    logs = [
+        math.log10(e.grad.norm) for e in edges
+        if e.grad is not None and math.isfinite(e.grad.norm) and e.grad.norm > 0
+    ]
+    return (min(logs), max(logs)) if logs else None
+
+
+def _penwidth(stat: GradStat, scale: tuple[float, float] | None) -> float:
+    """Edge width on a log scale of the gradient norm, between PEN_MIN and PEN_MAX."""
+    if scale is None or not (math.isfinite(stat.norm) and stat.norm > 0):
+        return PEN_MIN
+    low, high = scale
+    if high - low < 1e-12:
+        return (PEN_MIN + PEN_MAX) / 2
+    return PEN_MIN + (PEN_MAX - PEN_MIN) * (math.log10(stat.norm) - low) / (high - low)
+
+
+def edge_attributes(edge: Edge, snapshot: Snapshot, scale: tuple[float, float] | None) -> dict[str, str]:
+    """Label, width and colour of an edge from the gradient that flowed along it."""
+    source = snapshot[edge.source]
+    attrs: dict[str, str] = {"color": "#616161", "arrowsize": "0.7"}
+    if source.kind is NodeKind.SAVED:
+        attrs.update({"style": "dashed", "color": "#ef6c00", "arrowhead": "none"})
+    if edge.grad is None:
+        return attrs
+    text = labels.grad_value(edge.grad)
+    warning = labels.nonfinite(edge.grad)
+    attrs["label"] = f" {text}" + (f"\n ⚠ {warning}" if warning else "")
+    attrs["tooltip"] = f"gradient {source.title} ← {snapshot[edge.target].title}: " + labels.grad_details(edge.grad)
+    attrs["penwidth"] = f"{_penwidth(edge.grad, scale):.2f}"
+    attrs["fontcolor"] = "#37474f"
+    if warning:
+        attrs.update({"color": NONFINITE_COLOR, "fontcolor": NONFINITE_COLOR, "penwidth": f"{PEN_MAX:.2f}"})
+    return attrs
+
+
+def _legend_row(color: str, fill: str, text: str, dashed: bool = False) -> str:
+    """One row of the legend table: a coloured swatch and its meaning."""
+    style = ' STYLE="dashed"' if dashed else ""
+    return (
+        f'<TR><TD BGCOLOR="{fill}" COLOR="{color}" BORDER="1"{style} WIDTH="18"> </TD>'
+        f'<TD ALIGN="LEFT">{html(text)}</TD></TR>'
+    )
+
+
+def legend(snapshot: Snapshot) -> str:
+    """An HTML-like table: title, the node kinds present, and the edge width scale."""
+    kinds = {node.kind for node in snapshot.nodes}
+    retained = any(n.retains_grad and n.kind is not NodeKind.LEAF for n in snapshot.nodes)
+    rows = [f'<TR><TD COLSPAN="2" ALIGN="LEFT"><B>{html(title(snapshot))}</B></TD></TR>']
+    for key, text in LEGEND:
+        if key == "retained":
+            if retained:
+                rows.append(_legend_row(RETAINED["color"], RETAINED["fillcolor"], text))
+        elif key in kinds:
+            style = STYLE[key]
+            rows.append(_legend_row(style["color"], style["fillcolor"], text, "dashed" in style["style"]))
+    if any(labels.accumulated(n) for n in snapshot.nodes):
+        rows.append(_legend_row("#6a1b9a", "#ffffff", "thick purple border: .grad accumulated over steps"))
+    scale = _magnitude_range(snapshot.edges)
+    if scale is not None:
+        low, high = (labels.number(10 ** v) for v in scale)
+        rows.append(
+            f'<TR><TD COLSPAN="2" ALIGN="LEFT">edge label: gradient that flowed back; '
+            f"width: log ‖grad‖ from {html(low)} (thin) to {html(high)} (thick)</TD></TR>"
+        )
+    if any(labels.nonfinite(e.grad) for e in snapshot.edges):
+        rows.append(_legend_row(NONFINITE_COLOR, "#ffffff", "red: gradient with NaN/Inf"))
+    for note in snapshot.notes:
+        rows.append(f'<TR><TD COLSPAN="2" ALIGN="LEFT">note: {html(note)}</TD></TR>')
+    return '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2">' + "".join(rows) + "</TABLE>>"
+
+
+def title(snapshot: Snapshot) -> str:
+    """`step 3 · backward · 12 nodes`."""
+    return f"step {snapshot.step} · {snapshot.call} · {len(snapshot.nodes)} nodes"
+
+
+def to_dot(snapshot: Snapshot) -> str:
+    """The DOT source of a snapshot, byte-identical for the same snapshot."""
+    scale = _magnitude_range(snapshot.edges)
+    graph_attrs = {"fontname": FONT, "fontsize": "10", "labeljust": "l", "labelloc": "b",
+                   "rankdir": "TB", "nodesep": "0.3", "ranksep": "0.35", "tooltip": title(snapshot)}
+    lines = [
+        "digraph graphscope {",
+        "  graph " + attributes(graph_attrs)[:-1] + f", label={legend(snapshot)}];",
+        "  node " + attributes({"fontname": FONT, "fontsize": "10", "margin": "0.08,0.04", "height": "0.3"}) + ";",
+        "  edge " + attributes({"fontname": FONT, "fontsize": "9"}) + ";",
+    ]
+    for node in snapshot.nodes:
+        attrs = {**_node_style(node), "id": node.id, "label": node_label(node), "tooltip": node_tooltip(node)}
+        lines.append(f"  {quote(node.id)} {attributes(attrs)};")
+    for edge in snapshot.edges:
+        lines.append(f"  {quote(edge.source)} -> {quote(edge.target)} {attributes(edge_attributes(edge, snapshot, scale))};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

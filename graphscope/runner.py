@@ -1,0 +1,101 @@
+"""Running a user's script as `__main__`, with its own argv and folder on sys.path."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Sequence
+
+from graphscope import safety
+from graphscope.errors import GraphscopeError
+
+if TYPE_CHECKING:
+    from graphscope.session import Session
+
+_GRAPHSCOPE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    """How the script ended: its exit status and, if it failed, the exception's one-line summary."""
+
+    status: int
+    error: str | None = None
+
+
+def check_script(path: str) -> Path:
+    """The script's path, or a clear error when it is missing, unreadable or not Python."""
+    script = Path(path)
+    if not script.exists():
+        raise GraphscopeError(f"no such script: {path}")
+    if not script.is_file():
+        raise GraphscopeError(f"not a file: {path}")
+    try:
+        source = script.read_bytes()
+    except OSError as exc:
+        raise GraphscopeError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        compile(source, str(script), "exec")
+    except SyntaxError as exc:
+        where = f"line {exc.lineno}" if exc.lineno else "somewhere"
+        raise GraphscopeError(f"{path} is not valid Python ({where}: {exc.msg})") from None
+    except ValueError as exc:
+        raise GraphscopeError(f"{path} is not a Python script ({exc})") from None
+    return script
+
+
+def _exit_status(code: object) -> int:
+    """The process status `sys.exit(code)` would give."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _user_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback without graphscope's and runpy's own frames in front."""
+    while tb is not None:
+        filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
+        if not (filename.startswith(_GRAPHSCOPE_DIR) or filename == os.path.abspath(runpy.__file__)):
+            break
+        tb = tb.tb_next
+    return tb
+
+
+def run_script(path: str, args: Sequence[str] = ()) -> ScriptResult:
+    """Run `path` as `__main__` the way `python path args...` would; returns how it ended."""
+    script = check_script(path)
+    safety.raise_stack_limit()
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    sys.argv = [str(script), *args]
+    sys.path.insert(0, str(script.resolve().parent))
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        return ScriptResult(_exit_status(exc.code))
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt", file=sys.stderr)
+        return ScriptResult(130, "KeyboardInterrupt")
+    except BaseException as exc:  # the user's script failed: show it as Python would
+        traceback.print_exception(type(exc), exc, _user_traceback(exc.__traceback__))
+        return ScriptResult(1, f"{type(exc).__name__}: {exc}")
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+    return ScriptResult(0)
+
+
+def record_script(path: str, args: Sequence[str] = (), saved: bool = False) -> tuple[Session, ScriptResult]:
+    """Run a script inside a recording Session; every backward it makes becomes a step."""
+    from graphscope.session import Session
+
+    check_script(path)
+    with Session(saved=saved) as session:
+        result = run_script(path, args)
+    return session, result

@@ -1,0 +1,110 @@
+"""Recording sessions: every backward and autograd.grad call becomes a captured step.
+
+A `Session` replaces `torch.autograd.backward` and `torch.autograd.grad` (which
+`Tensor.backward` calls through the module attribute) while it is active, and puts the
+originals back when it ends, also after an error. Each call is traced just before the real
+backward runs, while saved tensors are still alive, and hooked to record its gradients.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from graphscope.errors import GraphscopeError
+from graphscope.model import Snapshot
+from graphscope.overlay import hooked
+from graphscope.trace import resolve_names, walk
+
+ORIGINAL_BACKWARD = torch.autograd.backward
+ORIGINAL_GRAD = torch.autograd.grad
+_BACKWARD_SIGNATURE = inspect.signature(ORIGINAL_BACKWARD)
+_GRAD_SIGNATURE = inspect.signature(ORIGINAL_GRAD)
+
+
+def _as_tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors of a `tensors`/`outputs` argument (one tensor or a sequence)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, Sequence):
+        return [v for v in value if isinstance(v, torch.Tensor)]
+    return []
+
+
+def capture(*outputs: torch.Tensor, gradient: Any = None, retain_graph: bool | None = None,
+            create_graph: bool = False, names: Mapping[str, Any] | torch.nn.Module | None = None,
+            saved: bool = False) -> Snapshot:
+    """Trace `outputs`, run their backward with gradient hooks, return the annotated Snapshot."""
+    captured = walk(outputs, resolve_names(names, sys._getframe(1)), saved=saved)
+    with hooked(captured):
+        ORIGINAL_BACKWARD(list(outputs), grad_tensors=gradient, retain_graph=retain_graph,
+                          create_graph=create_graph)
+    return captured.freeze()
+
+
+class Session:
+    """Records every backward / autograd.grad call made while it is active, in call order."""
+
+    def __init__(self, names: Mapping[str, Any] | torch.nn.Module | None = None,
+                 saved: bool = False):
+        self.names = names
+        self.saved = saved
+        self.snapshots: list[Snapshot] = []
+        self._active = False
+        self._busy = False
+
+    def __enter__(self) -> Session:
+        if self._active:
+            raise GraphscopeError("this Session is already recording")
+        if torch.autograd.backward is not ORIGINAL_BACKWARD:
+            raise GraphscopeError("another graphscope Session is already recording; nest captures "
+                                  "inside one Session instead")
+        torch.autograd.backward = self._backward
+        torch.autograd.grad = self._grad
+        self._active = True
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        torch.autograd.backward = ORIGINAL_BACKWARD
+        torch.autograd.grad = ORIGINAL_GRAD
+        self._active = False
+
+    def __len__(self) -> int:
+        return len(self.snapshots)
+
+    def __getitem__(self, step: int) -> Snapshot:
+        return self.snapshots[step]
+
+    def _capture(self, original: Callable[..., Any], signature: inspect.Signature, argument: str,
+                 kind: str, args: tuple, kwargs: dict) -> Any:
+        """Run `original` as a captured step, or plainly when nested or without a graph."""
+        if self._busy:
+            return original(*args, **kwargs)
+        outputs = _as_tensors(signature.bind(*args, **kwargs).arguments.get(argument))
+        try:
+            captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved)
+        except GraphscopeError:
+            return original(*args, **kwargs)
+        self._busy = True
+        try:
+            with hooked(captured):
+                return original(*args, **kwargs)
+        finally:
+            self._busy = False
+            self.snapshots.append(captured.freeze(step=len(self.snapshots), call=kind))
+
+    def _backward(self, *args: Any, **kwargs: Any) -> Any:
+        """Stand-in for torch.autograd.backward while recording."""
+        return self._capture(ORIGINAL_BACKWARD, _BACKWARD_SIGNATURE, "tensors", "backward", args, kwargs)
+
+    def _grad(self, *args: Any, **kwargs: Any) -> Any:
+        """Stand-in for torch.autograd.grad while recording."""
+        return self._capture(ORIGINAL_GRAD, _GRAD_SIGNATURE, "outputs", "grad", args, kwargs)
+
+
+def record(names: Mapping[str, Any] | torch.nn.Module | None = None, saved: bool = False) -> Session:
+    """`with graphscope.record() as session:` records every backward inside the block."""
+    return Session(names=names, saved=saved)
