@@ -15,9 +15,9 @@ from typing import Any
 
 from graphscope.errors import GraphscopeError
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
-from graphscope.render import as_snapshot, write
+from graphscope.renderers import as_snapshot, write
 from graphscope.session import Session, capture, record
-from graphscope.trace import trace
+from graphscope.walker import trace
 
 __all__ = [
     "Edge", "GradStat", "GraphscopeError", "Node", "NodeKind", "Session", "Snapshot",

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from graphscope.errors import GraphscopeError
-from graphscope.render.engine import ENGINES
+from graphscope.renderers.engine import ENGINES
 
 USAGE_ERROR = 2
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import enum
 import json
 import math
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, NamedTuple
 
 import networkx as nx
 
@@ -45,8 +45,7 @@ def _from_json_float(value: float | str) -> float:
     return float(value)
 
 
-@dataclass(frozen=True)
-class GradStat:
+class GradStat(NamedTuple):
     """Statistics of one gradient tensor, with its values when it is small."""
 
     shape: tuple[int, ...]
@@ -98,9 +97,8 @@ class GradStat:
         return None
 
 
-@dataclass(frozen=True)
-class Node:
-    """One node of a captured graph: a backward function or a tensor."""
+class Node(NamedTuple):
+    """One node of a captured graph: a backward function or a tensor (a tuple: small and fast)."""
 
     id: str
     kind: NodeKind
@@ -127,8 +125,7 @@ class Node:
         return self.name or self.op or self.id
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):
     """Forward data flow from `source` to `target`, with the gradient that flowed back."""
 
     source: str
@@ -136,24 +133,20 @@ class Edge:
     grad: GradStat | None = None
 
 
-_NODE_FIELDS = tuple(f.name for f in fields(Node))
+_NODE_FIELDS = Node._fields
 _GRAD_FIELDS = ("grad", "grad_step")
 
 
 def _node_to_dict(node: Node) -> dict[str, Any]:
     """JSON-ready attributes of a node; the stable names of the node-link format."""
-    data: dict[str, Any] = {}
-    for name in _NODE_FIELDS:
-        value = getattr(node, name)
-        if name in _GRAD_FIELDS:
-            value = None if value is None else value.to_dict()
-        elif name == "kind":
-            value = value.value
-        elif name == "shape" and value is not None:
-            value = list(value)
-        elif name == "saved_freed" and value is None:
-            continue
-        data[name] = value
+    data = node._asdict()
+    data["kind"] = node.kind.value
+    for name in _GRAD_FIELDS:
+        stat = data[name]
+        if stat is not None:
+            data[name] = stat.to_dict()
+    if node.saved_freed is None:
+        del data["saved_freed"]
     return data
 
 
@@ -218,8 +211,8 @@ class Snapshot:
         return node_link_graph(to_node_link(self))
 
     def to_json(self) -> str:
-        """Node-link JSON text, deterministic: sorted keys, walk order, strict floats."""
-        return json.dumps(to_node_link(self), sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+        """Compact node-link JSON, deterministic: sorted keys, walk order, strict floats."""
+        return json.dumps(to_node_link(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Snapshot:
@@ -227,12 +220,12 @@ class Snapshot:
         return from_node_link(json.loads(text))
 
     def __str__(self) -> str:
-        from graphscope.render.text import text_tree
+        from graphscope.renderers.text import text_tree
 
         return text_tree(self)
 
     def _repr_svg_(self) -> str:
-        from graphscope.render import to_svg
+        from graphscope.renderers import to_svg
 
         return to_svg(self).decode("utf-8")
 

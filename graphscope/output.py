@@ -7,8 +7,8 @@ from typing import Callable, Sequence
 
 from graphscope.errors import GraphscopeError
 from graphscope.model import Snapshot
-from graphscope.render import FORMATS, write
-from graphscope.render.engine import choose_engine
+from graphscope.renderers import FORMATS, write
+from graphscope.renderers.engine import choose_engine
 
 SUMMARY_ROWS = 12
 

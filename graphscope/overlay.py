@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from graphscope.model import GradStat
-from graphscope.trace import Walk
+from graphscope.walker import Walk
 
 SMALL_TENSOR = 64
 

@@ -17,7 +17,7 @@ import torch
 from graphscope.errors import GraphscopeError
 from graphscope.model import Snapshot
 from graphscope.overlay import hooked
-from graphscope.trace import resolve_names, walk
+from graphscope.walker import resolve_names, walk
 
 ORIGINAL_BACKWARD = torch.autograd.backward
 ORIGINAL_GRAD = torch.autograd.grad

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from graphscope.model import Node, NodeKind, Snapshot
-from graphscope.render import labels
+from graphscope.renderers import labels
 
 
 def node_line(node: Node) -> str:

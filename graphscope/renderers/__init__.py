@@ -9,9 +9,9 @@ from typing import Any
 from graphscope.errors import GraphscopeError
 from graphscope.files import write_atomic
 from graphscope.model import Snapshot
-from graphscope.render.dot import to_dot
-from graphscope.render.engine import DEFAULT_TIMEOUT, layout
-from graphscope.render.text import text_tree
+from graphscope.renderers.dot import to_dot
+from graphscope.renderers.engine import DEFAULT_TIMEOUT, layout
+from graphscope.renderers.text import text_tree
 
 FORMATS = ("svg", "png", "pdf", "dot", "json", "txt")
 
@@ -59,6 +59,6 @@ def as_snapshot(obj: Any) -> Snapshot:
     """A Snapshot as it is, or the trace of a tensor."""
     if isinstance(obj, Snapshot):
         return obj
-    from graphscope.trace import trace
+    from graphscope.walker import trace
 
     return trace(obj)

@@ -10,7 +10,7 @@ import math
 from typing import Iterable
 
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
-from graphscope.render import labels
+from graphscope.renderers import labels
 
 FONT = "Helvetica"
 PEN_MIN, PEN_MAX = 1.0, 5.0

@@ -66,38 +66,38 @@ def check_outputs(outputs: Sequence[Any]) -> list[torch.Tensor]:
 
 @dataclass
 class Walk:
-    """A captured graph still attached to the autograd nodes; lives for one capture only."""
+    """A captured graph still attached to the autograd nodes; lives for one capture only.
 
-    nodes: list[dict[str, Any]] = field(default_factory=list)
-    edges: list[list[str]] = field(default_factory=list)
+    Function number `fi` is `functions[fi]`, drawn as node `function_node[fi]`. For the
+    overlay: `slot_edges[fi]` lists (edge, input slots) of the edges into it,
+    `produced_edges[fi]` lists (output number, edge) of the edges out of it to tensor nodes,
+    and `leaf_slots[fi]` lists (input slot, leaf node) of the leaves it consumes.
+    """
+
+    nodes: list[Node] = field(default_factory=list)
+    edges: list[tuple[int, int]] = field(default_factory=list)
     functions: list[Any] = field(default_factory=list)
     function_node: list[int] = field(default_factory=list)
     slot_edges: list[list[tuple[int, list[int]]]] = field(default_factory=list)
     produced_edges: list[list[tuple[int, int]]] = field(default_factory=list)
     leaf_slots: list[list[tuple[int, int]]] = field(default_factory=list)
     tensors: dict[int, torch.Tensor] = field(default_factory=dict)
-    node_grad: dict[int, GradStat] = field(default_factory=dict)
-    node_grad_step: dict[int, GradStat] = field(default_factory=dict)
-    edge_grad: dict[int, GradStat] = field(default_factory=dict)
+    node_grad: dict[int, GradStat | None] = field(default_factory=dict)
+    node_grad_step: dict[int, GradStat | None] = field(default_factory=dict)
+    edge_grad: dict[int, GradStat | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def freeze(self, step: int = 0, call: str = "backward") -> Snapshot:
         """The torch-free Snapshot of this walk; drops every reference to the graph."""
-        nodes = tuple(
-            Node(
-                **record,
-                grad=self.node_grad.get(i),
-                grad_step=self.node_grad_step.get(i),
-            )
-            for i, record in enumerate(self.nodes)
-        )
-        ids = [record["id"] for record in self.nodes]
-        edges = tuple(
-            Edge(ids[src], ids[dst], self.edge_grad.get(i)) for i, (src, dst) in enumerate(self.edges)
-        )
+        nodes = self.nodes
+        for i in sorted(self.node_grad.keys() | self.node_grad_step.keys()):
+            nodes[i] = nodes[i]._replace(grad=self.node_grad.get(i), grad_step=self.node_grad_step.get(i))
+        ids = [node.id for node in nodes]
+        grads = self.edge_grad
+        edges = tuple(Edge(ids[src], ids[dst], grads.get(i)) for i, (src, dst) in enumerate(self.edges))
         self.functions.clear()
         self.tensors.clear()
-        return Snapshot(nodes=nodes, edges=edges, step=step, call=call, notes=tuple(self.notes))
+        return Snapshot(nodes=tuple(nodes), edges=edges, step=step, call=call, notes=tuple(self.notes))
 
 
 class _Builder:
@@ -110,51 +110,58 @@ class _Builder:
         self.fn_index: dict[Any, int] = {}
         self.tensor_node: dict[tuple[Any, int], int] = {}
 
-    def new_node(self, kind: NodeKind, prefix: str, **fields: Any) -> int:
-        """Append a node record with the next id for `prefix`; returns its index."""
+    def next_id(self, prefix: str) -> str:
+        """`MulBackward0_3`: the prefix and how many came before it in walk order."""
         count = self.counters.get(prefix, 0)
         self.counters[prefix] = count + 1
-        self.walk.nodes.append({"id": f"{prefix}_{count}", "kind": kind, **fields})
+        return f"{prefix}_{count}"
+
+    def new_node(self, node: Node) -> int:
+        """Append a node; returns its index."""
+        self.walk.nodes.append(node)
         return len(self.walk.nodes) - 1
 
     def new_edge(self, source: int, target: int) -> int:
         """Append an edge between two node indices; returns its index."""
-        self.walk.edges.append([source, target])
+        self.walk.edges.append((source, target))
         return len(self.walk.edges) - 1
 
-    def add_function(self, fn: Any) -> int:
-        """Record one autograd node: a leaf for AccumulateGrad, else a function."""
-        raw_name = fn.name()
-        if raw_name == ACCUMULATE_GRAD:
-            var = fn.variable
-            node = self.new_node(
-                NodeKind.LEAF, "leaf", op=_short_op(raw_name), name=self.names.leaf_name(var),
-                **tensor_fields(var),
-            )
-            self.walk.tensors[node] = var
-        else:
-            node = self.new_node(NodeKind.FUNCTION, raw_name, op=_short_op(raw_name))
-        self.fn_index[fn] = len(self.walk.functions)
-        self.walk.functions.append(fn)
-        self.walk.function_node.append(node)
-        self.walk.slot_edges.append([])
-        self.walk.produced_edges.append([])
-        self.walk.leaf_slots.append([])
-        return node
+    def add_functions(self, order: list[Any], names_of: list[str]) -> None:
+        """Record the autograd nodes in walk order: a leaf for AccumulateGrad, else a function."""
+        walk = self.walk
+        first = len(walk.nodes)
+        for fi, (fn, raw_name) in enumerate(zip(order, names_of)):
+            self.fn_index[fn] = fi
+            walk.function_node.append(first + fi)
+            if raw_name == ACCUMULATE_GRAD:
+                var = fn.variable
+                walk.tensors[first + fi] = var
+                walk.nodes.append(Node(self.next_id("leaf"), NodeKind.LEAF, "AccumulateGrad",
+                                       self.names.leaf_name(var), **tensor_fields(var)))
+            else:
+                walk.nodes.append(Node(self.next_id(raw_name), NodeKind.FUNCTION, _short_op(raw_name)))
+        walk.functions.extend(order)
+        count = len(order)
+        walk.slot_edges.extend([] for _ in range(count))
+        walk.produced_edges.extend([] for _ in range(count))
+        walk.leaf_slots.extend([] for _ in range(count))
 
     def add_tensor(self, kind: NodeKind, tensor: torch.Tensor, name: str | None) -> int:
         """Record an output or named non-leaf tensor, attached after its producer."""
         prefix = "output" if kind is NodeKind.OUTPUT else "tensor"
         op = None if tensor.grad_fn is None else _short_op(tensor.grad_fn.name())
-        node = self.new_node(kind, prefix, op=op, name=name, **tensor_fields(tensor))
+        node = self.new_node(Node(self.next_id(prefix), kind, op, name, **tensor_fields(tensor)))
         self.walk.tensors[node] = tensor
         return node
 
 
-def _visit_order(roots: list[Any]) -> list[Any]:
-    """Autograd nodes reachable from `roots`, depth-first pre-order, with an explicit stack."""
+def _visit_order(roots: list[Any]) -> tuple[list[Any], list[str], list[tuple]]:
+    """Autograd nodes reachable from `roots` in depth-first pre-order (explicit stack),
+    with their names and `next_functions`, each read once."""
     seen: set[Any] = set()
     order: list[Any] = []
+    names: list[str] = []
+    nexts_of: list[tuple] = []
     stack = list(reversed(roots))
     while stack:
         fn = stack.pop()
@@ -162,12 +169,14 @@ def _visit_order(roots: list[Any]) -> list[Any]:
             continue
         seen.add(fn)
         order.append(fn)
+        names.append(fn.name())
         nexts = fn.next_functions
+        nexts_of.append(nexts)
         for i in range(len(nexts) - 1, -1, -1):
             child = nexts[i][0]
             if child is not None and child not in seen:
                 stack.append(child)
-    return order
+    return order, names, nexts_of
 
 
 def _attach_outputs(builder: _Builder, outputs: list[torch.Tensor]) -> list[Any]:
@@ -210,25 +219,36 @@ def _attach_named_tensors(builder: _Builder) -> None:
         builder.tensor_node[key] = builder.add_tensor(NodeKind.TENSOR, tensor, name)
 
 
-def _connect(builder: _Builder) -> None:
+def _connect(builder: _Builder, nexts_of: list[tuple]) -> None:
     """Edges in forward direction: producer -> tensor node -> consumer, slot by slot."""
     walk = builder.walk
-    for key, tensor_node in builder.tensor_node.items():
-        fn, nr = key
-        fi = builder.fn_index[fn]
-        edge = builder.new_edge(walk.function_node[fi], tensor_node)
-        walk.produced_edges[fi].append((nr, edge))
-    for fi, fn in enumerate(walk.functions):
-        target = walk.function_node[fi]
+    fn_index, tensor_node, function_node = builder.fn_index, builder.tensor_node, walk.function_node
+    leaf_nodes = {i for i in function_node if walk.nodes[i].kind is NodeKind.LEAF}
+    for (fn, nr), node in tensor_node.items():
+        fi = fn_index[fn]
+        walk.produced_edges[fi].append((nr, builder.new_edge(function_node[fi], node)))
+    for fi, nexts in enumerate(nexts_of):
+        target = function_node[fi]
+        if len(nexts) == 1:
+            child, nr = nexts[0]
+            if child is not None:
+                source = tensor_node.get((child, nr))
+                if source is None:
+                    source = function_node[fn_index[child]]
+                    if source in leaf_nodes:
+                        walk.leaf_slots[fi].append((0, source))
+                walk.slot_edges[fi].append((builder.new_edge(source, target), [0]))
+            continue
         by_source: dict[int, list[int]] = {}
-        for slot, (child, nr) in enumerate(fn.next_functions):
+        for slot, (child, nr) in enumerate(nexts):
             if child is None:
                 continue
-            ci = builder.fn_index[child]
-            source = builder.tensor_node.get((child, nr), walk.function_node[ci])
+            source = tensor_node.get((child, nr))
+            if source is None:
+                source = function_node[fn_index[child]]
+                if source in leaf_nodes:
+                    walk.leaf_slots[fi].append((slot, source))
             by_source.setdefault(source, []).append(slot)
-            if walk.nodes[walk.function_node[ci]]["kind"] is NodeKind.LEAF:
-                walk.leaf_slots[fi].append((slot, walk.function_node[ci]))
         for source, slots in by_source.items():
             walk.slot_edges[fi].append((builder.new_edge(source, target), slots))
 
@@ -239,21 +259,21 @@ def _attach_saved(builder: _Builder) -> None:
     freed = 0
     for fi, fn in enumerate(walk.functions):
         node = walk.function_node[fi]
-        if walk.nodes[node]["kind"] is NodeKind.LEAF:
+        if walk.nodes[node].kind is NodeKind.LEAF:
             continue
         for attr in [a for a in dir(fn) if a.startswith("_saved_")]:
             try:
                 value = getattr(fn, attr)
             except RuntimeError:
-                walk.nodes[node]["saved_freed"] = True
+                walk.nodes[node] = walk.nodes[node]._replace(saved_freed=True)
                 continue
             for label, tensor in _saved_tensors(attr[len("_saved_"):], value):
-                saved = builder.new_node(
-                    NodeKind.SAVED, "saved", op=label, name=_saved_name(builder.names, tensor),
+                saved = builder.new_node(Node(
+                    builder.next_id("saved"), NodeKind.SAVED, label, _saved_name(builder.names, tensor),
                     **tensor_fields(tensor),
-                )
+                ))
                 builder.new_edge(saved, node)
-        freed += bool(walk.nodes[node].get("saved_freed"))
+        freed += bool(walk.nodes[node].saved_freed)
     if freed:
         walk.notes.append(
             f"saved tensors of {freed} function(s) were already freed: a backward ran through "
@@ -291,11 +311,11 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False) -> Walk:
     result = Walk()
     builder = _Builder(result, names)
     roots = _attach_outputs(builder, tensors)
-    for fn in _visit_order(roots):
-        builder.add_function(fn)
-    safety.guard_deep_graph(len(result.functions))
+    order, names_of, nexts_of = _visit_order(roots)
+    builder.add_functions(order, names_of)
+    safety.guard_deep_graph(len(order))
     _attach_named_tensors(builder)
-    _connect(builder)
+    _connect(builder, nexts_of)
     if saved:
         _attach_saved(builder)
     return result
