@@ -8,6 +8,7 @@ so no key derived from an address ever reaches the model.
 from __future__ import annotations
 
 import os
+import runpy
 import sys
 import types
 from dataclasses import dataclass, field
@@ -19,8 +20,9 @@ _INTERNAL_DIRS = (
     os.path.dirname(os.path.abspath(torch.__file__)) + os.sep,
     os.path.dirname(os.path.abspath(__file__)) + os.sep,
 )
-_INTERNAL_FILES = {os.path.abspath(sys.modules["runpy"].__file__)} if "runpy" in sys.modules else set()
+_INTERNAL_FILES = {os.path.abspath(runpy.__file__)}
 _MAX_CONTAINER_ITEMS = 1000
+_CACHED_LOCALS = sys.version_info < (3, 13)
 
 
 @dataclass
@@ -69,11 +71,24 @@ def _public(items: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
 
 
 def _scopes(frames: list[types.FrameType]) -> list[Mapping[str, Any]]:
-    """Locals of each frame, innermost first, then each distinct module's globals."""
-    scopes: list[Mapping[str, Any]] = [frame.f_locals for frame in frames]
+    """Copies of each function frame's locals, innermost first, then each module's globals.
+
+    Before Python 3.13, reading `f_locals` of a function frame caches a dict on the frame
+    that keeps every local alive (even after `del`) until the frame ends; emptying that
+    cache right after copying it keeps the user's tensors free to be collected. From 3.13
+    on, `f_locals` is a live view of the variables and must not be cleared.
+    """
+    scopes: list[Mapping[str, Any]] = []
+    for frame in frames:
+        local = frame.f_locals
+        if local is frame.f_globals:
+            continue
+        scopes.append(dict(local))
+        if _CACHED_LOCALS and type(local) is dict:
+            local.clear()
     seen_globals: set[int] = set()
     for frame in frames:
-        if id(frame.f_globals) not in seen_globals and frame.f_globals is not frame.f_locals:
+        if id(frame.f_globals) not in seen_globals:
             seen_globals.add(id(frame.f_globals))
             scopes.append(frame.f_globals)
     return scopes
@@ -96,16 +111,20 @@ def _container_items(name: str, value: Any) -> Iterator[tuple[str, torch.Tensor]
 
 
 def add_scope_names(table: NameTable, scopes: Iterable[Mapping[str, Any]]) -> None:
-    """Fill `table` from variable scopes: plain tensors, then module paths, then containers."""
+    """Fill `table` from variable scopes: module paths, then plain tensors, then containers.
+
+    Module paths come first because they are stable, where a loop variable (`for p in
+    params`) would otherwise name whichever parameter it last held.
+    """
     scopes = [dict(_public(scope.items())) for scope in scopes]
-    for scope in scopes:
-        for name, value in scope.items():
-            if isinstance(value, torch.Tensor):
-                table.add(name, value)
     for scope in scopes:
         for name, value in scope.items():
             if isinstance(value, torch.nn.Module):
                 add_module_names(table, value, prefix=name)
+    for scope in scopes:
+        for name, value in scope.items():
+            if isinstance(value, torch.Tensor):
+                table.add(name, value)
     for scope in scopes:
         for name, value in scope.items():
             for item_name, item in _container_items(name, value):

@@ -45,6 +45,12 @@ def capture(*outputs: torch.Tensor, gradient: Any = None, retain_graph: bool | N
     return captured.freeze()
 
 
+def _first_line(exc: BaseException) -> str:
+    """`RuntimeError: Trying to backward through the graph a second time ...` (first line)."""
+    text = str(exc).strip().splitlines()
+    return type(exc).__name__ + (f": {text[0]}" if text else "")
+
+
 class Session:
     """Records every backward / autograd.grad call made while it is active, in call order."""
 
@@ -92,6 +98,9 @@ class Session:
         try:
             with hooked(captured):
                 return original(*args, **kwargs)
+        except BaseException as exc:
+            captured.notes.append(f"this {kind} call failed: {_first_line(exc)}")
+            raise
         finally:
             self._busy = False
             self.snapshots.append(captured.freeze(step=len(self.snapshots), call=kind))

@@ -1,0 +1,248 @@
+"""Gradients on the graph: every number checked against what PyTorch itself computes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import graphscope
+import graphscope.overlay
+import graphscope.renderers.dot
+from graphscope import NodeKind
+from graphscope.runner import record_script
+
+from conftest import EXAMPLES, needs_cuda
+
+
+def values(stat):
+    """The gradient values of a GradStat as a plain list."""
+    assert stat is not None and stat.values is not None
+    return list(stat.values)
+
+
+def line_fit_data():
+    """Seed 000's fifteen points and its seeded parameters."""
+    x = torch.tensor([[3.3], [4.4], [5.5], [6.71], [6.93], [4.168], [9.779], [6.182], [7.59], [2.167],
+                      [7.042], [10.791], [5.313], [7.997], [3.1]])
+    y = torch.tensor([[1.7], [2.76], [2.09], [3.19], [1.694], [1.573], [3.366], [2.596], [2.53], [1.221],
+                      [2.827], [3.465], [1.65], [2.904], [1.3]])
+    torch.manual_seed(2)
+    return x, y, torch.randn(1, requires_grad=True), torch.randn(1, requires_grad=True)
+
+
+def reference_no_zero_grad(steps: int = 3) -> tuple[list[float], list[float]]:
+    """Scenario 2 computed by plain PyTorch: w.grad after each step and each step's share."""
+    x, y, w, b = line_fit_data()
+    grads, shares = [], []
+    for _ in range(steps):
+        loss = torch.mean((torch.mul(x, w) + b - y) ** 2)
+        before = 0.0 if w.grad is None else w.grad.item()
+        loss.backward()
+        grads.append(w.grad.item())
+        shares.append(w.grad.item() - before)
+        w.data = w.data - 1e-3 * w.grad.data
+        b.data = b.data - 1e-3 * b.grad.data
+    return grads, shares
+
+
+def test_scenario2_accumulation_is_visible():
+    session, result = record_script(str(EXAMPLES / "no_zero_grad.py"))
+    assert result.status == 0 and len(session) == 3
+    grads, shares = reference_no_zero_grad()
+    for step, snap in enumerate(session.snapshots):
+        w = snap.find("w")
+        assert values(w.grad) == pytest.approx([grads[step]], rel=1e-6)
+        assert values(w.grad_step) == pytest.approx([shares[step]], rel=1e-5)
+    assert [round(s.find("w").grad.values[0], 4) for s in session] == [-0.5801, -1.1069, -1.532]
+    assert [round(s.find("w").grad_step.values[0], 4) for s in session] == [-0.5801, -0.5269, -0.4251]
+
+
+def test_scenario7_two_paths_and_second_backward():
+    with graphscope.record() as session:
+        w = torch.tensor([1.0], requires_grad=True)
+        x = torch.tensor([2.0], requires_grad=True)
+        a = torch.add(w, x)
+        a.retain_grad()
+        b = torch.add(w, 1)
+        y = torch.mul(a, b)
+        y.backward(retain_graph=True)
+        first_w, first_a = w.grad.clone(), a.grad.clone()
+        y.backward()
+    assert values(session[0].find("w").grad) == first_w.tolist() == [5.0]
+    assert values(session[0].find("a").grad) == first_a.tolist() == [2.0]
+    assert values(session[1].find("w").grad) == w.grad.tolist() == [10.0]
+    assert values(session[1].find("w").grad_step) == [5.0]
+    snap = session[0]
+    w_id = snap.find("w").id
+    into_w = sorted(values(e.grad)[0] for e in snap.edges if e.source == w_id)
+    assert into_w == [2.0, 3.0]
+
+
+def test_non_retained_tensor_shows_what_flowed_but_not_stored():
+    w = torch.tensor([1.0], requires_grad=True)
+    b = w + 1
+    y = b * 3
+    snap = graphscope.capture(y)
+    node = snap.find("b")
+    assert node.grad is None and values(node.grad_step) == [3.0]
+    assert b.grad_fn is not None
+
+
+def test_scenario9_weighted_non_scalar_root():
+    session, result = record_script(str(EXAMPLES / "weighted_root.py"))
+    assert result.status == 0
+    w = torch.tensor([1.0], requires_grad=True)
+    x = torch.tensor([2.0], requires_grad=True)
+    a, b = x + w, w + 1
+    torch.cat([a * b, a + b]).backward(gradient=torch.tensor([1.0, 2.0]))
+    assert values(session[0].find("w").grad) == w.grad.tolist() == [9.0]
+
+
+def test_scenario10_higher_order():
+    session, result = record_script(str(EXAMPLES / "higher_order.py"))
+    assert result.status == 0 and [s.call for s in session] == ["grad", "grad"]
+    x = torch.tensor([3.0], requires_grad=True)
+    first = torch.autograd.grad(x ** 2, x, create_graph=True)[0]
+    second = torch.autograd.grad(first, x)[0]
+    assert values(session[0].find("x").grad_step) == first.tolist() == [6.0]
+    assert values(session[1].find("x").grad_step) == second.tolist() == [2.0]
+    assert "MulBackward0" in {n.op for n in session[1].nodes}
+    assert len(session[1].nodes) > len(session[0].nodes)
+
+
+def test_scenario13_dot_product():
+    session, _ = record_script(str(EXAMPLES / "dot_product.py"))
+    x = torch.arange(4.0, requires_grad=True)
+    (2 * torch.dot(x, x)).backward()
+    assert values(session[0].find("x").grad) == x.grad.tolist() == [0.0, 4.0, 8.0, 12.0]
+
+
+def test_scenario14_control_flow():
+    session, _ = record_script(str(EXAMPLES / "control_flow.py"))
+    a = torch.tensor(2.0, requires_grad=True)
+    b = a * 2
+    while b.norm() < 1000:
+        b = b * 2
+    (b if b.sum() > 0 else 100 * b).backward()
+    snap = session[0]
+    assert values(snap.find("a").grad) == [a.grad.item()] == [512.0]
+    muls = [n for n in snap.nodes if n.kind is NodeKind.FUNCTION and n.op == "MulBackward0"]
+    assert len(muls) == 9
+
+
+def test_nan_gradient_is_counted_on_the_edges():
+    session, _ = record_script(str(EXAMPLES / "nan_gradient.py"))
+    snap = session[0]
+    bad_edges = [e for e in snap.edges if e.grad is not None and e.grad.nonfinite]
+    assert bad_edges
+    leaf = snap.of_kind("leaf")[0]
+    assert leaf.grad.nonfinite == sum(not math.isfinite(v) for v in leaf.grad.values) > 0
+    dot = graphscope.renderers.dot.to_dot(snap)
+    assert "NaN/Inf" in dot
+
+
+def test_hooks_are_removed_after_capture(monkeypatch):
+    calls = []
+    original = graphscope.overlay._Recorder.record
+    monkeypatch.setattr(graphscope.overlay._Recorder, "record",
+                        lambda self, *args: calls.append(1) or original(self, *args))
+    w = torch.ones(3, requires_grad=True)
+    y = (w * 2).sum()
+    graphscope.capture(y, retain_graph=True)
+    during = len(calls)
+    assert during == 3
+    y.backward()
+    assert len(calls) == during and w.grad.tolist() == [4.0, 4.0, 4.0]
+
+
+def test_session_restores_torch_functions_even_on_error():
+    original = (torch.autograd.backward, torch.autograd.grad)
+    with pytest.raises(RuntimeError):
+        with graphscope.record():
+            x = torch.ones(1, requires_grad=True)
+            y = x * 2
+            y.backward()
+            y.backward()
+    assert (torch.autograd.backward, torch.autograd.grad) == original
+
+
+def test_failed_backward_is_still_recorded():
+    session = graphscope.record()
+    with pytest.raises(RuntimeError, match="second time"):
+        with session:
+            x = torch.ones(1, requires_grad=True)
+            y = x * x
+            y.backward()
+            y.backward()
+    assert len(session) == 2
+
+
+def test_large_gradient_has_statistics_but_no_values():
+    x = torch.randn(100, requires_grad=True)
+    snap = graphscope.capture((x * 3).sum())
+    stat = snap.find("x").grad
+    assert stat.values is None and stat.numel == 100 and stat.shape == (100,)
+    reference = torch.full((100,), 3.0, dtype=torch.float64)
+    assert stat.norm == pytest.approx(reference.norm().item())
+    assert (stat.mean, stat.min, stat.max, stat.nonfinite) == (3.0, 3.0, 3.0, 0)
+
+
+OPS = {
+    "add": lambda a, b: a + b,
+    "mul": lambda a, b: a * b,
+    "sub": lambda a, b: a - b,
+    "tanh_mul": lambda a, b: torch.tanh(a) * b,
+    "sin_add": lambda a, b: torch.sin(a) + b,
+    "square": lambda a, b: a * a,
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    program=st.lists(
+        st.tuples(st.sampled_from(sorted(OPS)), st.integers(0, 10), st.integers(0, 10)),
+        min_size=1, max_size=12,
+    ),
+    seed=st.integers(0, 1000),
+)
+def test_hooked_gradients_sum_to_what_pytorch_accumulated(program, seed):
+    torch.manual_seed(seed)
+    leaves = [torch.randn(3, requires_grad=True) for _ in range(3)]
+    for leaf in leaves:
+        leaf.grad = torch.randn(3)
+    before = [leaf.grad.clone() for leaf in leaves]
+    values_ = list(leaves)
+    for op, i, j in program:
+        values_.append(OPS[op](values_[i % len(values_)], values_[j % len(values_)]))
+    loss = values_[-1].sum()
+    if not loss.requires_grad:
+        return
+    snap = graphscope.capture(loss, names={f"p{k}": leaf for k, leaf in enumerate(leaves)})
+    for k, leaf in enumerate(leaves):
+        delta = (leaf.grad - before[k]).tolist()
+        try:
+            node = snap.find(f"p{k}")
+        except KeyError:
+            assert delta == [0.0, 0.0, 0.0]
+            continue
+        assert values(node.grad_step) == pytest.approx(delta, rel=1e-5, abs=1e-5)
+        assert values(node.grad) == pytest.approx(leaf.grad.tolist(), rel=1e-6)
+        outgoing = [e.grad for e in snap.edges if e.source == node.id]
+        total = [sum(vals) for vals in zip(*(values(g) for g in outgoing))]
+        assert total == pytest.approx(delta, rel=1e-5, abs=1e-5)
+
+
+@needs_cuda
+def test_cuda_gradients_match_pytorch():
+    device = torch.device("cuda")
+    x = torch.randn(5, device=device, requires_grad=True)
+    cpu_part = torch.randn(5, requires_grad=True)
+    loss = (torch.sin(x) * cpu_part.to(device)).sum()
+    snap = graphscope.capture(loss)
+    assert values(snap.find("x").grad) == pytest.approx(x.grad.cpu().tolist(), rel=1e-6)
+    assert values(snap.find("cpu_part").grad) == pytest.approx(cpu_part.grad.tolist(), rel=1e-6)
+    assert snap.find("x").device.startswith("cuda")

@@ -1,0 +1,262 @@
+"""Tracing: structure, names, kinds, errors, depth and memory, with PyTorch as the reference."""
+
+from __future__ import annotations
+
+import gc
+import json
+import tracemalloc
+import weakref
+
+import networkx as nx
+import pytest
+import torch
+from torch import nn
+
+import graphscope
+from graphscope import GraphscopeError, NodeKind, Snapshot
+
+
+def reference_walk(*outputs: torch.Tensor) -> tuple[dict[str, int], int]:
+    """Op-name counts and edge count of the autograd graph, walked independently."""
+    seen, stack, ops, edges = set(), [o.grad_fn for o in outputs], {}, set()
+    while stack:
+        fn = stack.pop()
+        if fn in seen:
+            continue
+        seen.add(fn)
+        name = fn.name().rsplit("::", 1)[-1]
+        ops[name] = ops.get(name, 0) + 1
+        for child, _ in fn.next_functions:
+            if child is not None:
+                edges.add((child, fn))
+                stack.append(child)
+    return ops, len(edges)
+
+
+def scenario7():
+    """y = (x + w) * (w + 1) with a.retain_grad(), as in the seed notes."""
+    w = torch.tensor([1.0], requires_grad=True)
+    x = torch.tensor([2.0], requires_grad=True)
+    a = torch.add(w, x)
+    a.retain_grad()
+    b = torch.add(w, 1)
+    y = torch.mul(a, b)
+    return w, x, a, b, y
+
+
+def test_scenario7_structure_and_names():
+    w, x, a, b, y = scenario7()
+    snap = graphscope.trace(y)
+    data = json.loads(snap.to_json())
+    nodes = {n["id"]: n for n in data["nodes"]}
+    leaves = sorted(n["name"] for n in nodes.values() if n["kind"] == "leaf")
+    assert leaves == ["w", "x"]
+    ops = sorted(n["op"] for n in nodes.values() if n["kind"] == "function")
+    assert ops == ["AddBackward0", "AddBackward0", "MulBackward0"]
+    tensor_a = next(n for n in nodes.values() if n["name"] == "a")
+    assert tensor_a["kind"] == "tensor" and tensor_a["retains_grad"] is True and tensor_a["is_leaf"] is False
+    output = [n for n in nodes.values() if n["kind"] == "output"]
+    assert [o["name"] for o in output] == ["y"]
+    assert data["graph"] == {"call": "backward", "format": 1, "notes": [], "step": 0}
+    for node in nodes.values():
+        assert set(node) >= {"id", "kind", "op", "name", "shape", "dtype", "is_leaf", "requires_grad", "retains_grad"}
+
+
+def test_edges_follow_forward_data_flow():
+    w, x, a, b, y = scenario7()
+    snap = graphscope.trace(y)
+    graph = snap.graph
+    w_id, a_id, y_id = snap.find("w").id, snap.find("a").id, snap.find("y").id
+    mul = next(n.id for n in snap.nodes if n.op == "MulBackward0" and n.kind is NodeKind.FUNCTION)
+    assert graph.has_edge(a_id, mul) and graph.has_edge(mul, y_id)
+    assert nx.has_path(graph, w_id, y_id)
+    assert len(list(nx.all_simple_paths(graph, w_id, y_id))) == 2
+    assert graph.in_degree(w_id) == 0 and graph.out_degree(y_id) == 0
+
+
+def test_function_nodes_match_reference_walk():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    loss = model(torch.randn(5, 3)).pow(2).mean()
+    snap = graphscope.trace(loss)
+    ops, edge_count = reference_walk(loss)
+    counts: dict[str, int] = {}
+    for node in snap.nodes:
+        if node.kind in (NodeKind.FUNCTION, NodeKind.LEAF):
+            counts[node.op] = counts.get(node.op, 0) + 1
+    assert counts == ops
+    function_edges = [e for e in snap.edges if snap[e.source].kind is not NodeKind.OUTPUT
+                      and snap[e.target].kind is not NodeKind.OUTPUT]
+    assert len(function_edges) == edge_count
+
+
+def test_module_parameters_get_their_dotted_path():
+    class LinearModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(1, 1)
+
+        def forward(self, x):
+            return self.linear(x)
+
+    model = LinearModel()
+    loss = model(torch.ones(3, 1)).sum()
+    snap = graphscope.trace(loss)
+    names = {n.name for n in snap.of_kind("leaf")}
+    assert names == {"model.linear.weight", "model.linear.bias"}
+    assert snap.find("loss").kind is NodeKind.OUTPUT
+
+
+def test_explicit_names_dict_and_module():
+    layer = nn.Linear(2, 1)
+    out = layer(torch.ones(1, 2)).sum()
+    by_module = graphscope.trace(out, names=layer)
+    assert {n.name for n in by_module.of_kind("leaf")} == {"weight", "bias"}
+    by_dict = graphscope.trace(out, names={"W": layer.weight, "result": out})
+    assert {n.name for n in by_dict.of_kind("leaf")} == {"W", None}
+    assert by_dict.find("result").kind is NodeKind.OUTPUT
+    with pytest.raises(TypeError, match="names="):
+        graphscope.trace(out, names=["not", "a", "mapping"])
+
+
+def test_names_from_enclosing_function_frames():
+    def forward(inp):
+        hidden = inp * 3
+        return hidden.sum()
+
+    weights = torch.ones(2, requires_grad=True)
+    snap = graphscope.trace(forward(weights))
+    assert snap.find("weights").kind is NodeKind.LEAF
+
+
+def test_multiple_outputs_and_shared_subgraph():
+    x = torch.ones(3, requires_grad=True)
+    shared = x * 2
+    first, second = shared.sum(), shared.mean()
+    snap = graphscope.trace(first, second)
+    assert [n.name for n in snap.of_kind("output")] == ["first", "second"]
+    assert len([n for n in snap.nodes if n.op == "MulBackward0" and n.kind is NodeKind.FUNCTION]) == 1
+
+
+def test_leaf_as_output():
+    w = torch.ones(2, requires_grad=True)
+    snap = graphscope.trace(w)
+    assert snap.find("w").kind is NodeKind.OUTPUT
+    assert len(snap.of_kind("leaf")) == 1
+    assert snap.notes
+
+
+def test_same_input_twice_is_one_edge():
+    x = torch.tensor([3.0], requires_grad=True)
+    y = x * x
+    snap = graphscope.trace(y)
+    mul = next(n.id for n in snap.nodes if n.op == "MulBackward0" and n.kind is NodeKind.FUNCTION)
+    assert [e.source for e in snap.edges if e.target == mul] == [snap.find("x").id]
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda: torch.ones(2), "requires_grad=False"),
+    (lambda: torch.ones(2, requires_grad=True).detach() * 2, "requires_grad=False"),
+])
+def test_tensor_without_graph_is_a_clear_error(make, why):
+    with pytest.raises(GraphscopeError, match=why):
+        graphscope.trace(make())
+
+
+def test_no_grad_output_is_a_clear_error():
+    x = torch.ones(2, requires_grad=True)
+    with torch.no_grad():
+        y = x * 2
+    with pytest.raises(GraphscopeError, match="no_grad"):
+        graphscope.trace(y)
+
+
+@pytest.mark.parametrize("bad", [3.0, [1, 2], None, "loss"])
+def test_non_tensor_is_a_clear_error(bad):
+    with pytest.raises(GraphscopeError, match="not a torch.Tensor"):
+        graphscope.trace(bad)
+
+
+def test_no_output_is_a_clear_error():
+    with pytest.raises(GraphscopeError, match="at least one"):
+        graphscope.trace()
+
+
+def test_saved_tensors_and_freed_graph():
+    x = torch.tensor([2.0], requires_grad=True)
+    w = torch.tensor([3.0], requires_grad=True)
+    y = (x * w).sum()
+    snap = graphscope.trace(y, saved=True)
+    saved = snap.of_kind("saved")
+    assert sorted(n.op for n in saved) == ["other", "self"]
+    assert sorted(n.name for n in saved) == ["w", "x"]
+    y.backward()
+    freed = graphscope.trace(y, saved=True)
+    assert freed.of_kind("saved") == []
+    assert any(n.saved_freed for n in freed.nodes)
+    assert any("already freed" in note for note in freed.notes)
+
+
+def test_snapshot_keeps_no_tensor_and_no_autograd_node():
+    x = torch.randn(1000, 1000, requires_grad=True)
+    y = (x * 2).sum()
+    ref_x, ref_fn = weakref.ref(x), y.grad_fn
+    snap = graphscope.trace(y)
+    fn_ref = weakref.ref(y)
+    del x, y, ref_fn
+    gc.collect()
+    assert ref_x() is None and fn_ref() is None
+    stack = [snap]
+    while stack:
+        obj = stack.pop()
+        assert not isinstance(obj, torch.Tensor) and "torch" not in type(obj).__module__
+        if isinstance(obj, (tuple, list)):
+            stack.extend(obj)
+        elif isinstance(obj, Snapshot):
+            stack.extend([obj.nodes, obj.edges, obj.notes])
+
+
+def test_tracing_in_a_loop_does_not_grow_memory():
+    w = torch.ones(4, requires_grad=True)
+
+    def step():
+        loss = (w * 2 + 1).sum()
+        graphscope.trace(loss)
+
+    for _ in range(200):
+        step()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for _ in range(10_000):
+        step()
+    gc.collect()
+    grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    assert grown < 256 * 1024
+
+
+def test_structural_ids_are_deterministic_and_address_free():
+    def build():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1))
+        out = model(torch.randn(2, 3)).sum()
+        return graphscope.trace(out, names={"model": model, "out": out}).to_json()
+
+    first, second = build(), build()
+    assert first == second
+    assert "0x" not in first
+
+
+@pytest.mark.slow
+def test_million_op_chain_has_no_recursion_error(tmp_path):
+    x = torch.ones(1, requires_grad=True)
+    y = x
+    for _ in range(1_000_000):
+        y = y * 1.0
+    snap = graphscope.trace(y)
+    assert len(snap.nodes) == 1_000_002
+    path = graphscope.render(snap, tmp_path / "chain.json")
+    assert path.stat().st_size > 1_000_000
+    del y, snap
+    gc.collect()
