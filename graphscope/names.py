@@ -47,7 +47,9 @@ class NameTable:
 
 
 def _is_internal(filename: str) -> bool:
-    """True for frames that belong to torch, graphscope or runpy, not to the user."""
+    """True for frames that belong to torch, graphscope, runpy or other frozen modules."""
+    if filename.startswith("<frozen "):
+        return True
     path = os.path.abspath(filename)
     return path.startswith(_INTERNAL_DIRS) or path in _INTERNAL_FILES
 

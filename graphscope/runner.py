@@ -39,13 +39,13 @@ def check_script(path: str) -> Path:
         source = script.read_bytes()
     except OSError as exc:
         raise GraphscopeError(f"cannot read {path}: {exc.strerror}") from None
+    if b"\0" in source:
+        raise GraphscopeError(f"{path} is not a Python script (it holds binary data)")
     try:
         compile(source, str(script), "exec")
     except SyntaxError as exc:
         where = f"line {exc.lineno}" if exc.lineno else "somewhere"
         raise GraphscopeError(f"{path} is not valid Python ({where}: {exc.msg})") from None
-    except ValueError as exc:
-        raise GraphscopeError(f"{path} is not a Python script ({exc})") from None
     return script
 
 
@@ -59,12 +59,17 @@ def _exit_status(code: object) -> int:
     return 1
 
 
+def _is_runner_frame(filename: str) -> bool:
+    """Frames of graphscope itself and of runpy, which the user's traceback should not show."""
+    if filename == "<frozen runpy>":
+        return True
+    path = os.path.abspath(filename)
+    return path.startswith(_GRAPHSCOPE_DIR) or path == os.path.abspath(runpy.__file__)
+
+
 def _user_traceback(tb: TracebackType | None) -> TracebackType | None:
     """The traceback without graphscope's and runpy's own frames in front."""
-    while tb is not None:
-        filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
-        if not (filename.startswith(_GRAPHSCOPE_DIR) or filename == os.path.abspath(runpy.__file__)):
-            break
+    while tb is not None and _is_runner_frame(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     return tb
 

@@ -44,14 +44,6 @@ def quote(text: str) -> str:
     return f'"{escaped}"'
 
 
-def html(text: str) -> str:
-    """Text escaped for a Graphviz HTML-like label."""
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        .replace('"', "&quot;").replace("\n", " ")
-    )
-
-
 def attributes(attrs: dict[str, str]) -> str:
     """`[a="1", b="2"]` with keys sorted, so output never depends on insertion order."""
     return "[" + ", ".join(f"{key}={quote(attrs[key])}" for key in sorted(attrs)) + "]"
@@ -141,41 +133,46 @@ def edge_attributes(edge: Edge, snapshot: Snapshot, scale: tuple[float, float] |
     return attrs
 
 
-def _legend_row(color: str, fill: str, text: str, dashed: bool = False) -> str:
-    """One row of the legend table: a coloured swatch and its meaning."""
-    style = ' STYLE="dashed"' if dashed else ""
-    return (
-        f'<TR><TD BGCOLOR="{fill}" COLOR="{color}" BORDER="1"{style} WIDTH="18"> </TD>'
-        f'<TD ALIGN="LEFT">{html(text)}</TD></TR>'
-    )
-
-
-def legend(snapshot: Snapshot) -> str:
-    """An HTML-like table: title, the node kinds present, and the edge width scale."""
+def _legend_entries(snapshot: Snapshot) -> list[tuple[str, dict[str, str]]]:
+    """(text, style) for each legend line: the node kinds present, then the edge scale."""
     kinds = {node.kind for node in snapshot.nodes}
     retained = any(n.retains_grad and n.kind is not NodeKind.LEAF for n in snapshot.nodes)
-    rows = [f'<TR><TD COLSPAN="2" ALIGN="LEFT"><B>{html(title(snapshot))}</B></TD></TR>']
+    entries = []
     for key, text in LEGEND:
         if key == "retained":
             if retained:
-                rows.append(_legend_row(RETAINED["color"], RETAINED["fillcolor"], text))
+                entries.append((text, {**STYLE[NodeKind.TENSOR], **RETAINED}))
         elif key in kinds:
-            style = STYLE[key]
-            rows.append(_legend_row(style["color"], style["fillcolor"], text, "dashed" in style["style"]))
+            entries.append((text, dict(STYLE[key])))
     if any(labels.accumulated(n) for n in snapshot.nodes):
-        rows.append(_legend_row("#6a1b9a", "#ffffff", "thick purple border: .grad accumulated over steps"))
+        entries.append(("purple border: .grad accumulated over steps",
+                        {**STYLE[NodeKind.LEAF], "color": "#6a1b9a", "penwidth": "3"}))
+    plain = {"shape": "plaintext", "style": "solid"}
     scale = _magnitude_range(snapshot.edges)
     if scale is not None:
         low, high = (labels.number(10 ** v) for v in scale)
-        rows.append(
-            f'<TR><TD COLSPAN="2" ALIGN="LEFT">edge label: gradient that flowed back; '
-            f"width: log ‖grad‖ from {html(low)} (thin) to {html(high)} (thick)</TD></TR>"
-        )
+        entries.append((f"edge label: gradient that flowed back\nedge width: log ‖grad‖, "
+                        f"{low} thin … {high} thick", plain))
     if any(labels.nonfinite(e.grad) for e in snapshot.edges):
-        rows.append(_legend_row(NONFINITE_COLOR, "#ffffff", "red: gradient with NaN/Inf"))
-    for note in snapshot.notes:
-        rows.append(f'<TR><TD COLSPAN="2" ALIGN="LEFT">note: {html(note)}</TD></TR>')
-    return '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2">' + "".join(rows) + "</TABLE>>"
+        entries.append(("red: gradient with NaN/Inf", {**plain, "fontcolor": NONFINITE_COLOR}))
+    entries.extend((f"note: {note}", plain) for note in snapshot.notes)
+    return entries
+
+
+def legend(snapshot: Snapshot) -> list[str]:
+    """DOT lines of a legend cluster: one styled sample node per line, stacked top to bottom."""
+    lines = ["  subgraph cluster_legend {",
+             "    " + attributes({"color": "#bdbdbd", "fontsize": "10", "label": "legend",
+                                  "labeljust": "l", "style": "rounded"}).replace("[", "graph [", 1) + ";"]
+    names = []
+    for i, (text, style) in enumerate(_legend_entries(snapshot)):
+        name = f"legend_{i}"
+        names.append(quote(name))
+        lines.append(f"    {quote(name)} {attributes({**style, 'id': name, 'label': text, 'tooltip': text})};")
+    if len(names) > 1:
+        lines.append("    " + " -> ".join(names) + ' [style="invis"];')
+    lines.append("  }")
+    return lines
 
 
 def title(snapshot: Snapshot) -> str:
@@ -186,12 +183,13 @@ def title(snapshot: Snapshot) -> str:
 def to_dot(snapshot: Snapshot) -> str:
     """The DOT source of a snapshot, byte-identical for the same snapshot."""
     scale = _magnitude_range(snapshot.edges)
-    graph_attrs = {"fontname": FONT, "fontsize": "10", "labeljust": "l", "labelloc": "b",
-                   "rankdir": "TB", "nodesep": "0.3", "ranksep": "0.35", "tooltip": title(snapshot)}
+    graph_attrs = {"fontname": FONT, "fontsize": "12", "label": title(snapshot), "labeljust": "l",
+                   "labelloc": "t", "nodesep": "0.3", "rankdir": "TB", "ranksep": "0.35",
+                   "tooltip": title(snapshot)}
     lines = [
         "digraph graphscope {",
-        "  graph " + attributes(graph_attrs)[:-1] + f", label={legend(snapshot)}];",
-        "  node " + attributes({"fontname": FONT, "fontsize": "10", "margin": "0.08,0.04", "height": "0.3"}) + ";",
+        "  graph " + attributes(graph_attrs) + ";",
+        "  node " + attributes({"fontname": FONT, "fontsize": "10", "height": "0.3", "margin": "0.08,0.04"}) + ";",
         "  edge " + attributes({"fontname": FONT, "fontsize": "9"}) + ";",
     ]
     for node in snapshot.nodes:
@@ -199,5 +197,6 @@ def to_dot(snapshot: Snapshot) -> str:
         lines.append(f"  {quote(node.id)} {attributes(attrs)};")
     for edge in snapshot.edges:
         lines.append(f"  {quote(edge.source)} -> {quote(edge.target)} {attributes(edge_attributes(edge, snapshot, scale))};")
+    lines.extend(legend(snapshot))
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,162 @@
+"""The `graphscope` command, run as a user runs it: in a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from graphscope.cli import main
+
+from conftest import EXAMPLES, needs_dot, run_graphscope
+
+
+def test_help_lists_render_and_its_options():
+    result = CliRunner().invoke(main, ["render", "--help"])
+    assert result.exit_code == 0
+    for option in ("--out", "--format", "--engine", "--saved"):
+        assert option in result.output
+
+
+def test_render_writes_every_step_and_a_summary(tmp_path):
+    out = tmp_path / "out"
+    done = run_graphscope("render", str(EXAMPLES / "two_paths.py"), "-o", str(out), "--format", "svg,json")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "step-0000.json", "step-0000.svg", "step-0001.json", "step-0001.svg"]
+    assert "captured 2 step(s)" in done.stderr and str(out) in done.stderr
+    assert "w.grad after a second backward: tensor([10.])" in done.stdout
+    steps = [json.loads((out / f"step-000{i}.json").read_text()) for i in (0, 1)]
+    assert [s["graph"]["step"] for s in steps] == [0, 1]
+    w = [next(n for n in s["nodes"] if n["name"] == "w") for s in steps]
+    assert [n["grad"]["values"] for n in w] == [[5.0], [10.0]]
+
+
+def test_output_is_byte_identical_across_processes(tmp_path):
+    outputs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        done = run_graphscope("render", str(EXAMPLES / "weighted_root.py"), "-o", str(out),
+                              "--format", "svg,json,dot", "--saved", without_dot=True)
+        assert done.returncode == 0, done.stderr
+        outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]) == 3
+    for content in outputs[0].values():
+        assert b"0x" not in content
+
+
+def test_svg_without_system_dot_and_png_needs_one(tmp_path):
+    done = run_graphscope("render", str(EXAMPLES / "dot_product.py"), "-o", str(tmp_path / "svg"),
+                          without_dot=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "svg" / "step-0000.svg").read_bytes().startswith(b"<?xml")
+    png = run_graphscope("render", str(EXAMPLES / "dot_product.py"), "-o", str(tmp_path / "png"),
+                         "--format", "png", "--engine", "auto", without_dot=True)
+    assert png.returncode == 2
+    assert "PNG output needs a system Graphviz" in png.stderr
+    assert "Traceback" not in png.stderr
+
+
+@needs_dot
+def test_system_engine_when_dot_is_installed(tmp_path):
+    done = run_graphscope("render", str(EXAMPLES / "dot_product.py"), "-o", str(tmp_path),
+                          "--format", "svg,png", "--engine", "system")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "step-0000.png").read_bytes().startswith(b"\x89PNG")
+    assert b"<svg" in (tmp_path / "step-0000.svg").read_bytes()
+
+
+def test_failing_script_keeps_what_was_captured(tmp_path):
+    done = run_graphscope("render", str(EXAMPLES / "wrong_update.py"), "-o", str(tmp_path), "--format", "json")
+    assert done.returncode == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-0000.json", "step-0001.json"]
+    assert "TypeError" in done.stderr and "wrong_update.py" in done.stderr
+    assert "graphscope/runner.py" not in done.stderr and "runpy" not in done.stderr
+    step1 = json.loads((tmp_path / "step-0001.json").read_text())
+    named = {n["name"]: n for n in step1["nodes"] if n["name"]}
+    assert named["w"]["kind"] == "tensor" and named["w"]["is_leaf"] is False
+
+
+def test_failed_backward_says_so_in_the_step(tmp_path):
+    done = run_graphscope("render", str(EXAMPLES / "backward_twice.py"), "-o", str(tmp_path), "--format", "json")
+    assert done.returncode == 1
+    notes = json.loads((tmp_path / "step-0001.json").read_text())["graph"]["notes"]
+    assert any("Trying to backward through the graph a second time" in n for n in notes)
+
+
+def test_script_arguments_and_exit_status_pass_through(tmp_path):
+    script = tmp_path / "exits.py"
+    script.write_text(
+        "import sys, torch\n"
+        "x = torch.ones(1, requires_grad=True)\n"
+        "(x * 2).sum().backward()\n"
+        "print('argv', sys.argv[1:])\n"
+        "sys.exit(int(sys.argv[1]))\n"
+    )
+    done = run_graphscope("render", str(script), "3", "--flag", "-o", str(tmp_path / "out"))
+    assert done.returncode == 3
+    assert "argv ['3', '--flag']" in done.stdout
+    after_dashes = run_graphscope("render", str(script), "-o", str(tmp_path / "out"), "--", "4", "-o", "x")
+    assert after_dashes.returncode == 4
+    assert "argv ['4', '-o', 'x']" in after_dashes.stdout
+
+
+def test_argparse_script_with_its_own_flag(tmp_path):
+    plain = run_graphscope("render", str(EXAMPLES / "rnn_hidden_state.py"), "-o", str(tmp_path / "a"), "--format", "json")
+    fixed = run_graphscope("render", str(EXAMPLES / "rnn_hidden_state.py"), "--detach", "-o", str(tmp_path / "b"),
+                           "--format", "json")
+    assert plain.returncode == fixed.returncode == 0, plain.stderr + fixed.stderr
+
+    def sizes(folder):
+        return [len(json.loads(p.read_text())["nodes"]) for p in sorted(folder.glob("*.json"))]
+
+    assert sizes(tmp_path / "a") == sorted(set(sizes(tmp_path / "a")))
+    assert len(set(sizes(tmp_path / "b"))) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["render", "missing.py"], "no such script: missing.py"),
+    (["render", "bad.py"], "is not valid Python (line 1"),
+    (["render", "binary.py"], "is not a Python script"),
+    (["render", "ok.py", "--format", "gif"], "unknown format 'gif'"),
+    (["render", "ok.py", "-o", "afile"], "is a file"),
+])
+def test_bad_input_gets_a_message_and_status_2(tmp_path, args, message):
+    (tmp_path / "bad.py").write_text("def broken(:\n")
+    (tmp_path / "binary.py").write_bytes(b"\x00\x01\x02")
+    (tmp_path / "ok.py").write_text("print('ok')\n")
+    (tmp_path / "afile").write_text("")
+    done = run_graphscope(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unknown_engine_is_a_usage_error(tmp_path):
+    done = run_graphscope("render", str(EXAMPLES / "dot_product.py"), "--engine", "magic", cwd=tmp_path)
+    assert done.returncode == 2 and "magic" in done.stderr
+
+
+def test_script_without_backward_says_nothing_was_captured(tmp_path):
+    (tmp_path / "quiet.py").write_text("print('hello')\n")
+    done = run_graphscope("render", "quiet.py", cwd=tmp_path)
+    assert done.returncode == 0 and "nothing captured" in done.stderr
+
+
+def test_stale_step_files_are_replaced(tmp_path):
+    (tmp_path / "step-0007.svg").write_text("old")
+    (tmp_path / "notes.txt").write_text("mine")
+    done = run_graphscope("render", str(EXAMPLES / "dot_product.py"), "-o", str(tmp_path))
+    assert done.returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "step-0000.svg"]
+
+
+@pytest.mark.skipif(shutil.which("graphscope") is None, reason="console script not installed")
+def test_console_script_is_installed(tmp_path):
+    import subprocess
+
+    done = subprocess.run(["graphscope", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and "graphscope" in done.stdout

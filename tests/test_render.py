@@ -1,0 +1,151 @@
+"""Rendering: DOT text, the embedded and system layout engines, formats, escaping, JSON."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import networkx as nx
+import pytest
+import torch
+
+import graphscope
+from graphscope import GraphscopeError, Snapshot
+from graphscope.renderers import engine, to_svg
+from graphscope.renderers.dot import to_dot
+from graphscope.renderers.text import text_tree
+
+from conftest import needs_dot
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+def sample() -> Snapshot:
+    """Scenario 7 captured with its gradients."""
+    w = torch.tensor([1.0], requires_grad=True)
+    x = torch.tensor([2.0], requires_grad=True)
+    a = torch.add(w, x)
+    a.retain_grad()
+    y = torch.mul(a, torch.add(w, 1))
+    return graphscope.capture(y)
+
+
+def test_dot_is_deterministic_and_sorted():
+    first, second = to_dot(sample()), to_dot(sample())
+    assert first == second
+    for line in first.splitlines():
+        if line.strip().startswith('"') and "[" in line:
+            keys = [part.split("=")[0].strip(" [") for part in line[line.index("[") + 1:-2].split('", ')]
+            assert keys == sorted(keys)
+
+
+def test_embedded_svg_is_valid_xml_with_node_ids_and_legend():
+    svg = to_svg(sample())
+    root = ET.fromstring(svg)
+    ids = {g.get("id") for g in root.iter(f"{SVG_NS}g")}
+    assert {"leaf_0", "leaf_1", "output_0"} <= ids
+    text = " ".join(t.text or "" for t in root.iter(f"{SVG_NS}text"))
+    assert "leaf tensor: receives .grad" in text and "retain_grad()" in text
+    assert ".grad [5]" in text
+
+
+def test_embedded_engine_renders_many_times_in_one_process():
+    snap = sample()
+    outputs = {to_svg(snap) for _ in range(5)}
+    assert len(outputs) == 1
+
+
+def test_png_without_system_dot_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(engine, "system_dot", lambda: None)
+    with pytest.raises(GraphscopeError, match="PNG output needs a system Graphviz"):
+        engine.layout("digraph { a }", "png", "auto")
+    with pytest.raises(GraphscopeError, match="no system Graphviz"):
+        engine.layout("digraph { a }", "svg", "system")
+    assert engine.layout("digraph { a }", "svg", "auto").startswith(b"<?xml")
+
+
+def test_unknown_engine_and_format():
+    with pytest.raises(GraphscopeError, match="unknown engine"):
+        engine.layout("digraph { a }", "svg", "neato-please")
+    with pytest.raises(GraphscopeError, match="unknown format"):
+        graphscope.render(sample(), "out.bmp")
+
+
+def test_embedded_engine_reports_bad_dot():
+    with pytest.raises(GraphscopeError, match="Graphviz failed"):
+        engine.layout("digraph { a -> }", "svg", "embedded")
+
+
+def test_layout_time_limit_stops_a_slow_render():
+    chain = "digraph {" + " ".join(f"n{i} -> n{i + 1};" for i in range(3000)) + "}"
+    with pytest.raises(GraphscopeError, match="longer than"):
+        engine.layout(chain, "svg", "embedded", timeout=0.01)
+
+
+@needs_dot
+@pytest.mark.parametrize("fmt, magic", [("svg", b"<?xml"), ("png", b"\x89PNG"), ("pdf", b"%PDF")])
+def test_system_engine_formats(tmp_path, fmt, magic):
+    path = graphscope.render(sample(), tmp_path / f"graph.{fmt}", engine="system")
+    assert path.read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("fmt", ["svg", "dot", "json", "txt"])
+def test_render_by_suffix_or_argument(tmp_path, fmt):
+    snap = sample()
+    by_suffix = graphscope.render(snap, tmp_path / f"graph.{fmt}")
+    by_argument = graphscope.render(snap, tmp_path / "graph.out", format=fmt)
+    assert by_suffix.read_bytes() == by_argument.read_bytes()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_render_accepts_a_tensor(tmp_path):
+    w = torch.ones(2, requires_grad=True)
+    loss = (w * 3).sum()
+    data = json.loads(graphscope.render(loss, tmp_path / "loss.json").read_text())
+    assert {n["name"] for n in data["nodes"]} >= {"w", "loss"}
+
+
+def test_json_round_trips_and_loads_in_networkx():
+    snap = sample()
+    text = snap.to_json()
+    again = Snapshot.from_json(text)
+    assert again == snap and again.to_json() == text
+    graph = nx.node_link_graph(json.loads(text), edges="edges")
+    assert isinstance(graph, nx.DiGraph)
+    assert graph.nodes[snap.find("w").id]["grad"]["values"] == [5.0]
+    assert set(graph.nodes) == {n.id for n in snap.nodes}
+
+
+def test_nonfinite_numbers_are_strict_json():
+    x = torch.tensor([0.0, 1.0], requires_grad=True)
+    snap = graphscope.capture((torch.sqrt(x) * 0.0).sum())
+    text = snap.to_json()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+    assert '"nan"' in text
+    assert Snapshot.from_json(text).find("x").grad.nonfinite == 1
+
+
+def test_hostile_names_are_escaped_everywhere():
+    hostile = '<script>alert(1)</script> & "quotes" {braces}\nnewline ü'
+    x = torch.ones(1, requires_grad=True)
+    snap = graphscope.capture((x * 2).sum(), names={hostile: x})
+    assert snap.find(hostile).name == hostile
+    root = ET.fromstring(to_svg(snap))
+    texts = [t.text for t in root.iter(f"{SVG_NS}text")]
+    assert any(t and "<script>alert(1)</script>" in t for t in texts)
+    assert not list(root.iter(f"{SVG_NS}script")) and not list(root.iter("script"))
+    assert Snapshot.from_json(snap.to_json()).find(hostile).name == hostile
+
+
+def test_text_tree_shows_kinds_and_gradients():
+    text = text_tree(sample())
+    assert "y  [output]" in text
+    assert "a  [non-leaf, retains grad]" in text and ".grad [2]" in text
+    assert "w  [leaf]" in text and ".grad [5]" in text
+    assert "(see above)" not in text.splitlines()[1]
+    assert str(sample()) == text
+
+
+def test_snapshot_shows_itself_as_svg_in_jupyter():
+    svg = sample()._repr_svg_()
+    assert svg.startswith("<?xml") and "</svg>" in svg
