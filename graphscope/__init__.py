@@ -5,6 +5,8 @@
     graphscope.render(snap, "loss.svg")      # svg, png, pdf, dot, json or txt
     with graphscope.record() as session:     # every backward inside the block is a step
         ...
+    graphscope.diff(session[0], session[3])  # what was added, removed, carried over
+    graphscope.save(session.snapshots, "session.json"); run = graphscope.load("session.json")
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from typing import Any
 from graphscope.errors import GraphscopeError
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
 from graphscope.renderers import as_snapshot, write
+from graphscope.diff import SnapshotDiff, diff
 from graphscope.session import Session, capture, record
+from graphscope.store import Run, load, save
 from graphscope.walker import trace
 
 __all__ = [
-    "Edge", "GradStat", "GraphscopeError", "Node", "NodeKind", "Session", "Snapshot",
-    "capture", "record", "render", "trace",
+    "Edge", "GradStat", "GraphscopeError", "Node", "NodeKind", "Run", "Session", "Snapshot",
+    "SnapshotDiff", "capture", "diff", "load", "record", "render", "save", "trace",
 ]
 __version__ = "0.1.0"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from graphscope.errors import GraphscopeError
+from graphscope.model import Snapshot
 from graphscope.renderers.engine import ENGINES
 
 USAGE_ERROR = 2
@@ -40,23 +41,71 @@ def main() -> None:
 @click.option("--engine", type=click.Choice(ENGINES), default="embedded", show_default=True,
               help="Layout engine: embedded WebAssembly Graphviz (same bytes everywhere), the "
                    "system `dot`, or auto (system when present).")
+@click.option("--steps", default="auto", show_default=True,
+              help="Steps to draw: auto (first 3, last, and where the structure changed, at most "
+                   "20), all, every:N, step numbers (-1 is the last), combined with commas.")
 @click.option("--saved", is_flag=True, help="Also draw the tensors saved for backward.")
+@click.option("--no-source", is_flag=True, help="Do not record the file:line of each op (faster on "
+                                                  "large models).")
 def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str, engine: str,
-           saved: bool) -> None:
+           steps: str, saved: bool, no_source: bool) -> None:
     """Run SCRIPT and draw the autograd graph of every backward it makes.
 
     Each call of Tensor.backward, torch.autograd.backward or torch.autograd.grad is a step,
     numbered from 0. Arguments after SCRIPT go to the script, except graphscope's own
     options; put the script's arguments after -- when they clash (render train.py -- -o x).
     """
-    from graphscope.output import check_output, parse_formats, summary, write_steps
+    from graphscope.output import check_output, parse_formats, summary, write_run
     from graphscope.runner import record_script
+    from graphscope.steps import parse_spec
+    from graphscope.store import Run
 
     directory = Path(out_dir)
     chosen = parse_formats(formats)
+    parse_spec(steps)
     check_output(directory, chosen, engine)
-    session, result = record_script(script, script_args, saved=saved)
-    write_steps(session.snapshots, directory, chosen, engine)
+    session, result = record_script(script, script_args, saved=saved, source=not no_source)
+    run = Run(session.snapshots, Path(script).name, result.status)
+    report = write_run(run, directory, chosen, steps, engine)
     sys.stdout.flush()
-    click.echo(summary(session.snapshots, directory, chosen), err=True)
+    click.echo(summary(run, report, directory, chosen), err=True)
     sys.exit(result.status)
+
+
+def _load_step(spec: str) -> Snapshot:
+    """`RUN:STEP` (a folder or session.json, and a step number) or a step JSON file."""
+    from graphscope.store import load
+
+    path, _, step = spec.rpartition(":") if ":" in spec and not Path(spec).exists() else (spec, "", "")
+    run = load(path)
+    if not step:
+        if len(run) != 1:
+            raise GraphscopeError(f"{path} holds {len(run)} steps: name one, as {path}:STEP")
+        return run[0]
+    try:
+        return run[int(step)]
+    except (ValueError, IndexError):
+        raise GraphscopeError(f"{spec}: {path} has steps 0 to {len(run) - 1}") from None
+
+
+@main.command()
+@click.argument("old")
+@click.argument("new")
+@click.option("-o", "--out", "out_file", default=None,
+              help="Write the union of both graphs, changes coloured (.svg, .dot, .png, .pdf).")
+@click.option("--engine", type=click.Choice(ENGINES), default="embedded", show_default=True,
+              help="Layout engine for the picture.")
+def diff(old: str, new: str, out_file: str | None, engine: str) -> None:
+    """Compare two captured steps: nodes added, removed and carried over.
+
+    OLD and NEW are a run folder or session.json with a step (graphscope-out:0,
+    graphscope-out:-1) or a step's JSON file (graphscope-out/step-0003.json).
+    """
+    from graphscope.diff import diff as compare
+    from graphscope.renderers import write_diff
+
+    change = compare(_load_step(old), _load_step(new))
+    click.echo(change.summary())
+    if out_file:
+        write_diff(change, Path(out_file), engine=engine)
+        click.echo(f"wrote {out_file}")

@@ -113,11 +113,17 @@ class Node(NamedTuple):
     grad: GradStat | None = None
     grad_step: GradStat | None = None
     saved_freed: bool | None = None
+    first_step: int | None = None
+    source: str | None = None
 
     @property
     def is_tensor(self) -> bool:
         """True for nodes that stand for a tensor rather than a backward function."""
         return self.kind is not NodeKind.FUNCTION
+
+    def carried_over(self, step: int) -> bool:
+        """True for history dragged along from an earlier step (leaves are shared by design)."""
+        return self.first_step is not None and self.first_step < step and self.kind is not NodeKind.LEAF
 
     @property
     def title(self) -> str:

@@ -46,7 +46,7 @@ class NameTable:
         return self.leaves.get(id(tensor))
 
 
-def _is_internal(filename: str) -> bool:
+def is_internal(filename: str) -> bool:
     """True for frames that belong to torch, graphscope, runpy or other frozen modules."""
     if filename.startswith("<frozen "):
         return True
@@ -56,10 +56,10 @@ def _is_internal(filename: str) -> bool:
 
 def user_frames(frame: types.FrameType | None) -> list[types.FrameType]:
     """The contiguous run of user frames, innermost first, skipping torch and graphscope."""
-    while frame is not None and _is_internal(frame.f_code.co_filename):
+    while frame is not None and is_internal(frame.f_code.co_filename):
         frame = frame.f_back
     frames = []
-    while frame is not None and not _is_internal(frame.f_code.co_filename):
+    while frame is not None and not is_internal(frame.f_code.co_filename):
         frames.append(frame)
         frame = frame.f_back
     return frames

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 from graphscope.errors import GraphscopeError
+from graphscope.files import write_atomic
+from graphscope.growth import GrowthRow, growth_svg, growth_table, is_growing
 from graphscope.model import Snapshot
 from graphscope.renderers import FORMATS, write
 from graphscope.renderers.engine import choose_engine
+from graphscope.steps import Selection, select
+from graphscope.store import SESSION_FILE, Run, save
 
-SUMMARY_ROWS = 12
+GROWTH_FILE = "growth.svg"
 
 
 def parse_formats(text: str) -> list[str]:
@@ -52,8 +57,7 @@ def clear_stale(directory: Path, formats: Sequence[str]) -> None:
 def write_steps(snapshots: Sequence[Snapshot], directory: Path, formats: Sequence[str],
                 engine: str = "embedded",
                 progress: Callable[[int, int], None] | None = None) -> list[Path]:
-    """Write every snapshot in every format; returns the paths in step order."""
-    clear_stale(directory, formats)
+    """Write the given snapshots in every format; returns the paths in step order."""
     paths = []
     for done, snapshot in enumerate(snapshots, 1):
         for fmt in formats:
@@ -63,19 +67,42 @@ def write_steps(snapshots: Sequence[Snapshot], directory: Path, formats: Sequenc
     return paths
 
 
-def summary(snapshots: Sequence[Snapshot], directory: Path, formats: Sequence[str]) -> str:
-    """A few lines: how many steps, their sizes, and where the files are."""
+@dataclass(frozen=True)
+class Report:
+    """What `write_run` wrote, for the summary."""
+
+    selection: Selection
+    rows: list[GrowthRow]
+    paths: list[Path]
+
+
+def write_run(run: Run, directory: Path, formats: Sequence[str], steps: str = "auto",
+              engine: str = "embedded", progress: Callable[[int, int], None] | None = None) -> Report:
+    """Everything a run produces: the chosen steps, growth.svg and session.json (all steps)."""
+    clear_stale(directory, FORMATS)
+    selection = select(steps, run.snapshots)
+    chosen = [run.snapshots[i] for i in selection.steps]
+    paths = write_steps(chosen, directory, formats, engine, progress)
+    rows = run.growth()
+    if rows:
+        paths.append(write_atomic(directory / GROWTH_FILE, growth_svg(rows).encode("utf-8")))
+    paths.append(save(run.snapshots, directory / SESSION_FILE, run.script, run.status))
+    return Report(selection, rows, paths)
+
+
+def summary(run: Run, report: Report, directory: Path, formats: Sequence[str]) -> str:
+    """A few lines: how many steps, their sizes, what was drawn, and where the files are."""
+    snapshots = run.snapshots
     if not snapshots:
         return "graphscope: no backward or autograd.grad call was made: nothing captured"
     calls = sorted({s.call for s in snapshots})
-    lines = [f"graphscope: captured {len(snapshots)} step(s) ({', '.join(calls)})"]
-    shown = list(snapshots[: SUMMARY_ROWS - 1]) + ([snapshots[-1]] if len(snapshots) >= SUMMARY_ROWS else [])
-    for i, snapshot in enumerate(shown):
-        if i == SUMMARY_ROWS - 1:
-            lines.append(f"  ... {len(snapshots) - SUMMARY_ROWS} more")
-        lines.append(f"  step {snapshot.step:>4}  {snapshot.call:<8}  {len(snapshot.nodes):>6} nodes  "
-                     f"{len(snapshot.edges):>6} edges")
-    first, last = snapshots[0].step, snapshots[-1].step
-    files = ", ".join(f"step-{first:04d}.{f}" + (f" … step-{last:04d}.{f}" if last != first else "") for f in formats)
-    lines.append(f"wrote {files} to {directory}/")
+    lines = [f"graphscope: captured {len(snapshots)} step(s) ({', '.join(calls)})", growth_table(report.rows)]
+    if is_growing(report.rows):
+        last = report.rows[-1]
+        lines.append(f"the graph grows: step {last.step} carries {last.carried} node(s) over from earlier "
+                     "steps (see growth.svg)")
+    lines.append(report.selection.reason)
+    drawn = [f"step-{snapshots[i].step:04d}" for i in report.selection.steps]
+    shown = ", ".join(drawn[:6]) + (f", … {drawn[-1]}" if len(drawn) > 6 else "")
+    lines.append(f"wrote {shown} ({', '.join(formats)}), {GROWTH_FILE} and {SESSION_FILE} to {directory}/")
     return "\n".join(lines)

@@ -96,11 +96,16 @@ def run_script(path: str, args: Sequence[str] = ()) -> ScriptResult:
     return ScriptResult(0)
 
 
-def record_script(path: str, args: Sequence[str] = (), saved: bool = False) -> tuple[Session, ScriptResult]:
-    """Run a script inside a recording Session; every backward it makes becomes a step."""
+def record_script(path: str, args: Sequence[str] = (), saved: bool = False,
+                  source: bool = True) -> tuple[Session, ScriptResult]:
+    """Run a script inside a recording Session; every backward it makes becomes a step.
+
+    Source lines are given relative to the script's folder, so output does not depend on
+    where the script lives on this machine.
+    """
     from graphscope.session import Session
 
-    check_script(path)
-    with Session(saved=saved) as session:
+    script = check_script(path)
+    with Session(saved=saved, source=source, root=str(script.resolve().parent)) as session:
         result = run_script(path, args)
     return session, result

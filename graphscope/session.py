@@ -8,7 +8,9 @@ backward runs, while saved tensors are still alive, and hooked to record its gra
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import itertools
 import sys
 from typing import Any, Callable, Mapping, Sequence
 
@@ -17,11 +19,13 @@ import torch
 from graphscope.errors import GraphscopeError
 from graphscope.model import Snapshot
 from graphscope.overlay import hooked
-from graphscope.walker import resolve_names, walk
+from graphscope.sources import track_sources
+from graphscope.walker import Stamp, resolve_names, walk
 
 ORIGINAL_BACKWARD = torch.autograd.backward
 ORIGINAL_GRAD = torch.autograd.grad
 _BACKWARD_SIGNATURE = inspect.signature(ORIGINAL_BACKWARD)
+_sessions = itertools.count()
 _GRAD_SIGNATURE = inspect.signature(ORIGINAL_GRAD)
 
 
@@ -52,15 +56,25 @@ def _first_line(exc: BaseException) -> str:
 
 
 class Session:
-    """Records every backward / autograd.grad call made while it is active, in call order."""
+    """Records every backward / autograd.grad call made while it is active, in call order.
+
+    Each autograd node is stamped with the step it was first captured in, so a later step
+    can tell history carried over from an earlier one. With `source=True` (the default)
+    every op made inside the block is stamped with the user's `file:line`, relative to
+    `root` (the current folder unless given).
+    """
 
     def __init__(self, names: Mapping[str, Any] | torch.nn.Module | None = None,
-                 saved: bool = False):
+                 saved: bool = False, source: bool = True, root: str | None = None):
         self.names = names
         self.saved = saved
+        self.source = source
+        self.root = root
         self.snapshots: list[Snapshot] = []
+        self._key = f"graphscope.step.{next(_sessions)}"
         self._active = False
         self._busy = False
+        self._sources: contextlib.ExitStack | None = None
 
     def __enter__(self) -> Session:
         if self._active:
@@ -68,6 +82,9 @@ class Session:
         if torch.autograd.backward is not ORIGINAL_BACKWARD:
             raise GraphscopeError("another graphscope Session is already recording; nest captures "
                                   "inside one Session instead")
+        self._sources = contextlib.ExitStack()
+        if self.source:
+            self._sources.enter_context(track_sources(self.root))
         torch.autograd.backward = self._backward
         torch.autograd.grad = self._grad
         self._active = True
@@ -77,6 +94,9 @@ class Session:
         torch.autograd.backward = ORIGINAL_BACKWARD
         torch.autograd.grad = ORIGINAL_GRAD
         self._active = False
+        if self._sources is not None:
+            self._sources.close()
+            self._sources = None
 
     def __len__(self) -> int:
         return len(self.snapshots)
@@ -91,7 +111,8 @@ class Session:
             return original(*args, **kwargs)
         outputs = _as_tensors(signature.bind(*args, **kwargs).arguments.get(argument))
         try:
-            captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved)
+            captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved,
+                            stamp=Stamp(self._key, len(self.snapshots)))
         except GraphscopeError:
             return original(*args, **kwargs)
         self._busy = True
@@ -114,6 +135,7 @@ class Session:
         return self._capture(ORIGINAL_GRAD, _GRAD_SIGNATURE, "outputs", "grad", args, kwargs)
 
 
-def record(names: Mapping[str, Any] | torch.nn.Module | None = None, saved: bool = False) -> Session:
+def record(names: Mapping[str, Any] | torch.nn.Module | None = None, saved: bool = False,
+           source: bool = True) -> Session:
     """`with graphscope.record() as session:` records every backward inside the block."""
-    return Session(names=names, saved=saved)
+    return Session(names=names, saved=saved, source=source)

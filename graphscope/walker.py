@@ -17,6 +17,7 @@ from graphscope import safety
 from graphscope.errors import GraphscopeError
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
 from graphscope.names import NameTable, names_from_argument, names_from_frames
+from graphscope.sources import SOURCE_KEY
 
 ACCUMULATE_GRAD = "torch::autograd::AccumulateGrad"
 
@@ -64,6 +65,19 @@ def check_outputs(outputs: Sequence[Any]) -> list[torch.Tensor]:
     return tensors
 
 
+@dataclass(frozen=True)
+class Stamp:
+    """Identity across the steps of one recording: a metadata key unique to it, and the step."""
+
+    key: str
+    step: int
+
+    @property
+    def name_key(self) -> str:
+        """Where the name a leaf had when first captured is kept."""
+        return self.key + ".name"
+
+
 @dataclass
 class Walk:
     """A captured graph still attached to the autograd nodes; lives for one capture only.
@@ -103,9 +117,10 @@ class Walk:
 class _Builder:
     """Assigns structural ids (op plus per-op counter, in walk order) and collects records."""
 
-    def __init__(self, walk: Walk, names: NameTable):
+    def __init__(self, walk: Walk, names: NameTable, stamp: Stamp | None):
         self.walk = walk
         self.names = names
+        self.stamp = stamp
         self.counters: dict[str, int] = {}
         self.fn_index: dict[Any, int] = {}
         self.tensor_node: dict[tuple[Any, int], int] = {}
@@ -136,21 +151,40 @@ class _Builder:
             if raw_name == ACCUMULATE_GRAD:
                 var = fn.variable
                 walk.tensors[first + fi] = var
-                walk.nodes.append(Node(self.next_id("leaf"), NodeKind.LEAF, "AccumulateGrad",
-                                       self.names.leaf_name(var), **tensor_fields(var)))
+                node = Node(self.next_id("leaf"), NodeKind.LEAF, "AccumulateGrad",
+                            self.names.leaf_name(var), **tensor_fields(var))
             else:
-                walk.nodes.append(Node(self.next_id(raw_name), NodeKind.FUNCTION, _short_op(raw_name)))
+                node = Node(self.next_id(raw_name), NodeKind.FUNCTION, _short_op(raw_name))
+            walk.nodes.append(node if self.stamp is None else self.identify(fn, node))
         walk.functions.extend(order)
         count = len(order)
         walk.slot_edges.extend([] for _ in range(count))
         walk.produced_edges.extend([] for _ in range(count))
         walk.leaf_slots.extend([] for _ in range(count))
 
+    def identify(self, fn: Any, node: Node) -> Node:
+        """Stamp `fn` with the step it was first captured in; read back its step and source."""
+        stamp = self.stamp
+        metadata = fn.metadata
+        first_step = metadata.setdefault(stamp.key, stamp.step)
+        name = node.name
+        if node.kind is NodeKind.LEAF:
+            if name is not None:
+                metadata.setdefault(stamp.name_key, name)
+            elif stamp.name_key in metadata:
+                name = f"{metadata[stamp.name_key]} (from step {first_step})"
+        return node._replace(name=name, first_step=first_step, source=metadata.get(SOURCE_KEY))
+
     def add_tensor(self, kind: NodeKind, tensor: torch.Tensor, name: str | None) -> int:
         """Record an output or named non-leaf tensor, attached after its producer."""
         prefix = "output" if kind is NodeKind.OUTPUT else "tensor"
-        op = None if tensor.grad_fn is None else _short_op(tensor.grad_fn.name())
-        node = self.new_node(Node(self.next_id(prefix), kind, op, name, **tensor_fields(tensor)))
+        fn = tensor.grad_fn
+        op = None if fn is None else _short_op(fn.name())
+        record = Node(self.next_id(prefix), kind, op, name, **tensor_fields(tensor))
+        if self.stamp is not None and fn is not None:
+            record = record._replace(first_step=fn.metadata.setdefault(self.stamp.key, self.stamp.step),
+                                     source=fn.metadata.get(SOURCE_KEY))
+        node = self.new_node(record)
         self.walk.tensors[node] = tensor
         return node
 
@@ -305,11 +339,15 @@ def resolve_names(names: Mapping[str, Any] | torch.nn.Module | None, frame: Any)
     return names_from_argument(names)
 
 
-def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False) -> Walk:
-    """Walk the graph behind `outputs` into a Walk; iterative, so depth is unbounded."""
+def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: Stamp | None = None) -> Walk:
+    """Walk the graph behind `outputs` into a Walk; iterative, so depth is unbounded.
+
+    With a `stamp`, every node records the step it was first captured in (`first_step`)
+    and the source line stamped on it while sources were tracked.
+    """
     tensors = check_outputs(outputs)
     result = Walk()
-    builder = _Builder(result, names)
+    builder = _Builder(result, names, stamp)
     roots = _attach_outputs(builder, tensors)
     order, names_of, nexts_of = _visit_order(roots)
     builder.add_functions(order, names_of)

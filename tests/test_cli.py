@@ -24,7 +24,7 @@ def test_render_writes_every_step_and_a_summary(tmp_path):
     out = tmp_path / "out"
     done = run_graphscope("render", str(EXAMPLES / "two_paths.py"), "-o", str(out), "--format", "svg,json")
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.glob("step-*")) == [
         "step-0000.json", "step-0000.svg", "step-0001.json", "step-0001.svg"]
     assert "captured 2 step(s)" in done.stderr and str(out) in done.stderr
     assert "w.grad after a second backward: tensor([10.])" in done.stdout
@@ -43,7 +43,7 @@ def test_output_is_byte_identical_across_processes(tmp_path):
         assert done.returncode == 0, done.stderr
         outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     assert outputs[0] == outputs[1]
-    assert len(outputs[0]) == 3
+    assert len(outputs[0]) == 5
     for content in outputs[0].values():
         assert b"0x" not in content
 
@@ -72,7 +72,7 @@ def test_system_engine_when_dot_is_installed(tmp_path):
 def test_failing_script_keeps_what_was_captured(tmp_path):
     done = run_graphscope("render", str(EXAMPLES / "wrong_update.py"), "-o", str(tmp_path), "--format", "json")
     assert done.returncode == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-0000.json", "step-0001.json"]
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-0000.json", "step-0001.json"]
     assert "TypeError" in done.stderr and "wrong_update.py" in done.stderr
     assert "graphscope/runner.py" not in done.stderr and "runpy" not in done.stderr
     step1 = json.loads((tmp_path / "step-0001.json").read_text())
@@ -111,7 +111,7 @@ def test_argparse_script_with_its_own_flag(tmp_path):
     assert plain.returncode == fixed.returncode == 0, plain.stderr + fixed.stderr
 
     def sizes(folder):
-        return [len(json.loads(p.read_text())["nodes"]) for p in sorted(folder.glob("*.json"))]
+        return [len(json.loads(p.read_text())["nodes"]) for p in sorted(folder.glob("step-*.json"))]
 
     assert sizes(tmp_path / "a") == sorted(set(sizes(tmp_path / "a")))
     assert len(set(sizes(tmp_path / "b"))) == 1
@@ -151,7 +151,7 @@ def test_stale_step_files_are_replaced(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     done = run_graphscope("render", str(EXAMPLES / "dot_product.py"), "-o", str(tmp_path))
     assert done.returncode == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "step-0000.svg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["growth.svg", "notes.txt", "session.json", "step-0000.svg"]
 
 
 @pytest.mark.skipif(shutil.which("graphscope") is None, reason="console script not installed")

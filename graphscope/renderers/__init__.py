@@ -9,6 +9,8 @@ from typing import Any
 from graphscope.errors import GraphscopeError
 from graphscope.files import write_atomic
 from graphscope.model import Snapshot
+from graphscope.diff import SnapshotDiff
+from graphscope.renderers.diffdot import diff_to_dot
 from graphscope.renderers.dot import to_dot
 from graphscope.renderers.engine import DEFAULT_TIMEOUT, layout
 from graphscope.renderers.text import text_tree
@@ -53,6 +55,17 @@ def write(snapshot: Snapshot, path: str | os.PathLike[str], fmt: str | None = No
     """Write a snapshot to `path` atomically; the format comes from `fmt` or the suffix."""
     chosen = format_for(path, fmt)
     return write_atomic(Path(path), to_bytes(snapshot, chosen, engine, timeout))
+
+
+def write_diff(change: SnapshotDiff, path: Path, fmt: str | None = None, engine: str = "embedded",
+               timeout: float | None = DEFAULT_TIMEOUT) -> Path:
+    """Write the picture of a diff (svg, png, pdf or dot) atomically."""
+    chosen = format_for(path, fmt)
+    if chosen not in ("svg", "png", "pdf", "dot"):
+        raise GraphscopeError(f"a diff is drawn as svg, png, pdf or dot, not {chosen}")
+    source = diff_to_dot(change)
+    data = source.encode("utf-8") if chosen == "dot" else layout(source, chosen, engine, timeout)
+    return write_atomic(path, data)
 
 
 def as_snapshot(obj: Any) -> Snapshot:

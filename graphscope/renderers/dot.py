@@ -24,6 +24,7 @@ STYLE = {
     NodeKind.SAVED: {"shape": "note", "style": "filled,dashed", "fillcolor": "#fff3e0", "color": "#ef6c00"},
 }
 RETAINED = {"style": "filled", "fillcolor": "#bbdefb", "color": "#1565c0", "penwidth": "2"}
+CARRIED = {"fillcolor": "#ffccbc", "color": "#d84315"}
 
 LEGEND = (
     (NodeKind.LEAF, "leaf tensor: receives .grad"),
@@ -49,11 +50,13 @@ def attributes(attrs: dict[str, str]) -> str:
     return "[" + ", ".join(f"{key}={quote(attrs[key])}" for key in sorted(attrs)) + "]"
 
 
-def _node_style(node: Node) -> dict[str, str]:
-    """Fill, border and shape for a node; retained tensors and NaN/Inf stand out."""
+def _node_style(node: Node, step: int) -> dict[str, str]:
+    """Fill, border and shape for a node; retained, carried-over and NaN/Inf nodes stand out."""
     style = dict(STYLE[node.kind])
     if node.kind is NodeKind.TENSOR and node.retains_grad:
         style.update(RETAINED)
+    if node.carried_over(step):
+        style.update(CARRIED)
     if labels.nonfinite(node.grad) or labels.nonfinite(node.grad_step):
         style.update({"color": NONFINITE_COLOR, "penwidth": "3", "fontcolor": NONFINITE_COLOR})
     elif labels.accumulated(node):
@@ -61,10 +64,12 @@ def _node_style(node: Node) -> dict[str, str]:
     return style
 
 
-def node_label(node: Node) -> str:
+def node_label(node: Node, step: int) -> str:
     """The lines drawn inside a node."""
     if node.kind is NodeKind.FUNCTION:
         lines = [node.op or node.id]
+        if node.carried_over(step):
+            lines.append(f"from step {node.first_step}")
     else:
         head = node.name or ("output" if node.kind is NodeKind.OUTPUT else node.op or node.id)
         lines = [head, labels.tensor_text(node)]
@@ -73,6 +78,8 @@ def node_label(node: Node) -> str:
         lines += labels.grad_lines(node)
     if node.saved_freed:
         lines.append("saved tensors freed")
+    if node.kind is not NodeKind.FUNCTION and node.carried_over(step):
+        lines.append(f"made in step {node.first_step}")
     return "\n".join(lines)
 
 
@@ -88,6 +95,10 @@ def node_tooltip(node: Node) -> str:
         )
         if node.kind is NodeKind.TENSOR and node.op:
             lines.append(f"produced by {node.op}")
+    if node.source:
+        lines.append(f"created at {node.source}")
+    if node.first_step is not None:
+        lines.append(f"first captured in step {node.first_step}")
     if node.grad is not None:
         lines.append(f".grad: {labels.grad_details(node.grad)}")
     if node.grad_step is not None:
@@ -144,6 +155,9 @@ def _legend_entries(snapshot: Snapshot) -> list[tuple[str, dict[str, str]]]:
                 entries.append((text, {**STYLE[NodeKind.TENSOR], **RETAINED}))
         elif key in kinds:
             entries.append((text, dict(STYLE[key])))
+    if any(n.carried_over(snapshot.step) for n in snapshot.nodes):
+        entries.append(("carried over: made in an earlier step, still in this graph",
+                        {**STYLE[NodeKind.FUNCTION], **CARRIED}))
     if any(labels.accumulated(n) for n in snapshot.nodes):
         entries.append(("purple border: .grad accumulated over steps",
                         {**STYLE[NodeKind.LEAF], "color": "#6a1b9a", "penwidth": "3"}))
@@ -193,7 +207,8 @@ def to_dot(snapshot: Snapshot) -> str:
         "  edge " + attributes({"fontname": FONT, "fontsize": "9"}) + ";",
     ]
     for node in snapshot.nodes:
-        attrs = {**_node_style(node), "id": node.id, "label": node_label(node), "tooltip": node_tooltip(node)}
+        attrs = {**_node_style(node, snapshot.step), "id": node.id, "label": node_label(node, snapshot.step),
+                 "tooltip": node_tooltip(node)}
         lines.append(f"  {quote(node.id)} {attributes(attrs)};")
     for edge in snapshot.edges:
         lines.append(f"  {quote(edge.source)} -> {quote(edge.target)} {attributes(edge_attributes(edge, snapshot, scale))};")

@@ -9,6 +9,7 @@ is also what PNG and PDF need. `auto` prefers a system `dot` and falls back to e
 
 from __future__ import annotations
 
+import atexit
 import functools
 import shutil
 import subprocess
@@ -86,6 +87,8 @@ def _compiled() -> tuple[Any, Any]:
     config.max_wasm_stack = WASM_STACK
     config.epoch_interruption = True
     engine = wasmtime.Engine(config)
+    # Free them before interpreter shutdown tears down wasmtime's ctypes bindings.
+    atexit.register(_compiled.cache_clear)
     return engine, wasmtime.Module.from_file(engine, str(PACKAGE_WASM_PATH))
 
 

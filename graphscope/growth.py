@@ -1,0 +1,92 @@
+"""How a run's graphs change size from step to step: the numbers and a small SVG chart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+from xml.sax.saxutils import escape
+
+from graphscope.model import NodeKind, Snapshot
+
+WIDTH, HEIGHT, MARGIN = 640, 260, 48
+
+
+@dataclass(frozen=True)
+class GrowthRow:
+    """Size of one step's graph and how much of it was carried over from earlier steps."""
+
+    step: int
+    nodes: int
+    edges: int
+    carried: int
+    leaves: int
+
+
+def growth_row(snapshot: Snapshot) -> GrowthRow:
+    """The row of one step."""
+    return GrowthRow(
+        step=snapshot.step,
+        nodes=len(snapshot.nodes),
+        edges=len(snapshot.edges),
+        carried=sum(n.carried_over(snapshot.step) for n in snapshot.nodes),
+        leaves=sum(n.kind is NodeKind.LEAF for n in snapshot.nodes),
+    )
+
+
+def growth(snapshots: Sequence[Snapshot]) -> list[GrowthRow]:
+    """One row per step."""
+    return [growth_row(s) for s in snapshots]
+
+
+def is_growing(rows: Sequence[GrowthRow]) -> bool:
+    """True when the graph carries history and gets bigger over the run."""
+    return len(rows) > 1 and rows[-1].carried > 0 and rows[-1].nodes > rows[0].nodes
+
+
+def growth_table(rows: Sequence[GrowthRow], limit: int = 12) -> str:
+    """Aligned text: step, nodes, edges, carried over, leaves; long runs show both ends."""
+    shown = list(rows) if len(rows) <= limit else [*rows[: limit - 2], None, rows[-1]]
+    lines = ["   step    nodes    edges  carried   leaves"]
+    for row in shown:
+        if row is None:
+            lines.append(f"    ... {len(rows) - limit + 1} more")
+            continue
+        lines.append(f"{row.step:>7} {row.nodes:>8} {row.edges:>8} {row.carried:>8} {row.leaves:>8}")
+    return "\n".join(lines)
+
+
+def _points(rows: Sequence[GrowthRow], values: Sequence[int], top: int) -> str:
+    """Polyline points for one series, steps on x and counts on y."""
+    span = max(len(rows) - 1, 1)
+    inner_w, inner_h = WIDTH - 2 * MARGIN, HEIGHT - 2 * MARGIN
+    return " ".join(
+        f"{MARGIN + inner_w * i / span:.1f},{HEIGHT - MARGIN - inner_h * v / top:.1f}"
+        for i, v in enumerate(values)
+    )
+
+
+def growth_svg(rows: Sequence[GrowthRow], title: str = "graph size per step") -> str:
+    """A self-contained SVG line chart of nodes and carried-over nodes per step."""
+    top = max([r.nodes for r in rows] + [1])
+    first, last = (rows[0].step, rows[-1].step) if rows else (0, 0)
+    series = (("nodes", "#1565c0", [r.nodes for r in rows]), ("carried over", "#d84315", [r.carried for r in rows]))
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="Helvetica,Arial,sans-serif" font-size="11">',
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        f'<text x="{MARGIN}" y="20" font-size="13">{escape(title)}</text>',
+        f'<line x1="{MARGIN}" y1="{HEIGHT - MARGIN}" x2="{WIDTH - MARGIN}" y2="{HEIGHT - MARGIN}" stroke="#9e9e9e"/>',
+        f'<line x1="{MARGIN}" y1="{MARGIN}" x2="{MARGIN}" y2="{HEIGHT - MARGIN}" stroke="#9e9e9e"/>',
+        f'<text x="{MARGIN - 6}" y="{MARGIN + 4}" text-anchor="end">{top}</text>',
+        f'<text x="{MARGIN - 6}" y="{HEIGHT - MARGIN + 4}" text-anchor="end">0</text>',
+        f'<text x="{MARGIN}" y="{HEIGHT - MARGIN + 16}" text-anchor="middle">step {first}</text>',
+        f'<text x="{WIDTH - MARGIN}" y="{HEIGHT - MARGIN + 16}" text-anchor="middle">step {last}</text>',
+    ]
+    for k, (label, color, values) in enumerate(series):
+        if rows:
+            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{_points(rows, values, top)}"/>')
+        x = WIDTH - MARGIN - 150
+        parts.append(f'<line x1="{x}" y1="{20 + 14 * k - 4}" x2="{x + 18}" y2="{20 + 14 * k - 4}" stroke="{color}" stroke-width="2"/>')
+        parts.append(f'<text x="{x + 24}" y="{20 + 14 * k}">{label}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,109 @@
+"""Which steps to draw: `--steps auto|all|0,1,2|-1|every:100`, combined with commas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from graphscope.errors import GraphscopeError
+from graphscope.model import Snapshot
+
+FIRST_STEPS = 3
+AUTO_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The steps chosen to draw, and a sentence saying why and what was left out."""
+
+    steps: tuple[int, ...]
+    reason: str
+
+
+def _structure(snapshot: Snapshot) -> tuple:
+    """What a step looks like, ignoring gradient values: ids and ops in walk order, and edges."""
+    return (tuple((n.id, n.op, n.name) for n in snapshot.nodes), len(snapshot.edges))
+
+
+def changed_steps(snapshots: Sequence[Snapshot]) -> list[int]:
+    """Positions whose structure differs from the step before."""
+    changed, previous = [], None
+    for i, snapshot in enumerate(snapshots):
+        shape = _structure(snapshot)
+        if previous is not None and shape != previous:
+            changed.append(i)
+        previous = shape
+    return changed
+
+
+def _spread(items: list[int], count: int) -> list[int]:
+    """`count` items evenly spread over `items`, first and last included."""
+    if len(items) <= count:
+        return items
+    if count == 1:
+        return [items[-1]]
+    return [items[round(k * (len(items) - 1) / (count - 1))] for k in range(count)]
+
+
+def auto(snapshots: Sequence[Snapshot]) -> Selection:
+    """The first steps, the last one, and steps whose structure changed, at most AUTO_LIMIT."""
+    total = len(snapshots)
+    fixed = sorted(set(range(min(FIRST_STEPS, total))) | ({total - 1} if total else set()))
+    changed = [i for i in changed_steps(snapshots) if i not in fixed]
+    room = max(AUTO_LIMIT - len(fixed), 0)
+    chosen = sorted(set(fixed) | set(_spread(changed, room)))
+    reason = f"drew {len(chosen)} of {total} step(s): the first {min(FIRST_STEPS, total)}, the last"
+    if changed:
+        shown = len(set(chosen) & set(changed))
+        reason += f", and {shown} of {len(changed)} where the structure changed"
+    if len(chosen) < total:
+        reason += "; --steps all draws every step"
+    return Selection(tuple(chosen), reason)
+
+
+def _parse_part(part: str) -> tuple[str, int]:
+    """One comma-separated item of a --steps value: ("auto"|"all", 0), ("every", N) or ("step", N)."""
+    if part in ("auto", "all"):
+        return part, 0
+    if part.startswith("every:"):
+        every = part[len("every:"):]
+        if not every.isdigit() or int(every) < 1:
+            raise GraphscopeError(f"--steps {part!r}: every: takes a positive whole number")
+        return "every", int(every)
+    try:
+        return "step", int(part)
+    except ValueError:
+        raise GraphscopeError(f"--steps {part!r}: use auto, all, every:N or step numbers "
+                              "(negative counts from the end)") from None
+
+
+def parse_spec(spec: str) -> list[tuple[str, int]]:
+    """Check a --steps value before the script runs; the parsed items."""
+    return [_parse_part(p.strip()) for p in spec.split(",") if p.strip()] or [("auto", 0)]
+
+
+def _expand(item: tuple[str, int], snapshots: Sequence[Snapshot]) -> list[int]:
+    """The step positions one parsed item names."""
+    kind, number = item
+    total = len(snapshots)
+    if kind == "auto":
+        return list(auto(snapshots).steps)
+    if kind == "all":
+        return list(range(total))
+    if kind == "every":
+        return list(range(0, total, number))
+    index = number + total if number < 0 else number
+    if not 0 <= index < total:
+        raise GraphscopeError(f"--steps {number}: there are {total} step(s) (0 to {total - 1})")
+    return [index]
+
+
+def select(spec: str, snapshots: Sequence[Snapshot]) -> Selection:
+    """The steps a --steps value names (positions in the run)."""
+    items = parse_spec(spec)
+    if not snapshots:
+        return Selection((), "no step to draw")
+    if items == [("auto", 0)]:
+        return auto(snapshots)
+    chosen = sorted({i for item in items for i in _expand(item, snapshots)})
+    return Selection(tuple(chosen), f"drew {len(chosen)} of {len(snapshots)} step(s) (--steps {spec})")

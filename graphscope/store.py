@@ -1,0 +1,77 @@
+"""Saving a run (every captured step) to `session.json` and loading it back, torch-free."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from graphscope.diff import SnapshotDiff, diff
+from graphscope.errors import GraphscopeError
+from graphscope.files import write_atomic
+from graphscope.growth import GrowthRow, growth
+from graphscope.model import JSON_FORMAT_VERSION, Snapshot, from_node_link, to_node_link
+
+SESSION_FILE = "session.json"
+
+
+@dataclass
+class Run:
+    """The steps of one recorded run, live or reloaded, with what is known of the script."""
+
+    snapshots: list[Snapshot] = field(default_factory=list)
+    script: str | None = None
+    status: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.snapshots)
+
+    def __getitem__(self, step: int) -> Snapshot:
+        return self.snapshots[step]
+
+    def growth(self) -> list[GrowthRow]:
+        """Size and carried-over nodes per step."""
+        return growth(self.snapshots)
+
+    def diff(self, old: int, new: int) -> SnapshotDiff:
+        """What changed between two steps (negative numbers count from the end)."""
+        return diff(self.snapshots[old], self.snapshots[new])
+
+    def to_json(self) -> str:
+        """Compact, deterministic JSON of every step."""
+        data = {"format": JSON_FORMAT_VERSION, "script": self.script, "status": self.status,
+                "steps": [to_node_link(s) for s in self.snapshots]}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Run:
+        """Inverse of `to_json`."""
+        data = json.loads(text)
+        return cls([from_node_link(step) for step in data["steps"]], data.get("script"), data.get("status"))
+
+
+def save(snapshots: Sequence[Snapshot], path: str | os.PathLike[str], script: str | None = None,
+         status: int | None = None) -> Path:
+    """Write every step of a run to one JSON file, atomically."""
+    run = Run(list(snapshots), script, status)
+    return write_atomic(Path(path), run.to_json().encode("utf-8"))
+
+
+def load(path: str | os.PathLike[str]) -> Run:
+    """A run saved by `save` (a session.json, or the folder holding one), or one step's JSON."""
+    source = Path(path)
+    if source.is_dir():
+        source = source / SESSION_FILE
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GraphscopeError(f"cannot read {str(source)!r}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+        if "steps" in data:
+            return Run.from_json(text)
+        return Run([from_node_link(data)])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise GraphscopeError(f"{str(source)!r} is not a graphscope run or step file ({exc})") from None

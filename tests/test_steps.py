@@ -1,0 +1,227 @@
+"""Across iterations: identity, carried-over history, sources, growth, diffs, step choice, saved runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import graphscope
+from graphscope import GraphscopeError, NodeKind
+from graphscope.diff import diff
+from graphscope.runner import record_script
+from graphscope.steps import select
+from graphscope.store import Run, load
+
+from conftest import EXAMPLES, run_graphscope
+
+
+def line_of(path: Path, text: str) -> int:
+    """1-based number of the first line of `path` whose code starts with `text`."""
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip().startswith(text):
+            return number
+    raise AssertionError(f"{text!r} not in {path}")
+
+
+def update_subs(snapshot, source: str) -> list:
+    """SubBackward0 nodes created at one source line."""
+    return [n for n in snapshot.nodes if n.op == "SubBackward0" and n.kind is NodeKind.FUNCTION
+            and n.source == source]
+
+
+def test_scenario3_as_the_seed_wrote_it(tmp_path):
+    script = EXAMPLES / "wrong_update.py"
+    done = run_graphscope("render", str(script), "-o", str(tmp_path), "--format", "json")
+    assert done.returncode == 1 and "TypeError" in done.stderr
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-0000.json", "step-0001.json"]
+    run = load(tmp_path)
+    step1 = run[1]
+    for name, line_text in (("w", "w = w - lr * w.grad"), ("b", "b = b - lr * b.grad")):
+        node = step1.find(name)
+        assert node.kind is NodeKind.TENSOR and node.is_leaf is False and node.op == "SubBackward0"
+        producer = next(step1[e.source] for e in step1.edges if e.target == node.id)
+        assert producer.op == "SubBackward0"
+        assert producer.source == f"wrong_update.py:{line_of(script, line_text)}"
+        leaf = next(n for n in step1.of_kind("leaf") if n.name and n.name.startswith(name + " "))
+        assert leaf.first_step == 0
+        graph = step1.graph
+        import networkx as nx
+        assert nx.has_path(graph, leaf.id, node.id)
+    assert run[0].find("w").kind is NodeKind.LEAF
+
+
+def test_retain_grad_variant_grows_every_step(tmp_path):
+    script = EXAMPLES / "wrong_update_retain.py"
+    session, result = record_script(str(script))
+    assert result.status == 0 and len(session) == 5
+    sources = {p: f"wrong_update_retain.py:{line_of(script, f'{p} = {p} - lr * {p}.grad')}" for p in "wb"}
+    for k, snap in enumerate(session.snapshots):
+        for param, source in sources.items():
+            subs = update_subs(snap, source)
+            assert len(subs) == k
+            assert sum(n.first_step < k for n in subs) == max(k - 1, 0)
+            assert all(n.carried_over(k) == (n.first_step < k) for n in subs)
+    sizes = [len(s.nodes) for s in session.snapshots]
+    assert sizes == sorted(set(sizes))
+    rows = Run(session.snapshots).growth()
+    assert [r.carried for r in rows] == [0, 0, 2, 4, 6]
+
+
+@pytest.mark.parametrize("script", ["linear_fit.py", "training_loop.py", "linear_model.py"])
+def test_correct_loops_carry_nothing_and_keep_their_size(script):
+    session, result = record_script(str(EXAMPLES / script))
+    assert result.status == 0 and len(session) > 3
+    rows = Run(session.snapshots).growth()
+    assert {r.carried for r in rows} == {0}
+    assert len({(r.nodes, r.edges) for r in rows}) == 1
+    assert all(diff(session[0], s).empty for s in session.snapshots[1:])
+
+
+def test_rnn_hidden_state_carries_history_unless_detached():
+    plain, _ = record_script(str(EXAMPLES / "rnn_hidden_state.py"))
+    detached, _ = record_script(str(EXAMPLES / "rnn_hidden_state.py"), ["--detach"])
+    carried = [r.carried for r in Run(plain.snapshots).growth()]
+    assert carried[0] == 0 and all(b > a for a, b in zip(carried, carried[1:]))
+    assert {r.carried for r in Run(detached.snapshots).growth()} == {0}
+
+
+def test_names_follow_the_users_variables_each_step():
+    with graphscope.record() as session:
+        w = torch.tensor([1.0], requires_grad=True)
+        for _ in range(2):
+            loss = (w * 3).sum()
+            loss.backward(retain_graph=True)
+            w = w - 0.1 * w.grad
+            w.retain_grad()
+    assert session[0].find("w").kind is NodeKind.LEAF
+    assert session[1].find("w").kind is NodeKind.TENSOR
+    assert session[1].find("w (from step 0)").kind is NodeKind.LEAF
+
+
+def test_api_sources_point_at_this_file():
+    with graphscope.record() as session:
+        x = torch.ones(2, requires_grad=True)
+        y = (x * 2).sum()
+        y.backward()
+    mul = next(n for n in session[0].nodes if n.op == "MulBackward0")
+    path, line = mul.source.rsplit(":", 1)
+    assert path.endswith("test_steps.py") and not Path(path).is_absolute()
+    assert int(line) == line_of(Path(__file__), "y = (x * 2).sum()")
+    with graphscope.record(source=False) as quiet:
+        (x * 2).sum().backward()
+    assert all(n.source is None for n in quiet[0].nodes)
+
+
+def test_independent_forward_passes_match_node_for_node():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    first = graphscope.trace(model(torch.randn(3, 4)).sum(), names=model)
+    second = graphscope.trace(model(torch.randn(3, 4)).sum(), names=model)
+    change = diff(first, second)
+    assert change.empty and len(change.common) == len(first.nodes)
+    bigger = graphscope.trace(model(torch.randn(3, 4)).sum() * 2, names=model)
+    change = diff(first, bigger)
+    assert [bigger[i].op for i in change.added] == ["MulBackward0"]
+
+
+def test_diff_command_between_steps(tmp_path):
+    out = tmp_path / "run"
+    run_graphscope("render", str(EXAMPLES / "wrong_update_retain.py"), "-o", str(out), "--format", "json")
+    done = run_graphscope("diff", f"{out}:0", f"{out}:3", "-o", str(tmp_path / "diff.svg"))
+    assert done.returncode == 0, done.stderr
+    assert "17 nodes): 8 added, 0 removed, 4 carried over" in done.stdout
+    assert "w: leaf -> tensor (SubBackward0)" in done.stdout
+    assert done.stdout.count("+ SubBackward0") == 6
+    assert (tmp_path / "diff.svg").read_bytes().startswith(b"<?xml")
+    by_file = run_graphscope("diff", str(out / "step-0000.json"), str(out / "step-0003.json"))
+    assert by_file.stdout == done.stdout.replace(f"wrote {tmp_path / 'diff.svg'}\n", "")
+    bad = run_graphscope("diff", f"{out}:0", f"{out}:99")
+    assert bad.returncode == 2 and "has steps 0 to 4" in bad.stderr
+
+
+def test_growth_chart_and_session_are_written(tmp_path):
+    done = run_graphscope("render", str(EXAMPLES / "wrong_update_retain.py"), "-o", str(tmp_path))
+    assert done.returncode == 0
+    assert "the graph grows" in done.stderr
+    chart = (tmp_path / "growth.svg").read_text()
+    assert chart.startswith("<svg") and "carried over" in chart
+    run = load(tmp_path / "session.json")
+    assert len(run) == 5 and run.script == "wrong_update_retain.py" and run.status == 0
+    assert [r.nodes for r in run.growth()] == sorted({r.nodes for r in run.growth()})
+
+
+def many_steps_script(tmp_path: Path, steps: int) -> Path:
+    """A correct loop with `steps` backward calls; the last two steps change structure."""
+    script = tmp_path / "many.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.ones(3, requires_grad=True)\n"
+        f"for i in range({steps}):\n"
+        "    loss = (w * 2).sum() if i < %d else (w * 2 + 1).sum()\n"
+        "    loss.backward()\n"
+        "    with torch.no_grad():\n"
+        "        w -= 0.01 * w.grad\n"
+        "    w.grad = None\n" % (steps - 2)
+    )
+    return script
+
+
+def test_default_selection_draws_a_few_steps_of_a_long_run(tmp_path):
+    script = many_steps_script(tmp_path, 300)
+    done = run_graphscope("render", str(script), "-o", str(tmp_path / "out"))
+    assert done.returncode == 0
+    drawn = sorted(p.name for p in (tmp_path / "out").glob("step-*.svg"))
+    assert drawn == ["step-0000.svg", "step-0001.svg", "step-0002.svg", "step-0298.svg", "step-0299.svg"]
+    assert "drew 5 of 300 step(s)" in done.stderr and "--steps all" in done.stderr
+    assert len(load(tmp_path / "out")) == 300
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("0,1,2", [0, 1, 2]), ("-1", [9]), ("all", list(range(10))), ("every:4", [0, 4, 8]),
+    ("every:4,-1", [0, 4, 8, 9]),
+])
+def test_step_specs(spec, expected):
+    x = torch.ones(1, requires_grad=True)
+    snaps = [graphscope.trace(x * 2).with_step(i) for i in range(10)]
+    assert list(select(spec, snaps).steps) == expected
+
+
+@pytest.mark.parametrize("spec, message", [("every:0", "positive"), ("first", "use auto"), ("12", "0 to 9")])
+def test_bad_step_specs(spec, message):
+    x = torch.ones(1, requires_grad=True)
+    snaps = [graphscope.trace(x * 2).with_step(i) for i in range(10)]
+    with pytest.raises(GraphscopeError, match=message):
+        select(spec, snaps)
+
+
+def test_bad_steps_option_fails_before_running(tmp_path):
+    done = run_graphscope("render", str(EXAMPLES / "dot_product.py"), "--steps", "every:x", "-o", str(tmp_path))
+    assert done.returncode == 2 and "every:" in done.stderr and "x.grad" not in done.stdout
+
+
+def test_saved_run_reloads_and_rerenders(tmp_path):
+    session, _ = record_script(str(EXAMPLES / "two_paths.py"))
+    graphscope.save(session.snapshots, tmp_path / "session.json", script="two_paths.py")
+    run = graphscope.load(tmp_path / "session.json")
+    assert run.snapshots == session.snapshots
+    live = graphscope.render(session[1], tmp_path / "live.svg").read_bytes()
+    again = graphscope.render(run[1], tmp_path / "again.svg").read_bytes()
+    assert live == again
+    with pytest.raises(GraphscopeError, match="not a graphscope run"):
+        (tmp_path / "junk.json").write_text(json.dumps({"hello": 1}))
+        graphscope.load(tmp_path / "junk.json")
+
+
+def test_run_output_is_byte_identical(tmp_path):
+    contents = []
+    for name in ("a", "b"):
+        done = run_graphscope("render", str(EXAMPLES / "wrong_update_retain.py"), "-o", str(tmp_path / name),
+                              "--format", "svg,json,dot")
+        assert done.returncode == 0
+        contents.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
+    assert contents[0] == contents[1]
+    assert {"growth.svg", "session.json", "step-0004.svg"} <= set(contents[0])
