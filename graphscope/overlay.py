@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from graphscope.model import GradStat
+from graphscope.model import GradStat, NodeKind
 from graphscope.walker import Walk
 
 SMALL_TENSOR = 64
@@ -72,6 +72,23 @@ class _Recorder:
     def __init__(self, walk: Walk):
         self.walk = walk
         self.leaf_sums: dict[int, torch.Tensor] = {}
+        count = len(walk.functions)
+        self.slot_edges: list[list[tuple[int, tuple[int, ...]]]] = [[] for _ in range(count)]
+        self.leaf_slots: list[list[tuple[int, int]]] = [[] for _ in range(count)]
+        self.produced: list[list[tuple[int, int]]] = [[] for _ in range(count)]
+        self._index(walk)
+
+    def _index(self, walk: Walk) -> None:
+        """Per autograd node: its incoming edges by input slot, leaves it feeds, edges it produces."""
+        first, nodes = walk.first_function, walk.nodes
+        for edge, ((source, target), slots) in enumerate(zip(walk.edges, walk.edge_slots)):
+            if slots is None or target < first:
+                continue
+            self.slot_edges[target - first].append((edge, slots))
+            if nodes[source].kind is NodeKind.LEAF and source >= first:
+                self.leaf_slots[target - first].extend((slot, source) for slot in slots)
+        for fi, nr, edge in walk.produced:
+            self.produced[fi].append((nr, edge))
 
     def hook_for(self, fi: int) -> Callable[[tuple, tuple], None]:
         """The post-hook of autograd node number `fi` of the walk."""
@@ -84,13 +101,13 @@ class _Recorder:
 
     def record(self, fi: int, grad_inputs: tuple, grad_outputs: tuple) -> None:
         """Edge gradients into node `fi` (by input slot) and out of it (by output number)."""
-        walk = self.walk
-        for edge, slots in walk.slot_edges[fi]:
-            walk.edge_grad[edge] = grad_stat(_sum([grad_inputs[s] for s in slots]))
-        for nr, edge in walk.produced_edges[fi]:
+        edge_grad = self.walk.edge_grad
+        for edge, slots in self.slot_edges[fi]:
+            edge_grad[edge] = grad_stat(_sum([grad_inputs[s] for s in slots]))
+        for nr, edge in self.produced[fi]:
             if nr < len(grad_outputs):
-                walk.edge_grad[edge] = grad_stat(grad_outputs[nr])
-        for slot, leaf in walk.leaf_slots[fi]:
+                edge_grad[edge] = grad_stat(grad_outputs[nr])
+        for slot, leaf in self.leaf_slots[fi]:
             grad = grad_inputs[slot]
             if grad is not None:
                 previous = self.leaf_sums.get(leaf)
@@ -102,11 +119,7 @@ class _Recorder:
         for node, total in self.leaf_sums.items():
             walk.node_grad_step[node] = grad_stat(total)
         self.leaf_sums.clear()
-        produced_grad = {
-            walk.edges[edge][1]: walk.edge_grad.get(edge)
-            for edges in walk.produced_edges
-            for _, edge in edges
-        }
+        produced_grad = {walk.edges[edge][1]: walk.edge_grad.get(edge) for _, _, edge in walk.produced}
         for node, tensor in walk.tensors.items():
             walk.node_grad[node] = _stored_grad(tensor)
             if node not in walk.node_grad_step and node in produced_grad:

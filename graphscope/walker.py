@@ -82,19 +82,18 @@ class Stamp:
 class Walk:
     """A captured graph still attached to the autograd nodes; lives for one capture only.
 
-    Function number `fi` is `functions[fi]`, drawn as node `function_node[fi]`. For the
-    overlay: `slot_edges[fi]` lists (edge, input slots) of the edges into it,
-    `produced_edges[fi]` lists (output number, edge) of the edges out of it to tensor nodes,
-    and `leaf_slots[fi]` lists (input slot, leaf node) of the leaves it consumes.
+    Function number `fi` is `functions[fi]`, drawn as node `first_function + fi`.
+    `edge_slots[e]` holds the input slots of edge `e`'s target function (None for edges
+    into tensor nodes), and `produced` lists (fi, output number, edge) for each edge from
+    a function to a tensor node: what the overlay needs to hook the backward call.
     """
 
     nodes: list[Node] = field(default_factory=list)
     edges: list[tuple[int, int]] = field(default_factory=list)
+    edge_slots: list[tuple[int, ...] | None] = field(default_factory=list)
+    produced: list[tuple[int, int, int]] = field(default_factory=list)
     functions: list[Any] = field(default_factory=list)
-    function_node: list[int] = field(default_factory=list)
-    slot_edges: list[list[tuple[int, list[int]]]] = field(default_factory=list)
-    produced_edges: list[list[tuple[int, int]]] = field(default_factory=list)
-    leaf_slots: list[list[tuple[int, int]]] = field(default_factory=list)
+    first_function: int = 0
     tensors: dict[int, torch.Tensor] = field(default_factory=dict)
     node_grad: dict[int, GradStat | None] = field(default_factory=dict)
     node_grad_step: dict[int, GradStat | None] = field(default_factory=dict)
@@ -108,7 +107,10 @@ class Walk:
             nodes[i] = nodes[i]._replace(grad=self.node_grad.get(i), grad_step=self.node_grad_step.get(i))
         ids = [node.id for node in nodes]
         grads = self.edge_grad
-        edges = tuple(Edge(ids[src], ids[dst], grads.get(i)) for i, (src, dst) in enumerate(self.edges))
+        if grads:
+            edges = tuple(Edge(ids[s], ids[t], grads.get(i)) for i, (s, t) in enumerate(self.edges))
+        else:
+            edges = tuple(Edge(ids[s], ids[t]) for s, t in self.edges)
         self.functions.clear()
         self.tensors.clear()
         return Snapshot(nodes=tuple(nodes), edges=edges, step=step, call=call, notes=tuple(self.notes))
@@ -136,31 +138,36 @@ class _Builder:
         self.walk.nodes.append(node)
         return len(self.walk.nodes) - 1
 
-    def new_edge(self, source: int, target: int) -> int:
+    def new_edge(self, source: int, target: int, slots: tuple[int, ...] | None = None) -> int:
         """Append an edge between two node indices; returns its index."""
         self.walk.edges.append((source, target))
+        self.walk.edge_slots.append(slots)
         return len(self.walk.edges) - 1
 
     def add_functions(self, order: list[Any], names_of: list[str]) -> None:
         """Record the autograd nodes in walk order: a leaf for AccumulateGrad, else a function."""
-        walk = self.walk
-        first = len(walk.nodes)
+        walk, counters, stamp = self.walk, self.counters, self.stamp
+        walk.first_function = first = len(walk.nodes)
+        append = walk.nodes.append
+        short_ops: dict[str, str] = {}
+        function = NodeKind.FUNCTION
         for fi, (fn, raw_name) in enumerate(zip(order, names_of)):
-            self.fn_index[fn] = fi
-            walk.function_node.append(first + fi)
             if raw_name == ACCUMULATE_GRAD:
-                var = fn.variable
-                walk.tensors[first + fi] = var
-                node = Node(self.next_id("leaf"), NodeKind.LEAF, "AccumulateGrad",
-                            self.names.leaf_name(var), **tensor_fields(var))
+                node = self._leaf(fn, first + fi)
             else:
-                node = Node(self.next_id(raw_name), NodeKind.FUNCTION, _short_op(raw_name))
-            walk.nodes.append(node if self.stamp is None else self.identify(fn, node))
+                count = counters.get(raw_name, 0)
+                counters[raw_name] = count + 1
+                op = short_ops.get(raw_name) or short_ops.setdefault(raw_name, _short_op(raw_name))
+                node = Node(f"{raw_name}_{count}", function, op)
+            append(node if stamp is None else self.identify(fn, node))
         walk.functions.extend(order)
-        count = len(order)
-        walk.slot_edges.extend([] for _ in range(count))
-        walk.produced_edges.extend([] for _ in range(count))
-        walk.leaf_slots.extend([] for _ in range(count))
+
+    def _leaf(self, fn: Any, index: int) -> Node:
+        """A leaf tensor, drawn in place of its AccumulateGrad node."""
+        var = fn.variable
+        self.walk.tensors[index] = var
+        return Node(self.next_id("leaf"), NodeKind.LEAF, "AccumulateGrad", self.names.leaf_name(var),
+                    **tensor_fields(var))
 
     def identify(self, fn: Any, node: Node) -> Node:
         """Stamp `fn` with the step it was first captured in; read back its step and source."""
@@ -189,35 +196,35 @@ class _Builder:
         return node
 
 
-def _visit_order(roots: list[Any]) -> tuple[list[Any], list[str], list[tuple]]:
-    """Autograd nodes reachable from `roots` in depth-first pre-order (explicit stack),
-    with their names and `next_functions`, each read once."""
-    seen: set[Any] = set()
+def _visit_order(roots: list[Any]) -> tuple[dict[Any, int], list[Any], list[str], list[tuple]]:
+    """Autograd nodes reachable from `roots` in depth-first pre-order (explicit stack):
+    their index, the nodes, their names and their `next_functions`, each read once."""
+    index: dict[Any, int] = {}
     order: list[Any] = []
     names: list[str] = []
     nexts_of: list[tuple] = []
     stack = list(reversed(roots))
     while stack:
         fn = stack.pop()
-        if fn in seen:
+        if fn in index:
             continue
-        seen.add(fn)
+        index[fn] = len(order)
         order.append(fn)
         names.append(fn.name())
         nexts = fn.next_functions
         nexts_of.append(nexts)
         for i in range(len(nexts) - 1, -1, -1):
             child = nexts[i][0]
-            if child is not None and child not in seen:
+            if child is not None and child not in index:
                 stack.append(child)
-    return order, names, nexts_of
+    return index, order, names, nexts_of
 
 
 def _attach_outputs(builder: _Builder, outputs: list[torch.Tensor]) -> list[Any]:
     """Output nodes first (in the order given); returns the root autograd nodes."""
     roots = []
     for tensor in outputs:
-        name = _output_name(builder.names, tensor)
+        name = _tensor_name(builder.names, tensor)
         node = builder.add_tensor(NodeKind.OUTPUT, tensor, name)
         root = tensor.grad_fn
         if root is None:
@@ -229,8 +236,8 @@ def _attach_outputs(builder: _Builder, outputs: list[torch.Tensor]) -> list[Any]
     return roots
 
 
-def _output_name(names: NameTable, tensor: torch.Tensor) -> str | None:
-    """The user's name for an output tensor, leaf or not."""
+def _tensor_name(names: NameTable, tensor: torch.Tensor) -> str | None:
+    """The user's name for a tensor, leaf or not."""
     if tensor.grad_fn is None:
         return names.leaf_name(tensor)
     entry = names.nonleaves.get((tensor.grad_fn, tensor.output_nr))
@@ -253,38 +260,34 @@ def _attach_named_tensors(builder: _Builder) -> None:
         builder.tensor_node[key] = builder.add_tensor(NodeKind.TENSOR, tensor, name)
 
 
+_FIRST_SLOT = (0,)
+
+
 def _connect(builder: _Builder, nexts_of: list[tuple]) -> None:
     """Edges in forward direction: producer -> tensor node -> consumer, slot by slot."""
     walk = builder.walk
-    fn_index, tensor_node, function_node = builder.fn_index, builder.tensor_node, walk.function_node
-    leaf_nodes = {i for i in function_node if walk.nodes[i].kind is NodeKind.LEAF}
+    fn_index, tensor_node, first = builder.fn_index, builder.tensor_node, walk.first_function
     for (fn, nr), node in tensor_node.items():
         fi = fn_index[fn]
-        walk.produced_edges[fi].append((nr, builder.new_edge(function_node[fi], node)))
+        walk.produced.append((fi, nr, builder.new_edge(first + fi, node)))
+    has_tensor = {fn for fn, _ in tensor_node}
+    edges, edge_slots = walk.edges, walk.edge_slots
     for fi, nexts in enumerate(nexts_of):
-        target = function_node[fi]
-        if len(nexts) == 1:
+        target = first + fi
+        if len(nexts) == 1 or (len(nexts) == 2 and nexts[1][0] is None):
             child, nr = nexts[0]
             if child is not None:
-                source = tensor_node.get((child, nr))
-                if source is None:
-                    source = function_node[fn_index[child]]
-                    if source in leaf_nodes:
-                        walk.leaf_slots[fi].append((0, source))
-                walk.slot_edges[fi].append((builder.new_edge(source, target), [0]))
+                source = tensor_node.get((child, nr)) if child in has_tensor else None
+                edges.append((first + fn_index[child] if source is None else source, target))
+                edge_slots.append(_FIRST_SLOT)
             continue
         by_source: dict[int, list[int]] = {}
         for slot, (child, nr) in enumerate(nexts):
-            if child is None:
-                continue
-            source = tensor_node.get((child, nr))
-            if source is None:
-                source = function_node[fn_index[child]]
-                if source in leaf_nodes:
-                    walk.leaf_slots[fi].append((slot, source))
-            by_source.setdefault(source, []).append(slot)
+            if child is not None:
+                source = tensor_node.get((child, nr)) if child in has_tensor else None
+                by_source.setdefault(first + fn_index[child] if source is None else source, []).append(slot)
         for source, slots in by_source.items():
-            walk.slot_edges[fi].append((builder.new_edge(source, target), slots))
+            builder.new_edge(source, target, tuple(slots))
 
 
 def _attach_saved(builder: _Builder) -> None:
@@ -292,7 +295,7 @@ def _attach_saved(builder: _Builder) -> None:
     walk = builder.walk
     freed = 0
     for fi, fn in enumerate(walk.functions):
-        node = walk.function_node[fi]
+        node = walk.first_function + fi
         if walk.nodes[node].kind is NodeKind.LEAF:
             continue
         for attr in [a for a in dir(fn) if a.startswith("_saved_")]:
@@ -303,7 +306,7 @@ def _attach_saved(builder: _Builder) -> None:
                 continue
             for label, tensor in _saved_tensors(attr[len("_saved_"):], value):
                 saved = builder.new_node(Node(
-                    builder.next_id("saved"), NodeKind.SAVED, label, _saved_name(builder.names, tensor),
+                    builder.next_id("saved"), NodeKind.SAVED, label, _tensor_name(builder.names, tensor),
                     **tensor_fields(tensor),
                 ))
                 builder.new_edge(saved, node)
@@ -324,14 +327,6 @@ def _saved_tensors(label: str, value: Any) -> list[tuple[str, torch.Tensor]]:
     return []
 
 
-def _saved_name(names: NameTable, tensor: torch.Tensor) -> str | None:
-    """The user's name of a saved tensor when it is one of theirs."""
-    if tensor.grad_fn is None:
-        return names.leaf_name(tensor)
-    entry = names.nonleaves.get((tensor.grad_fn, tensor.output_nr))
-    return None if entry is None else entry[0]
-
-
 def resolve_names(names: Mapping[str, Any] | torch.nn.Module | None, frame: Any) -> NameTable:
     """A NameTable from an explicit `names=` argument, or from the user's frames."""
     if names is None:
@@ -349,7 +344,7 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
     result = Walk()
     builder = _Builder(result, names, stamp)
     roots = _attach_outputs(builder, tensors)
-    order, names_of, nexts_of = _visit_order(roots)
+    builder.fn_index, order, names_of, nexts_of = _visit_order(roots)
     builder.add_functions(order, names_of)
     safety.guard_deep_graph(len(order))
     _attach_named_tensors(builder)
