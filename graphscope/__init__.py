@@ -21,6 +21,7 @@ from graphscope.renderers import as_snapshot, write
 from graphscope.diff import SnapshotDiff, diff
 from graphscope.session import Session, capture, record
 from graphscope.store import Run, load, save
+from graphscope.view import DEFAULT_BUDGET, ViewOptions
 from graphscope.walker import trace
 
 __all__ = [
@@ -31,6 +32,12 @@ __version__ = "0.1.0"
 
 
 def render(snapshot_or_tensor: Any, path: str | os.PathLike[str], format: str | None = None,
-           engine: str = "embedded") -> Path:
-    """Write a Snapshot (or the graph behind a tensor) to `path` as svg, png, pdf, dot, json or txt."""
-    return write(as_snapshot(snapshot_or_tensor), path, format, engine)
+           engine: str = "embedded", budget: int = DEFAULT_BUDGET, depth: int | None = None,
+           full: bool = False) -> Path:
+    """Write a Snapshot (or the graph behind a tensor) to `path` as svg, png, pdf, dot, json or txt.
+
+    Pictures of graphs above `budget` nodes collapse module calls (to `depth` if given) and
+    fold long chains; `full=True` draws every node. JSON and text always hold everything.
+    """
+    view = ViewOptions(budget=budget, depth=depth, full=full)
+    return write(as_snapshot(snapshot_or_tensor), path, format, engine, view=view)

@@ -23,6 +23,7 @@ class NodeKind(str, enum.Enum):
 
     OUTPUT = "output"
     FUNCTION = "function"
+    MODULE = "module"
     LEAF = "leaf"
     TENSOR = "tensor"
     SAVED = "saved"
@@ -115,6 +116,8 @@ class Node(NamedTuple):
     saved_freed: bool | None = None
     first_step: int | None = None
     source: str | None = None
+    module: str | None = None
+    folded: int | None = None
 
     @property
     def is_tensor(self) -> bool:
@@ -151,8 +154,9 @@ def _node_to_dict(node: Node) -> dict[str, Any]:
         stat = data[name]
         if stat is not None:
             data[name] = stat.to_dict()
-    if node.saved_freed is None:
-        del data["saved_freed"]
+    for optional in ("saved_freed", "folded"):
+        if data[optional] is None:
+            del data[optional]
     return data
 
 
@@ -235,6 +239,12 @@ class Snapshot:
 
         return to_svg(self).decode("utf-8")
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the interactive view of this graph, where the notebook runs scripts."""
+        from graphscope.renderers.html import notebook_html
+
+        return notebook_html([self])
+
 
 def to_node_link(snapshot: Snapshot) -> dict[str, Any]:
     """networkx node-link data (`edges` key) for a snapshot."""
@@ -277,3 +287,38 @@ def from_node_link(data: Mapping[str, Any]) -> Snapshot:
 def node_link_graph(data: Mapping[str, Any]) -> nx.DiGraph:
     """Build a networkx DiGraph from node-link data, keeping walk order."""
     return nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosed autograd mistake: which rule, how bad, what happened, the fix, and where.
+
+    `severity` is "error", "warning" or "info"; `location` is the user's `file.py:LINE`;
+    `nodes` are ids in the snapshot of `step`; `explains_failure` marks the finding that
+    says why the script failed.
+    """
+
+    rule: str
+    severity: str
+    message: str
+    fix: str
+    location: str | None = None
+    step: int | None = None
+    nodes: tuple[str, ...] = ()
+    explains_failure: bool = False
+
+    def __str__(self) -> str:
+        where = f" at {self.location}" if self.location else ""
+        return f"{self.severity} {self.rule}{where}: {self.message} Fix: {self.fix}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict, the stable field names."""
+        return {"rule": self.rule, "severity": self.severity, "message": self.message, "fix": self.fix,
+                "location": self.location, "step": self.step, "nodes": list(self.nodes),
+                "explains_failure": self.explains_failure}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        """Inverse of `to_dict`."""
+        return cls(data["rule"], data["severity"], data["message"], data["fix"], data.get("location"),
+                   data.get("step"), tuple(data.get("nodes", ())), bool(data.get("explains_failure", False)))

@@ -158,3 +158,12 @@ def names_from_argument(names: Mapping[str, Any] | torch.nn.Module) -> NameTable
             f"names= takes a dict of name -> tensor/module or an nn.Module, not {type(names).__name__}"
         )
     return table
+
+
+def variable_name(obj: Any, frame: types.FrameType | None) -> str | None:
+    """The name of the first user variable (innermost scope first) that holds `obj`."""
+    for scope in _scopes(user_frames(frame)):
+        for name, value in _public(scope.items()):
+            if value is obj:
+                return name
+    return None

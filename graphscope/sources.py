@@ -1,8 +1,11 @@
-"""Where each op came from: stamps every new autograd node with the user's `file:line`.
+"""Where each op came from: stamps every new autograd node with the user's `file:line`
+and the `nn.Module` call that made it.
 
 A TorchFunctionMode sees every torch call and its result while it is active; for each
-output with a fresh `grad_fn` it writes the innermost user frame's location into the
-node's `metadata` dict, which lives on the C++ node and needs no reference from us.
+output with a fresh `grad_fn` it writes the innermost user frame's location, and the path
+of the innermost module being called (`model.encoder.layers.3.linear1`), into the node's
+`metadata` dict, which lives on the C++ node and needs no reference from us. Global module
+hooks keep the stack of module calls.
 """
 
 from __future__ import annotations
@@ -10,14 +13,59 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import weakref
 from typing import Any, Iterator
 
 import torch
+from torch.nn.modules import module as nn_module
 from torch.overrides import TorchFunctionMode
 
-from graphscope.names import is_internal
+from graphscope.names import is_internal, variable_name
 
 SOURCE_KEY = "graphscope.source"
+MODULE_KEY = "graphscope.module"
+
+
+class ModuleStack:
+    """The nn.Module calls in progress, each named by its dotted path from a user variable."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[torch.nn.Module, str]] = []
+        self.paths: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
+
+    def path_of(self, module: torch.nn.Module) -> str:
+        """`model.layers.3`: the parent's path plus the child's attribute name, cached."""
+        path = self.paths.get(module)
+        if path is None:
+            path = self._child_path(module) if self.stack else self._root_path(module)
+            self.paths[module] = path
+        return path
+
+    def _child_path(self, module: torch.nn.Module) -> str:
+        """Path of a submodule called while an ancestor runs (`layers.0` inside a ModuleList)."""
+        parent, parent_path = self.stack[-1]
+        for name, child in parent.named_modules(remove_duplicate=False):
+            if child is module and name:
+                return f"{parent_path}.{name}"
+        return f"{parent_path}.{type(module).__name__}"
+
+    def _root_path(self, module: torch.nn.Module) -> str:
+        """A top-level module is named by the user's variable, else by its class."""
+        return variable_name(module, sys._getframe()) or type(module).__name__
+
+    def enter(self, module: torch.nn.Module, *_: Any) -> None:
+        """Forward pre-hook: a module call starts."""
+        self.stack.append((module, self.path_of(module)))
+
+    def leave(self, module: torch.nn.Module, *_: Any) -> None:
+        """Forward hook: the module call ended (also when it raised)."""
+        if self.stack:
+            self.stack.pop()
+
+    @property
+    def current(self) -> str | None:
+        """Path of the innermost module call in progress."""
+        return self.stack[-1][1] if self.stack else None
 
 
 def display_path(filename: str, root: str) -> str:
@@ -32,9 +80,10 @@ def display_path(filename: str, root: str) -> str:
 class _SourceMode(TorchFunctionMode):
     """Stamps the grad_fn of every tensor a torch call returns with the caller's location."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, modules: ModuleStack):
         super().__init__()
         self.root = root
+        self.modules = modules
         self.paths: dict[str, str] = {}
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
@@ -43,21 +92,29 @@ class _SourceMode(TorchFunctionMode):
         return result
 
     def _stamp(self, result: Any) -> None:
-        """Write the user's `file:line` into each new grad_fn of `result`."""
+        """Stamp each new grad_fn of `result`, and the new nodes behind it, with the caller's
+        location and module: ops inside a composite torch function run with this mode off."""
         outputs = result if isinstance(result, (tuple, list)) else (result,)
-        location = None
-        for out in outputs:
-            fn = getattr(out, "grad_fn", None) if isinstance(out, torch.Tensor) else None
-            if fn is None:
-                continue
+        fresh = [out.grad_fn for out in outputs
+                 if isinstance(out, torch.Tensor) and out.grad_fn is not None
+                 and SOURCE_KEY not in out.grad_fn.metadata]
+        if not fresh:
+            return
+        location = self._caller()
+        if location is None:
+            return
+        stamp = {SOURCE_KEY: location}
+        if self.modules.current is not None:
+            stamp[MODULE_KEY] = self.modules.current
+        stack = fresh
+        while stack:
+            fn = stack.pop()
             metadata = fn.metadata
             if SOURCE_KEY in metadata:
                 continue
-            if location is None:
-                location = self._caller()
-                if location is None:
-                    return
-            metadata[SOURCE_KEY] = location
+            metadata.update(stamp)
+            stack.extend(child for child, _ in fn.next_functions
+                         if child is not None and not hasattr(child, "variable"))
 
     def _caller(self) -> str | None:
         """`file:line` of the innermost frame outside torch and graphscope."""
@@ -75,11 +132,13 @@ class _SourceMode(TorchFunctionMode):
 
 @contextlib.contextmanager
 def track_sources(root: str | None = None) -> Iterator[None]:
-    """Stamp the creation site of every autograd node made inside the block."""
-    with _SourceMode(root or os.getcwd()):
-        yield
-
-
-def source_of(fn: Any) -> str | None:
-    """The stamped `file:line` of an autograd node, if it was made while tracking."""
-    return fn.metadata.get(SOURCE_KEY)
+    """Stamp the creation site and module of every autograd node made inside the block."""
+    modules = ModuleStack()
+    handles = [nn_module.register_module_forward_pre_hook(modules.enter),
+               nn_module.register_module_forward_hook(modules.leave, always_call=True)]
+    try:
+        with _SourceMode(root or os.getcwd(), modules):
+            yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -17,7 +17,7 @@ from graphscope import safety
 from graphscope.errors import GraphscopeError
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
 from graphscope.names import NameTable, names_from_argument, names_from_frames
-from graphscope.sources import SOURCE_KEY
+from graphscope.sources import MODULE_KEY, SOURCE_KEY
 
 ACCUMULATE_GRAD = "torch::autograd::AccumulateGrad"
 
@@ -180,7 +180,8 @@ class _Builder:
                 metadata.setdefault(stamp.name_key, name)
             elif stamp.name_key in metadata:
                 name = f"{metadata[stamp.name_key]} (from step {first_step})"
-        return node._replace(name=name, first_step=first_step, source=metadata.get(SOURCE_KEY))
+        return node._replace(name=name, first_step=first_step, source=metadata.get(SOURCE_KEY),
+                             module=metadata.get(MODULE_KEY))
 
     def add_tensor(self, kind: NodeKind, tensor: torch.Tensor, name: str | None) -> int:
         """Record an output or named non-leaf tensor, attached after its producer."""

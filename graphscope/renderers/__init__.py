@@ -14,26 +14,28 @@ from graphscope.renderers.diffdot import diff_to_dot
 from graphscope.renderers.dot import to_dot
 from graphscope.renderers.engine import DEFAULT_TIMEOUT, layout
 from graphscope.renderers.text import text_tree
+from graphscope.view import ViewOptions, readable
 
 FORMATS = ("svg", "png", "pdf", "dot", "json", "txt")
 
 
-def to_svg(snapshot: Snapshot, engine: str = "embedded", timeout: float | None = DEFAULT_TIMEOUT) -> bytes:
-    """SVG bytes of a snapshot."""
-    return layout(to_dot(snapshot), "svg", engine, timeout)
+def to_svg(snapshot: Snapshot, engine: str = "embedded", timeout: float | None = DEFAULT_TIMEOUT,
+           view: ViewOptions = ViewOptions()) -> bytes:
+    """SVG bytes of a snapshot, in its readable view (large graphs are summarised)."""
+    return layout(to_dot(readable(snapshot, view)), "svg", engine, timeout)
 
 
 def to_bytes(snapshot: Snapshot, fmt: str, engine: str = "embedded",
-             timeout: float | None = DEFAULT_TIMEOUT) -> bytes:
-    """The snapshot in one of FORMATS, as bytes ready for a file."""
+             timeout: float | None = DEFAULT_TIMEOUT, view: ViewOptions = ViewOptions()) -> bytes:
+    """The snapshot in one of FORMATS, as bytes; pictures show the readable view, data all of it."""
     if fmt == "dot":
-        return to_dot(snapshot).encode("utf-8")
+        return to_dot(readable(snapshot, view)).encode("utf-8")
     if fmt == "json":
         return snapshot.to_json().encode("utf-8")
     if fmt == "txt":
         return (text_tree(snapshot) + "\n").encode("utf-8")
     if fmt in ("svg", "png", "pdf"):
-        return layout(to_dot(snapshot), fmt, engine, timeout)
+        return layout(to_dot(readable(snapshot, view)), fmt, engine, timeout)
     raise GraphscopeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -51,10 +53,11 @@ def format_for(path: str | os.PathLike[str], fmt: str | None) -> str:
 
 
 def write(snapshot: Snapshot, path: str | os.PathLike[str], fmt: str | None = None,
-          engine: str = "embedded", timeout: float | None = DEFAULT_TIMEOUT) -> Path:
+          engine: str = "embedded", timeout: float | None = DEFAULT_TIMEOUT,
+          view: ViewOptions = ViewOptions()) -> Path:
     """Write a snapshot to `path` atomically; the format comes from `fmt` or the suffix."""
     chosen = format_for(path, fmt)
-    return write_atomic(Path(path), to_bytes(snapshot, chosen, engine, timeout))
+    return write_atomic(Path(path), to_bytes(snapshot, chosen, engine, timeout, view))
 
 
 def write_diff(change: SnapshotDiff, path: Path, fmt: str | None = None, engine: str = "embedded",

@@ -22,6 +22,7 @@ STYLE = {
     NodeKind.TENSOR: {"shape": "box", "style": "filled,dashed", "fillcolor": "#eceff1", "color": "#607d8b"},
     NodeKind.OUTPUT: {"shape": "box", "style": "filled", "fillcolor": "#ffe082", "color": "#ff8f00"},
     NodeKind.SAVED: {"shape": "note", "style": "filled,dashed", "fillcolor": "#fff3e0", "color": "#ef6c00"},
+    NodeKind.MODULE: {"shape": "box3d", "style": "filled", "fillcolor": "#e8eaf6", "color": "#3949ab"},
 }
 RETAINED = {"style": "filled", "fillcolor": "#bbdefb", "color": "#1565c0", "penwidth": "2"}
 CARRIED = {"fillcolor": "#ffccbc", "color": "#d84315"}
@@ -33,6 +34,7 @@ LEGEND = (
     (NodeKind.OUTPUT, "output: backward starts here"),
     (NodeKind.FUNCTION, "backward function"),
     (NodeKind.SAVED, "tensor saved for backward"),
+    (NodeKind.MODULE, "collapsed module call (× nodes inside)"),
 )
 
 
@@ -66,8 +68,10 @@ def _node_style(node: Node, step: int) -> dict[str, str]:
 
 def node_label(node: Node, step: int) -> str:
     """The lines drawn inside a node."""
-    if node.kind is NodeKind.FUNCTION:
-        lines = [node.op or node.id]
+    if node.kind is NodeKind.MODULE:
+        lines = [node.name or node.id, f"× {node.folded} nodes"]
+    elif node.kind is NodeKind.FUNCTION:
+        lines = [f"× {node.folded} {node.op}" if node.folded else node.op or node.id]
         if node.carried_over(step):
             lines.append(f"from step {node.first_step}")
     else:
@@ -86,8 +90,12 @@ def node_label(node: Node, step: int) -> str:
 def node_tooltip(node: Node) -> str:
     """Everything known about a node, shown when hovering it in the SVG."""
     lines = [f"{node.title} ({node.id})"]
-    if node.kind is NodeKind.FUNCTION:
-        lines.append(f"backward function {node.op}")
+    if node.kind is NodeKind.MODULE:
+        lines.append(f"module call drawn as one box: {node.folded} nodes inside")
+    elif node.kind is NodeKind.FUNCTION:
+        lines.append(f"backward function {node.op}" + (f", {node.folded} in a row" if node.folded else ""))
+        if node.module:
+            lines.append(f"inside module {node.module}")
     else:
         lines.append(f"{labels.kind_text(node)} {labels.tensor_text(node)}")
         lines.append(
@@ -194,6 +202,44 @@ def title(snapshot: Snapshot) -> str:
     return f"step {snapshot.step} · {snapshot.call} · {len(snapshot.nodes)} nodes"
 
 
+def _cluster_tree(snapshot: Snapshot) -> dict[str, list[str]]:
+    """Module path -> ids of the function nodes made directly inside it, in walk order."""
+    members: dict[str, list[str]] = {}
+    for node in snapshot.nodes:
+        if node.module and node.kind is NodeKind.FUNCTION:
+            members.setdefault(node.module, []).append(node.id)
+    return members
+
+
+def _cluster_lines(paths: list[str], members: dict[str, list[str]], statements: dict[str, str]) -> list[str]:
+    """Nested `subgraph cluster_…` blocks, one per module path, parents around children."""
+    lines: list[str] = []
+    open_paths: list[str] = []
+    for number, path in enumerate(sorted(paths, key=lambda p: (p.split("."),))):
+        while open_paths and not path.startswith(open_paths[-1] + "."):
+            open_paths.pop()
+            lines.append("  " * (len(open_paths) + 1) + "}")
+        indent = "  " * (len(open_paths) + 1)
+        lines.append(f"{indent}subgraph {quote(f'cluster_{number}')} {{")
+        lines.append(f"{indent}  graph " + attributes({"color": "#c5cae9", "fontcolor": "#3949ab", "fontsize": "9",
+                                                     "label": path, "labeljust": "l", "style": "rounded"}) + ";")
+        lines.extend(f"{indent}  {statements.pop(node_id)}" for node_id in members.get(path, ()))
+        open_paths.append(path)
+    while open_paths:
+        open_paths.pop()
+        lines.append("  " * (len(open_paths) + 1) + "}")
+    return lines
+
+
+def _module_paths(members: dict[str, list[str]]) -> list[str]:
+    """Every module path with members, and each of its ancestors."""
+    paths = set()
+    for path in members:
+        parts = path.split(".")
+        paths.update(".".join(parts[:k]) for k in range(1, len(parts) + 1))
+    return list(paths)
+
+
 def to_dot(snapshot: Snapshot) -> str:
     """The DOT source of a snapshot, byte-identical for the same snapshot."""
     scale = _magnitude_range(snapshot.edges)
@@ -206,10 +252,15 @@ def to_dot(snapshot: Snapshot) -> str:
         "  node " + attributes({"fontname": FONT, "fontsize": "10", "height": "0.3", "margin": "0.08,0.04"}) + ";",
         "  edge " + attributes({"fontname": FONT, "fontsize": "9"}) + ";",
     ]
+    statements = {}
     for node in snapshot.nodes:
         attrs = {**_node_style(node, snapshot.step), "id": node.id, "label": node_label(node, snapshot.step),
                  "tooltip": node_tooltip(node)}
-        lines.append(f"  {quote(node.id)} {attributes(attrs)};")
+        statements[node.id] = f"{quote(node.id)} {attributes(attrs)};"
+    members = _cluster_tree(snapshot)
+    clusters = _cluster_lines(_module_paths(members), members, statements)
+    lines.extend(f"  {statement}" for statement in statements.values())
+    lines.extend(clusters)
     for edge in snapshot.edges:
         lines.append(f"  {quote(edge.source)} -> {quote(edge.target)} {attributes(edge_attributes(edge, snapshot, scale))};")
     lines.extend(legend(snapshot))
