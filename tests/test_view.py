@@ -1,0 +1,93 @@
+"""Readable large graphs: module paths, clusters, collapsed modules, folded chains, split leaves."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+import graphscope
+from graphscope import NodeKind
+from graphscope.renderers import to_svg
+from graphscope.renderers.dot import to_dot
+from graphscope.view import MAX_LEAF_USES, ViewOptions, readable
+
+
+def transformer_step(layers: int):
+    """One recorded backward through a small TransformerEncoder."""
+    torch.manual_seed(0)
+    model = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), layers,
+                                  enable_nested_tensor=False)
+    with graphscope.record() as session:
+        model(torch.randn(2, 3, 8)).sum().backward()
+    return session[0]
+
+
+def test_ops_know_the_module_call_that_made_them():
+    snap = transformer_step(2)
+    modules = {n.module for n in snap.nodes if n.kind is NodeKind.FUNCTION}
+    assert {"model.layers.0.self_attn", "model.layers.1.linear1", "model.layers.0.norm2"} <= modules
+    addmm = [n for n in snap.nodes if n.op == "AddmmBackward0"]
+    assert addmm and all(n.module and n.module.startswith("model.layers.") for n in addmm)
+
+
+def test_dot_groups_functions_in_nested_module_clusters():
+    snap = transformer_step(2)
+    dot = to_dot(snap)
+    labels = re.findall(r'subgraph "cluster_\d+" \{\n\s+graph \[[^\]]*label="([^"]+)"', dot)
+    assert "model" in labels and "model.layers.0" in labels and "model.layers.0.self_attn" in labels
+    assert dot.count("{") == dot.count("}")
+
+
+def test_small_graphs_are_drawn_whole():
+    snap = transformer_step(1)
+    assert len(snap.nodes) < 150
+    assert readable(snap) is snap
+
+
+def test_large_model_collapses_to_module_boxes_within_budget():
+    snap = transformer_step(24)
+    assert len(snap.nodes) > 1500
+    view = readable(snap)
+    assert len(view.nodes) <= 150
+    boxes = view.of_kind("module")
+    assert sorted(b.name for b in boxes) == sorted(f"model.layers.{i}" for i in range(24))
+    assert sum(b.folded for b in boxes) + len(view.nodes) - len(boxes) == len(snap.nodes)
+    assert any("--full draws every node" in note for note in view.notes)
+    svg = to_svg(snap)
+    assert b"model.layers.23" in svg and b"full draws every node" in svg
+
+
+def test_depth_option_and_full_view():
+    snap = transformer_step(3)
+    deeper = readable(snap, ViewOptions(depth=4))
+    assert {b.name for b in deeper.of_kind("module")} >= {"model.layers.0.self_attn", "model.layers.2.linear1"}
+    assert readable(snap, ViewOptions(full=True)) is snap
+
+
+def test_long_chain_is_folded_into_one_node_that_says_how_many():
+    w = torch.ones(1, requires_grad=True)
+    y = w
+    for _ in range(997):
+        y = y - 0.1
+    snap = graphscope.trace(y.sum())
+    view = readable(snap)
+    folded = [n for n in view.nodes if n.folded]
+    assert [(n.op, n.folded) for n in folded] == [("SubBackward0", 997)]
+    assert "× 997 SubBackward0" in to_dot(view)
+    assert len(view.nodes) == 4
+
+
+def test_a_weight_shared_by_every_step_is_drawn_once_per_use():
+    torch.manual_seed(0)
+    cell = nn.RNNCell(3, 4)
+    h = torch.zeros(1, 4)
+    for _ in range(60):
+        h = cell(torch.randn(1, 3), h)
+    snap = graphscope.trace(h.sum(), names=cell)
+    view = readable(snap)
+    copies = [n for n in view.nodes if n.name and n.name.startswith("weight_hh (use ")]
+    assert len(copies) == 60 > MAX_LEAF_USES
+    assert any("drawn once per use" in note for note in view.notes)
+    assert to_svg(snap).startswith(b"<?xml")
