@@ -1,0 +1,42 @@
+"""Ctrl-C during a long run: what was captured is written, and every file is complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+LONG_RUN = """
+import time, torch
+w = torch.ones(3, requires_grad=True)
+for step in range(100000):
+    (w * 2).sum().backward()
+    if step == 3:
+        print("ready", flush=True)
+    time.sleep(0.01)
+"""
+
+
+def test_sigint_writes_what_was_captured_and_only_complete_files(tmp_path):
+    script = tmp_path / "long.py"
+    script.write_text(LONG_RUN)
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, "-m", "graphscope", "render", str(script), "-o", str(out),
+                                "--format", "svg,json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "KeyboardInterrupt" in stderr
+    steps = sorted(out.glob("step-*.json"))
+    assert len(steps) >= 4
+    for path in steps:
+        json.loads(path.read_text())
+    assert len(json.loads((out / "session.json").read_text())["steps"]) >= 4
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
