@@ -1,8 +1,9 @@
 """Gradient capture: what flowed along each edge during one backward, and what accumulated.
 
 Hooks go on the autograd nodes of a `Walk` just before the real backward runs and are
-removed right after it, also when it fails. Statistics are computed on the gradient's own
-device and come back in one transfer per tensor.
+removed right after it, also when it fails. Gradients wait in a buffer and their statistics
+are computed in batches (graphscope.stats), on their own device; the buffer is flushed
+whenever it holds more than FLUSH_ELEMENTS values, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -12,47 +13,11 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from graphscope.model import GradStat, NodeKind
+from graphscope.model import NodeKind
+from graphscope.stats import grad_stats
 from graphscope.walker import Walk
 
-SMALL_TENSOR = 64
-
-
-def grad_stat(grad: torch.Tensor | None) -> GradStat | None:
-    """Statistics of one gradient (values too when it has at most 64 elements)."""
-    if grad is None:
-        return None
-    with torch.no_grad():
-        values = grad.detach()
-        if values.is_sparse:
-            values = values.coalesce().values()
-        if values.is_complex():
-            values = values.abs()
-        flat = values.reshape(-1).to(torch.float64)
-        numel = grad.numel()
-        if flat.numel() == 0:
-            return GradStat(tuple(grad.shape), numel, 0.0, float("nan"), float("nan"), float("nan"), 0, ())
-        summary = torch.stack(
-            [
-                torch.linalg.vector_norm(flat),
-                flat.mean(),
-                flat.min(),
-                flat.max(),
-                (~torch.isfinite(flat)).sum().to(torch.float64),
-            ]
-        )
-        small = numel <= SMALL_TENSOR
-        numbers = (torch.cat([summary, flat]) if small else summary).tolist()
-    return GradStat(
-        shape=tuple(grad.shape),
-        numel=numel,
-        norm=numbers[0],
-        mean=numbers[1],
-        min=numbers[2],
-        max=numbers[3],
-        nonfinite=int(numbers[4]),
-        values=tuple(numbers[5:]) if small else None,
-    )
+FLUSH_ELEMENTS = 1 << 23
 
 
 def _sum(grads: list[torch.Tensor | None]) -> torch.Tensor | None:
@@ -72,6 +37,8 @@ class _Recorder:
     def __init__(self, walk: Walk):
         self.walk = walk
         self.leaf_sums: dict[int, torch.Tensor] = {}
+        self.pending: list[tuple[int, torch.Tensor | None]] = []
+        self.pending_elements = 0
         count = len(walk.functions)
         self.slot_edges: list[list[tuple[int, tuple[int, ...]]]] = [[] for _ in range(count)]
         self.leaf_slots: list[list[tuple[int, int]]] = [[] for _ in range(count)]
@@ -101,35 +68,51 @@ class _Recorder:
 
     def record(self, fi: int, grad_inputs: tuple, grad_outputs: tuple) -> None:
         """Edge gradients into node `fi` (by input slot) and out of it (by output number)."""
-        edge_grad = self.walk.edge_grad
         for edge, slots in self.slot_edges[fi]:
-            edge_grad[edge] = grad_stat(_sum([grad_inputs[s] for s in slots]))
+            self._defer(edge, _sum([grad_inputs[s] for s in slots]))
         for nr, edge in self.produced[fi]:
             if nr < len(grad_outputs):
-                edge_grad[edge] = grad_stat(grad_outputs[nr])
+                self._defer(edge, grad_outputs[nr])
         for slot, leaf in self.leaf_slots[fi]:
             grad = grad_inputs[slot]
             if grad is not None:
                 previous = self.leaf_sums.get(leaf)
                 self.leaf_sums[leaf] = grad.detach() if previous is None else previous + grad.detach()
 
+    def _defer(self, edge: int, grad: torch.Tensor | None) -> None:
+        """Keep an edge's gradient for the next batch of statistics."""
+        self.pending.append((edge, None if grad is None else grad.detach()))
+        self.pending_elements += 0 if grad is None else grad.numel()
+        if self.pending_elements > FLUSH_ELEMENTS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Statistics of every waiting edge gradient, in one batch."""
+        stats = grad_stats([grad for _, grad in self.pending])
+        self.walk.edge_grad.update((edge, stat) for (edge, _), stat in zip(self.pending, stats))
+        self.pending.clear()
+        self.pending_elements = 0
+
     def finish(self) -> None:
         """After the call: stored `.grad` of leaves and retained tensors, and each node's share."""
         walk = self.walk
-        for node, total in self.leaf_sums.items():
-            walk.node_grad_step[node] = grad_stat(total)
+        self.flush()
+        leaves = list(self.leaf_sums)
+        tensors = list(walk.tensors)
+        stats = grad_stats([self.leaf_sums[n] for n in leaves] + [_stored_grad(walk.tensors[n]) for n in tensors])
         self.leaf_sums.clear()
+        walk.node_grad_step.update(zip(leaves, stats))
+        walk.node_grad.update(zip(tensors, stats[len(leaves):]))
         produced_grad = {walk.edges[edge][1]: walk.edge_grad.get(edge) for _, _, edge in walk.produced}
-        for node, tensor in walk.tensors.items():
-            walk.node_grad[node] = _stored_grad(tensor)
+        for node in tensors:
             if node not in walk.node_grad_step and node in produced_grad:
                 walk.node_grad_step[node] = produced_grad[node]
 
 
-def _stored_grad(tensor: torch.Tensor) -> GradStat | None:
+def _stored_grad(tensor: torch.Tensor) -> torch.Tensor | None:
     """`.grad` of a leaf or a retained tensor; None (without PyTorch's warning) otherwise."""
     if tensor.is_leaf or tensor.retains_grad:
-        return grad_stat(tensor.grad)
+        return tensor.grad
     return None
 
 
