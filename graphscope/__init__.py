@@ -7,6 +7,8 @@
         ...
     graphscope.diff(session[0], session[3])  # what was added, removed, carried over
     graphscope.save(session.snapshots, "session.json"); run = graphscope.load("session.json")
+    run = graphscope.doctor("train.py")      # run a script; run.findings names its autograd mistakes
+    graphscope.diagnose(session)             # the same findings for a recorded block
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from graphscope.errors import GraphscopeError
-from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
+from graphscope.diagnose import diagnose, doctor
+from graphscope.model import Edge, Finding, GradStat, Node, NodeKind, Snapshot
 from graphscope.renderers import as_snapshot, write
 from graphscope.diff import SnapshotDiff, diff
 from graphscope.session import Session, capture, record
@@ -25,8 +28,8 @@ from graphscope.view import DEFAULT_BUDGET, ViewOptions
 from graphscope.walker import trace
 
 __all__ = [
-    "Edge", "GradStat", "GraphscopeError", "Node", "NodeKind", "Run", "Session", "Snapshot",
-    "SnapshotDiff", "capture", "diff", "load", "record", "render", "save", "trace",
+    "Edge", "Finding", "GradStat", "GraphscopeError", "Node", "NodeKind", "Run", "Session", "Snapshot",
+    "SnapshotDiff", "capture", "diagnose", "diff", "doctor", "load", "record", "render", "save", "trace",
 ]
 __version__ = "0.1.0"
 

@@ -6,12 +6,13 @@ import os
 import runpy
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Sequence
 
 from graphscope import safety
+from graphscope.diagnose import Failure, IdleParameter, Warned
 from graphscope.errors import GraphscopeError
 
 if TYPE_CHECKING:
@@ -22,10 +23,16 @@ _GRAPHSCOPE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 @dataclass(frozen=True)
 class ScriptResult:
-    """How the script ended: its exit status and, if it failed, the exception's one-line summary."""
+    """How the script ended: its exit status and, if it failed, the exception's one-line summary
+    and the `Failure` (type, message, user line); for the doctor, what it warned, after which
+    captured step each optimizer.step() ran, and which parameters it stepped without a gradient."""
 
     status: int
     error: str | None = None
+    failure: Failure | None = None
+    warnings: tuple[Warned, ...] = ()
+    optimizer_steps: tuple[int, ...] = ()
+    idle_parameters: tuple[IdleParameter, ...] = ()
 
 
 def check_script(path: str) -> Path:
@@ -74,6 +81,20 @@ def _user_traceback(tb: TracebackType | None) -> TracebackType | None:
     return tb
 
 
+def failure_of(exc: BaseException, root: str) -> Failure:
+    """The exception, located at the innermost line of the user's own code in its traceback."""
+    from graphscope.names import is_internal
+    from graphscope.sources import display_path
+
+    location, tb = None, exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not is_internal(filename):
+            location = f"{display_path(filename, root)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return Failure(type(exc).__name__, str(exc), location)
+
+
 def run_script(path: str, args: Sequence[str] = ()) -> ScriptResult:
     """Run `path` as `__main__` the way `python path args...` would; returns how it ended."""
     script = check_script(path)
@@ -90,7 +111,7 @@ def run_script(path: str, args: Sequence[str] = ()) -> ScriptResult:
         return ScriptResult(130, "KeyboardInterrupt")
     except BaseException as exc:  # the user's script failed: show it as Python would
         traceback.print_exception(type(exc), exc, _user_traceback(exc.__traceback__))
-        return ScriptResult(1, f"{type(exc).__name__}: {exc}")
+        return ScriptResult(1, f"{type(exc).__name__}: {exc}", failure_of(exc, str(script.resolve().parent)))
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
     return ScriptResult(0)
@@ -103,9 +124,14 @@ def record_script(path: str, args: Sequence[str] = (), saved: bool = False,
     Source lines are given relative to the script's folder, so output does not depend on
     where the script lives on this machine.
     """
+    from graphscope.probes import watching
     from graphscope.session import Session
 
     script = check_script(path)
-    with Session(saved=saved, source=source, root=str(script.resolve().parent)) as session:
+    root = str(script.resolve().parent)
+    with Session(saved=saved, source=source, root=root) as session, \
+            watching(root, lambda: len(session) - 1) as watch:
         result = run_script(path, args)
-    return session, result
+    return session, replace(result, warnings=tuple(watch.warned.values()),
+                            optimizer_steps=tuple(watch.optimizer_steps),
+                            idle_parameters=tuple(watch.idle.values()))

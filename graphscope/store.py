@@ -12,18 +12,20 @@ from graphscope.diff import SnapshotDiff, diff
 from graphscope.errors import GraphscopeError
 from graphscope.files import write_atomic
 from graphscope.growth import GrowthRow, growth
-from graphscope.model import JSON_FORMAT_VERSION, Snapshot, from_node_link, to_node_link
+from graphscope.model import JSON_FORMAT_VERSION, Finding, Snapshot, from_node_link, to_node_link
 
 SESSION_FILE = "session.json"
 
 
 @dataclass
 class Run:
-    """The steps of one recorded run, live or reloaded, with what is known of the script."""
+    """The steps of one recorded run, live or reloaded, with what is known of the script
+    and what the doctor found in it."""
 
     snapshots: list[Snapshot] = field(default_factory=list)
     script: str | None = None
     status: int | None = None
+    findings: list[Finding] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.snapshots)
@@ -42,20 +44,22 @@ class Run:
     def to_json(self) -> str:
         """Compact, deterministic JSON of every step."""
         data = {"format": JSON_FORMAT_VERSION, "script": self.script, "status": self.status,
-                "steps": [to_node_link(s) for s in self.snapshots]}
+                "steps": [to_node_link(s) for s in self.snapshots],
+                "findings": [f.to_dict() for f in self.findings]}
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Run:
         """Inverse of `to_json`."""
         data = json.loads(text)
-        return cls([from_node_link(step) for step in data["steps"]], data.get("script"), data.get("status"))
+        return cls([from_node_link(step) for step in data["steps"]], data.get("script"), data.get("status"),
+                   [Finding.from_dict(f) for f in data.get("findings", ())])
 
 
 def save(snapshots: Sequence[Snapshot], path: str | os.PathLike[str], script: str | None = None,
-         status: int | None = None) -> Path:
-    """Write every step of a run to one JSON file, atomically."""
-    run = Run(list(snapshots), script, status)
+         status: int | None = None, findings: Sequence[Finding] = ()) -> Path:
+    """Write every step of a run, and its findings, to one JSON file, atomically."""
+    run = Run(list(snapshots), script, status, list(findings))
     return write_atomic(Path(path), run.to_json().encode("utf-8"))
 
 

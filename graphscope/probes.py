@@ -1,0 +1,143 @@
+"""What the runner watches besides the autograd graphs: warnings, and what each optimizer step updates.
+
+Warnings are recorded with the user's `file:line` and still shown as Python shows them.
+PyTorch raises some warnings (reading `.grad` of a non-leaf) from whatever Python frame
+called into torch, which under graphscope is its own TorchFunctionMode; those are issued
+again at the user's line, so they are shown and filtered once per user line, as without
+graphscope. Before every `optimizer.step()` the parameters without a `.grad` are noted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import types
+import warnings
+from dataclasses import replace
+from typing import Any, Callable, Iterator
+
+import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+from graphscope.diagnose import IdleParameter, Warned
+from graphscope.names import _scopes, is_internal, user_frames
+from graphscope.sources import display_path
+
+_GRAPHSCOPE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_WARNINGS_FILE = os.path.abspath(warnings.__file__)
+GRAPHSCOPE_MODULES = r"graphscope(\.|$)"
+
+
+def _outside_user_code(filename: str) -> bool:
+    """Frames of torch, graphscope, runpy, and the warnings machinery."""
+    return is_internal(filename) or os.path.abspath(filename) == _WARNINGS_FILE
+
+
+def user_frame(frame: types.FrameType | None) -> types.FrameType | None:
+    """The innermost frame of the user's own code at or above `frame`."""
+    while frame is not None and _outside_user_code(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
+def parameter_names(frame: types.FrameType | None) -> dict[int, str]:
+    """id -> name of every module parameter and tensor the user's frames can see, frozen ones too."""
+    found: dict[int, str] = {}
+    scopes = _scopes(user_frames(frame))
+    for scope in scopes:
+        for name, value in scope.items():
+            if isinstance(value, torch.nn.Module) and not name.startswith("_"):
+                for path, param in value.named_parameters(prefix=name):
+                    found.setdefault(id(param), path)
+    for scope in scopes:
+        for name, value in scope.items():
+            if isinstance(value, torch.Tensor) and not name.startswith("_"):
+                found.setdefault(id(value), name)
+    return found
+
+
+class Watch:
+    """Collects the warnings and idle parameters of one run, with user `file:line` locations."""
+
+    def __init__(self, root: str, current_step: Callable[[], int]):
+        self.root = root
+        self.current_step = current_step
+        self.show_original = warnings.showwarning
+        self.warned: dict[tuple[str, str, str | None], Warned] = {}
+        self.idle: dict[str, IdleParameter] = {}
+        self.optimizer_steps: list[int] = []
+        self.paths: dict[str, str] = {}
+
+    def location(self, filename: str, line: int) -> str:
+        """`file.py:LINE` relative to the script's folder."""
+        path = self.paths.get(filename)
+        if path is None:
+            path = self.paths[filename] = display_path(filename, self.root)
+        return f"{path}:{line}"
+
+    def frame_location(self, frame: types.FrameType | None) -> str | None:
+        """The location of a frame, None when there is none."""
+        return None if frame is None else self.location(frame.f_code.co_filename, frame.f_lineno)
+
+    def show(self, message: Any, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        """Stand-in for warnings.showwarning: record, then show as Python would."""
+        if os.path.abspath(filename).startswith(_GRAPHSCOPE_DIR):
+            frame = user_frame(sys._getframe(1))
+            if frame is not None:
+                self.reissue(message, category, frame)
+                return
+        text, where = str(message), self.warning_location(filename, lineno)
+        self.warned.setdefault((category.__name__, text, where), Warned(category.__name__, text, where))
+        self.show_original(message, category, filename, lineno, file, line)
+
+    def warning_location(self, filename: str, lineno: int) -> str | None:
+        """Where a warning points in the user's code: its own line, else the innermost user frame."""
+        if not _outside_user_code(filename):
+            return self.location(filename, lineno)
+        return self.frame_location(user_frame(sys._getframe(2)))
+
+    def reissue(self, message: Any, category: type[Warning], frame: types.FrameType) -> None:
+        """Warn again from the user's frame, through the user's filters and registry."""
+        scope = frame.f_globals
+        warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
+                               module=scope.get("__name__", "__main__"),
+                               registry=scope.setdefault("__warningregistry__", {}), module_globals=scope)
+
+    def before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Optimizer step pre-hook: note after which captured step it ran, and every parameter it
+        is about to update without a .grad."""
+        self.optimizer_steps.append(self.current_step())
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        idle = [p for p in params if p.grad is None]
+        if not idle:
+            return
+        frame = user_frame(sys._getframe(1))
+        names = parameter_names(frame)
+        position = {id(p): i for i, p in enumerate(params)}
+        step = self.current_step()
+        for param in idle:
+            name = names.get(id(param)) or f"parameter {position[id(param)]} of the optimizer"
+            self.note_idle(IdleParameter(name, param.requires_grad,
+                                         None if step < 0 else step, self.frame_location(frame),
+                                         everything=len(idle) == len(params)))
+
+    def note_idle(self, idle: IdleParameter) -> None:
+        """Keep the first sighting of each idle parameter and count the others."""
+        known = self.idle.get(idle.name)
+        self.idle[idle.name] = idle if known is None else replace(known, times=known.times + 1)
+
+
+@contextlib.contextmanager
+def watching(root: str, current_step: Callable[[], int]) -> Iterator[Watch]:
+    """Watch warnings and optimizer steps for the duration of the block."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", module=GRAPHSCOPE_MODULES)
+        watch = Watch(root, current_step)
+        warnings.showwarning = watch.show
+        handle = register_optimizer_step_pre_hook(watch.before_step)
+        try:
+            yield watch
+        finally:
+            handle.remove()
