@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from graphscope.diagnose import FAIL_LEVELS
 from graphscope.errors import GraphscopeError
 from graphscope.model import Snapshot
 from graphscope.renderers.engine import ENGINES
@@ -47,15 +48,18 @@ def main() -> None:
 @click.option("--saved", is_flag=True, help="Also draw the tensors saved for backward.")
 @click.option("--no-source", is_flag=True, help="Do not record the file:line of each op (faster on "
                                                   "large models).")
+@click.option("--no-report", is_flag=True, help="Do not write the HTML report (index.html).")
 def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str, engine: str,
-           steps: str, saved: bool, no_source: bool) -> None:
+           steps: str, saved: bool, no_source: bool, no_report: bool) -> None:
     """Run SCRIPT and draw the autograd graph of every backward it makes.
 
     Each call of Tensor.backward, torch.autograd.backward or torch.autograd.grad is a step,
     numbered from 0. Arguments after SCRIPT go to the script, except graphscope's own
     options; put the script's arguments after -- when they clash (render train.py -- -o x).
     """
+    from graphscope.diagnose import diagnose_script
     from graphscope.output import check_output, parse_formats, summary, write_run
+    from graphscope.progress import Progress
     from graphscope.runner import record_script
     from graphscope.steps import parse_spec
     from graphscope.store import Run
@@ -64,12 +68,22 @@ def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str
     chosen = parse_formats(formats)
     parse_spec(steps)
     check_output(directory, chosen, engine)
-    session, result = record_script(script, script_args, saved=saved, source=not no_source)
-    run = Run(session.snapshots, Path(script).name, result.status)
-    report = write_run(run, directory, chosen, steps, engine)
+    with Progress() as progress:
+        with progress.watching(_captured):
+            session, result = record_script(script, script_args, saved=saved, source=not no_source)
+        run = Run(session.snapshots, Path(script).name, result.status, diagnose_script(session, result, script))
+        report = write_run(run, directory, chosen, steps, engine, progress.drawing, report=not no_report)
     sys.stdout.flush()
     click.echo(summary(run, report, directory, chosen), err=True)
     sys.exit(result.status)
+
+
+def _captured() -> str:
+    """`graphscope: captured 12 step(s)`, from the recording Session (it stands in for torch.autograd.backward)."""
+    import torch
+
+    session = getattr(torch.autograd.backward, "__self__", None)
+    return f"graphscope: captured {len(session)} step(s)" if session is not None else "graphscope: running"
 
 
 def _load_step(spec: str) -> Snapshot:
@@ -109,3 +123,51 @@ def diff(old: str, new: str, out_file: str | None, engine: str) -> None:
     if out_file:
         write_diff(change, Path(out_file), engine=engine)
         click.echo(f"wrote {out_file}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("script")
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--fail-on", type=click.Choice(FAIL_LEVELS), default="error",
+              show_default=True, help="Exit with status 1 when a finding is at least this severe.")
+@click.option("--json", "json_file", default=None, help="Also write the findings as JSON to this file "
+                                                        "(- for standard output).")
+def doctor(script: str, script_args: tuple[str, ...], fail_on: str, json_file: str | None) -> None:
+    """Run SCRIPT and name the autograd mistakes it makes: rule, line, and the fix.
+
+    Findings go to standard error, after the script's own output; the exit status is 1 when
+    one reaches --fail-on, so the command can guard a training script in CI. Arguments after
+    SCRIPT go to the script (after -- when they clash with graphscope's own options).
+    """
+    from graphscope.diagnose import doctor as examine, fails, findings_json, report
+    from graphscope.files import write_atomic
+
+    run = examine(script, script_args)
+    sys.stdout.flush()
+    click.echo(report(run.findings, run.script), err=True)
+    if json_file == "-":
+        click.echo(findings_json(run.findings), nl=False)
+    elif json_file:
+        write_atomic(Path(json_file), findings_json(run.findings).encode("utf-8"))
+    sys.exit(1 if fails(run.findings, fail_on) else 0)
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 listing the files that are out of date.")
+@click.option("--examples", "examples_dir", default="examples", show_default=True, help="Folder of example scripts.")
+@click.option("-o", "--out", "docs_dir", default="docs", show_default=True, help="Folder of the gallery.")
+def docs(check: bool, examples_dir: str, docs_dir: str) -> None:
+    """Build the docs gallery: one page per example, its script beside its graphs."""
+    from graphscope import gallery
+
+    if not check:
+        written = gallery.build(Path(examples_dir), Path(docs_dir))
+        click.echo(f"graphscope: wrote {len(written)} files to {docs_dir}/")
+        return
+    problems = gallery.check(Path(examples_dir), Path(docs_dir))
+    for line in problems:
+        click.echo(line, err=True)
+    if problems:
+        click.echo("graphscope: the gallery is out of date: run `graphscope docs` and commit docs/", err=True)
+        sys.exit(1)
+    click.echo(f"graphscope: {docs_dir}/ is up to date")

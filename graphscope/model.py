@@ -289,6 +289,9 @@ def node_link_graph(data: Mapping[str, Any]) -> nx.DiGraph:
     return nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
 
 
+SEVERITIES = ("info", "warning", "error")
+
+
 @dataclass(frozen=True)
 class Finding:
     """One diagnosed autograd mistake: which rule, how bad, what happened, the fix, and where.

@@ -9,9 +9,11 @@ from typing import Callable, Sequence
 from graphscope.errors import GraphscopeError
 from graphscope.files import write_atomic
 from graphscope.growth import GrowthRow, growth_svg, growth_table, is_growing
-from graphscope.model import Snapshot
+from graphscope.diagnose import report as doctor_report
+from graphscope.model import Finding, Snapshot
 from graphscope.renderers import FORMATS, write
 from graphscope.renderers.engine import choose_engine
+from graphscope.renderers.html import REPORT_FILE, layout_steps, write_report
 from graphscope.steps import Selection, select
 from graphscope.store import SESSION_FILE, Run, save
 
@@ -55,13 +57,15 @@ def clear_stale(directory: Path, formats: Sequence[str]) -> None:
 
 
 def write_steps(snapshots: Sequence[Snapshot], directory: Path, formats: Sequence[str],
-                engine: str = "embedded",
-                progress: Callable[[int, int], None] | None = None) -> list[Path]:
-    """Write the given snapshots in every format; returns the paths in step order."""
+                engine: str = "embedded", progress: Callable[[int, int], None] | None = None,
+                findings: Sequence[Finding] = ()) -> list[Path]:
+    """Write the given snapshots in every format, pictures badged with the doctor's findings;
+    returns the paths in step order."""
     paths = []
     for done, snapshot in enumerate(snapshots, 1):
         for fmt in formats:
-            paths.append(write(snapshot, step_path(directory, snapshot.step, fmt), fmt, engine))
+            paths.append(write(snapshot, step_path(directory, snapshot.step, fmt), fmt, engine,
+                               findings=findings))
         if progress:
             progress(done, len(snapshots))
     return paths
@@ -76,25 +80,39 @@ class Report:
     paths: list[Path]
 
 
+def _report_svgs(run: Run, positions: Sequence[int], directory: Path, formats: Sequence[str], engine: str,
+                 progress: Callable[[int, int], None] | None) -> dict[int, bytes]:
+    """The SVG of each drawn step for the report: the files just written, else a fresh layout."""
+    if "svg" not in formats:
+        return layout_steps(run, positions, engine, progress)
+    return {i: step_path(directory, run.snapshots[i].step, "svg").read_bytes() for i in positions}
+
+
 def write_run(run: Run, directory: Path, formats: Sequence[str], steps: str = "auto",
-              engine: str = "embedded", progress: Callable[[int, int], None] | None = None) -> Report:
-    """Everything a run produces: the chosen steps, growth.svg and session.json (all steps)."""
+              engine: str = "embedded", progress: Callable[[int, int], None] | None = None,
+              report: bool = True) -> Report:
+    """Everything a run produces: the chosen steps, growth.svg, session.json (all steps) and index.html."""
     clear_stale(directory, FORMATS)
     selection = select(steps, run.snapshots)
     chosen = [run.snapshots[i] for i in selection.steps]
-    paths = write_steps(chosen, directory, formats, engine, progress)
+    paths = write_steps(chosen, directory, formats, engine, progress, run.findings)
     rows = run.growth()
     if rows:
         paths.append(write_atomic(directory / GROWTH_FILE, growth_svg(rows).encode("utf-8")))
-    paths.append(save(run.snapshots, directory / SESSION_FILE, run.script, run.status))
+    paths.append(save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings))
+    if report:
+        svgs = _report_svgs(run, selection.steps, directory, formats, engine, progress)
+        paths.append(write_report(run, directory / REPORT_FILE, svgs, selection.reason))
     return Report(selection, rows, paths)
 
 
 def summary(run: Run, report: Report, directory: Path, formats: Sequence[str]) -> str:
-    """A few lines: how many steps, their sizes, what was drawn, and where the files are."""
+    """A few lines: how many steps, their sizes, what was drawn, where the files are, and
+    what the doctor found."""
     snapshots = run.snapshots
     if not snapshots:
-        return "graphscope: no backward or autograd.grad call was made: nothing captured"
+        nothing = "graphscope: no backward or autograd.grad call was made: nothing captured"
+        return "\n\n".join([nothing, doctor_report(run.findings, run.script)] if run.findings else [nothing])
     calls = sorted({s.call for s in snapshots})
     lines = [f"graphscope: captured {len(snapshots)} step(s) ({', '.join(calls)})", growth_table(report.rows)]
     if is_growing(report.rows):
@@ -105,4 +123,6 @@ def summary(run: Run, report: Report, directory: Path, formats: Sequence[str]) -
     drawn = [f"step-{snapshots[i].step:04d}" for i in report.selection.steps]
     shown = ", ".join(drawn[:6]) + (f", … {drawn[-1]}" if len(drawn) > 6 else "")
     lines.append(f"wrote {shown} ({', '.join(formats)}), {GROWTH_FILE} and {SESSION_FILE} to {directory}/")
-    return "\n".join(lines)
+    if directory / REPORT_FILE in report.paths:
+        lines.append(f"open {directory / REPORT_FILE} in a browser to step through the run")
+    return "\n".join(lines) + "\n\n" + doctor_report(run.findings, run.script)

@@ -104,6 +104,20 @@ class Session:
     def __getitem__(self, step: int) -> Snapshot:
         return self.snapshots[step]
 
+    def _repr_svg_(self) -> str | None:
+        """Jupyter: the graph of the latest step, if there is one."""
+        if not self.snapshots:
+            return None
+        from graphscope.renderers import to_svg
+
+        return to_svg(self.snapshots[-1]).decode("utf-8")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the interactive report of the steps so far, where the notebook runs scripts."""
+        from graphscope.renderers.html import notebook_html
+
+        return notebook_html(self.snapshots)
+
     def _capture(self, original: Callable[..., Any], signature: inspect.Signature, argument: str,
                  kind: str, args: tuple, kwargs: dict) -> Any:
         """Run `original` as a captured step, or plainly when nested or without a graph."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from graphscope.errors import GraphscopeError
 from graphscope.files import write_atomic
-from graphscope.model import Snapshot
+from graphscope.model import Finding, Snapshot
 from graphscope.diff import SnapshotDiff
 from graphscope.renderers.diffdot import diff_to_dot
 from graphscope.renderers.dot import to_dot
@@ -20,22 +20,25 @@ FORMATS = ("svg", "png", "pdf", "dot", "json", "txt")
 
 
 def to_svg(snapshot: Snapshot, engine: str = "embedded", timeout: float | None = DEFAULT_TIMEOUT,
-           view: ViewOptions = ViewOptions()) -> bytes:
-    """SVG bytes of a snapshot, in its readable view (large graphs are summarised)."""
-    return layout(to_dot(readable(snapshot, view)), "svg", engine, timeout)
+           view: ViewOptions = ViewOptions(), findings: Sequence[Finding] = ()) -> bytes:
+    """SVG bytes of a snapshot, in its readable view (large graphs are summarised), with the
+    doctor's findings about it as badges."""
+    return layout(to_dot(readable(snapshot, view), findings), "svg", engine, timeout)
 
 
 def to_bytes(snapshot: Snapshot, fmt: str, engine: str = "embedded",
-             timeout: float | None = DEFAULT_TIMEOUT, view: ViewOptions = ViewOptions()) -> bytes:
-    """The snapshot in one of FORMATS, as bytes; pictures show the readable view, data all of it."""
+             timeout: float | None = DEFAULT_TIMEOUT, view: ViewOptions = ViewOptions(),
+             findings: Sequence[Finding] = ()) -> bytes:
+    """The snapshot in one of FORMATS, as bytes; pictures show the readable view, data all of it,
+    and pictures badge the nodes the doctor's `findings` concern."""
     if fmt == "dot":
-        return to_dot(readable(snapshot, view)).encode("utf-8")
+        return to_dot(readable(snapshot, view), findings).encode("utf-8")
     if fmt == "json":
         return snapshot.to_json().encode("utf-8")
     if fmt == "txt":
         return (text_tree(snapshot) + "\n").encode("utf-8")
     if fmt in ("svg", "png", "pdf"):
-        return layout(to_dot(readable(snapshot, view)), fmt, engine, timeout)
+        return layout(to_dot(readable(snapshot, view), findings), fmt, engine, timeout)
     raise GraphscopeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -54,10 +57,10 @@ def format_for(path: str | os.PathLike[str], fmt: str | None) -> str:
 
 def write(snapshot: Snapshot, path: str | os.PathLike[str], fmt: str | None = None,
           engine: str = "embedded", timeout: float | None = DEFAULT_TIMEOUT,
-          view: ViewOptions = ViewOptions()) -> Path:
+          view: ViewOptions = ViewOptions(), findings: Sequence[Finding] = ()) -> Path:
     """Write a snapshot to `path` atomically; the format comes from `fmt` or the suffix."""
     chosen = format_for(path, fmt)
-    return write_atomic(Path(path), to_bytes(snapshot, chosen, engine, timeout, view))
+    return write_atomic(Path(path), to_bytes(snapshot, chosen, engine, timeout, view, findings))
 
 
 def write_diff(change: SnapshotDiff, path: Path, fmt: str | None = None, engine: str = "embedded",

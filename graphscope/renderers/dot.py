@@ -7,9 +7,10 @@ Every user-provided string is escaped, so names cannot break the DOT or the SVG.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+import textwrap
+from typing import Iterable, Sequence
 
-from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
+from graphscope.model import SEVERITIES, Edge, Finding, GradStat, Node, NodeKind, Snapshot
 from graphscope.renderers import labels
 
 FONT = "Helvetica"
@@ -181,13 +182,43 @@ def _legend_entries(snapshot: Snapshot) -> list[tuple[str, dict[str, str]]]:
     return entries
 
 
-def legend(snapshot: Snapshot) -> list[str]:
-    """DOT lines of a legend cluster: one styled sample node per line, stacked top to bottom."""
+FINDING_COLOR = {"error": "#c62828", "warning": "#ef6c00", "info": "#1565c0"}
+
+
+def step_findings(snapshot: Snapshot, findings: Sequence[Finding]) -> list[Finding]:
+    """The doctor's findings about this step, in their order."""
+    return [f for f in findings if f.step == snapshot.step]
+
+
+def badge(attrs: dict[str, str], findings: Sequence[Finding]) -> dict[str, str]:
+    """A node's attributes with a `⚠ rule` line per finding about it and a border in the worst colour."""
+    if not findings:
+        return attrs
+    worst = max(findings, key=lambda f: SEVERITIES.index(f.severity))
+    label = attrs["label"] + "".join(f"\n⚠ {f.rule}" for f in findings)
+    tooltip = attrs["tooltip"] + "".join(f"\n⚠ {f.rule}: {f.message}" for f in findings)
+    color = FINDING_COLOR[worst.severity]
+    return {**attrs, "label": label, "tooltip": tooltip, "color": color, "fontcolor": color, "penwidth": "3"}
+
+
+def finding_entries(findings: Sequence[Finding]) -> list[tuple[str, dict[str, str]]]:
+    """Legend lines for the findings of a step: rule, severity, where, and the explanation."""
+    entries = []
+    for finding in findings:
+        where = f" at {finding.location}" if finding.location else ""
+        text = f"⚠ {finding.rule} ({finding.severity}){where}\n" + textwrap.fill(finding.message, 72)
+        entries.append((text, {"shape": "plaintext", "style": "solid", "fontcolor": FINDING_COLOR[finding.severity]}))
+    return entries
+
+
+def legend(snapshot: Snapshot, findings: Sequence[Finding] = ()) -> list[str]:
+    """DOT lines of a legend cluster: one styled sample node per line, stacked top to bottom,
+    then the doctor's findings about this step."""
     lines = ["  subgraph cluster_legend {",
              "    " + attributes({"color": "#bdbdbd", "fontsize": "10", "label": "legend",
                                   "labeljust": "l", "style": "rounded"}).replace("[", "graph [", 1) + ";"]
     names = []
-    for i, (text, style) in enumerate(_legend_entries(snapshot)):
+    for i, (text, style) in enumerate(_legend_entries(snapshot) + finding_entries(step_findings(snapshot, findings))):
         name = f"legend_{i}"
         names.append(quote(name))
         lines.append(f"    {quote(name)} {attributes({**style, 'id': name, 'label': text, 'tooltip': text})};")
@@ -240,8 +271,9 @@ def _module_paths(members: dict[str, list[str]]) -> list[str]:
     return list(paths)
 
 
-def to_dot(snapshot: Snapshot) -> str:
-    """The DOT source of a snapshot, byte-identical for the same snapshot."""
+def to_dot(snapshot: Snapshot, findings: Sequence[Finding] = ()) -> str:
+    """The DOT source of a snapshot, byte-identical for the same snapshot; `findings` (the
+    doctor's, for any step) badge the nodes of this step they concern and join the legend."""
     scale = _magnitude_range(snapshot.edges)
     graph_attrs = {"fontname": FONT, "fontsize": "12", "label": title(snapshot), "labeljust": "l",
                    "labelloc": "t", "nodesep": "0.3", "rankdir": "TB", "ranksep": "0.35",
@@ -253,9 +285,11 @@ def to_dot(snapshot: Snapshot) -> str:
         "  edge " + attributes({"fontname": FONT, "fontsize": "9"}) + ";",
     ]
     statements = {}
+    about = step_findings(snapshot, findings)
     for node in snapshot.nodes:
         attrs = {**_node_style(node, snapshot.step), "id": node.id, "label": node_label(node, snapshot.step),
                  "tooltip": node_tooltip(node)}
+        attrs = badge(attrs, [f for f in about if node.id in f.nodes])
         statements[node.id] = f"{quote(node.id)} {attributes(attrs)};"
     members = _cluster_tree(snapshot)
     clusters = _cluster_lines(_module_paths(members), members, statements)
@@ -263,6 +297,6 @@ def to_dot(snapshot: Snapshot) -> str:
     lines.extend(clusters)
     for edge in snapshot.edges:
         lines.append(f"  {quote(edge.source)} -> {quote(edge.target)} {attributes(edge_attributes(edge, snapshot, scale))};")
-    lines.extend(legend(snapshot))
+    lines.extend(legend(snapshot, findings))
     lines.append("}")
     return "\n".join(lines) + "\n"
