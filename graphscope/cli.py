@@ -11,6 +11,7 @@ from graphscope.diagnose import FAIL_LEVELS
 from graphscope.errors import GraphscopeError
 from graphscope.model import Snapshot
 from graphscope.renderers.engine import ENGINES
+from graphscope.view import DEFAULT_BUDGET, ViewOptions
 
 USAGE_ERROR = 2
 
@@ -49,8 +50,16 @@ def main() -> None:
 @click.option("--no-source", is_flag=True, help="Do not record the file:line of each op (faster on "
                                                   "large models).")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report (index.html).")
+@click.option("--budget", type=click.IntRange(min=1), default=DEFAULT_BUDGET, show_default=True,
+              help="Pictures of bigger graphs collapse module calls and fold long chains to about "
+                   "this many nodes.")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Collapse module calls at this depth of their path (model.layers.0 is 3).")
+@click.option("--full", is_flag=True, help="Draw every node, however large (layout may take long; "
+                                           "it stops after 120 s).")
 def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str, engine: str,
-           steps: str, saved: bool, no_source: bool, no_report: bool) -> None:
+           steps: str, saved: bool, no_source: bool, no_report: bool, budget: int, depth: int | None,
+           full: bool) -> None:
     """Run SCRIPT and draw the autograd graph of every backward it makes.
 
     Each call of Tensor.backward, torch.autograd.backward or torch.autograd.grad is a step,
@@ -68,22 +77,21 @@ def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str
     chosen = parse_formats(formats)
     parse_spec(steps)
     check_output(directory, chosen, engine)
+    captured: list[Snapshot] = []
     with Progress() as progress:
-        with progress.watching(_captured):
-            session, result = record_script(script, script_args, saved=saved, source=not no_source)
+        with progress.watching(lambda: f"graphscope: captured {len(captured)} step(s)"):
+            session, result = record_script(script, script_args, saved=saved, source=not no_source,
+                                            on_step=captured.append)
         run = Run(session.snapshots, Path(script).name, result.status, diagnose_script(session, result, script))
-        report = write_run(run, directory, chosen, steps, engine, progress.drawing, report=not no_report)
+        view = ViewOptions(budget=budget, depth=depth, full=full)
+        try:
+            report = write_run(run, directory, chosen, steps, engine, progress.drawing, not no_report, view)
+        except KeyboardInterrupt:
+            click.echo("graphscope: interrupted while writing; every file written is complete", err=True)
+            sys.exit(130)
     sys.stdout.flush()
     click.echo(summary(run, report, directory, chosen), err=True)
     sys.exit(result.status)
-
-
-def _captured() -> str:
-    """`graphscope: captured 12 step(s)`, from the recording Session (it stands in for torch.autograd.backward)."""
-    import torch
-
-    session = getattr(torch.autograd.backward, "__self__", None)
-    return f"graphscope: captured {len(session)} step(s)" if session is not None else "graphscope: running"
 
 
 def _load_step(spec: str) -> Snapshot:

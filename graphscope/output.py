@@ -16,6 +16,7 @@ from graphscope.renderers.engine import choose_engine
 from graphscope.renderers.html import REPORT_FILE, layout_steps, write_report
 from graphscope.steps import Selection, select
 from graphscope.store import SESSION_FILE, Run, save
+from graphscope.view import ViewOptions
 
 GROWTH_FILE = "growth.svg"
 
@@ -58,14 +59,14 @@ def clear_stale(directory: Path, formats: Sequence[str]) -> None:
 
 def write_steps(snapshots: Sequence[Snapshot], directory: Path, formats: Sequence[str],
                 engine: str = "embedded", progress: Callable[[int, int], None] | None = None,
-                findings: Sequence[Finding] = ()) -> list[Path]:
+                findings: Sequence[Finding] = (), view: ViewOptions = ViewOptions()) -> list[Path]:
     """Write the given snapshots in every format, pictures badged with the doctor's findings;
     returns the paths in step order."""
     paths = []
     for done, snapshot in enumerate(snapshots, 1):
         for fmt in formats:
             paths.append(write(snapshot, step_path(directory, snapshot.step, fmt), fmt, engine,
-                               findings=findings))
+                               view=view, findings=findings))
         if progress:
             progress(done, len(snapshots))
     return paths
@@ -81,28 +82,28 @@ class Report:
 
 
 def _report_svgs(run: Run, positions: Sequence[int], directory: Path, formats: Sequence[str], engine: str,
-                 progress: Callable[[int, int], None] | None) -> dict[int, bytes]:
+                 progress: Callable[[int, int], None] | None, view: ViewOptions) -> dict[int, bytes]:
     """The SVG of each drawn step for the report: the files just written, else a fresh layout."""
     if "svg" not in formats:
-        return layout_steps(run, positions, engine, progress)
+        return layout_steps(run, positions, engine, progress, view)
     return {i: step_path(directory, run.snapshots[i].step, "svg").read_bytes() for i in positions}
 
 
 def write_run(run: Run, directory: Path, formats: Sequence[str], steps: str = "auto",
               engine: str = "embedded", progress: Callable[[int, int], None] | None = None,
-              report: bool = True) -> Report:
+              report: bool = True, view: ViewOptions = ViewOptions()) -> Report:
     """Everything a run produces: the chosen steps, growth.svg, session.json (all steps) and index.html."""
     clear_stale(directory, FORMATS)
     selection = select(steps, run.snapshots)
     chosen = [run.snapshots[i] for i in selection.steps]
-    paths = write_steps(chosen, directory, formats, engine, progress, run.findings)
+    paths = write_steps(chosen, directory, formats, engine, progress, run.findings, view)
     rows = run.growth()
     if rows:
         paths.append(write_atomic(directory / GROWTH_FILE, growth_svg(rows).encode("utf-8")))
     paths.append(save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings))
     if report:
-        svgs = _report_svgs(run, selection.steps, directory, formats, engine, progress)
-        paths.append(write_report(run, directory / REPORT_FILE, svgs, selection.reason))
+        svgs = _report_svgs(run, selection.steps, directory, formats, engine, progress, view)
+        paths.append(write_report(run, directory / REPORT_FILE, svgs, selection.reason, view))
     return Report(selection, rows, paths)
 
 

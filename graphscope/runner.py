@@ -9,13 +9,14 @@ import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from graphscope import safety
 from graphscope.diagnose import Failure, IdleParameter, Warned
 from graphscope.errors import GraphscopeError
 
 if TYPE_CHECKING:
+    from graphscope.model import Snapshot
     from graphscope.session import Session
 
 _GRAPHSCOPE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -117,9 +118,10 @@ def run_script(path: str, args: Sequence[str] = ()) -> ScriptResult:
     return ScriptResult(0)
 
 
-def record_script(path: str, args: Sequence[str] = (), saved: bool = False,
-                  source: bool = True) -> tuple[Session, ScriptResult]:
-    """Run a script inside a recording Session; every backward it makes becomes a step.
+def record_script(path: str, args: Sequence[str] = (), saved: bool = False, source: bool = True,
+                  on_step: Callable[[Snapshot], None] | None = None) -> tuple[Session, ScriptResult]:
+    """Run a script inside a recording Session; every backward it makes becomes a step
+    (`on_step` hears of each one as it is captured).
 
     Source lines are given relative to the script's folder, so output does not depend on
     where the script lives on this machine.
@@ -129,7 +131,7 @@ def record_script(path: str, args: Sequence[str] = (), saved: bool = False,
 
     script = check_script(path)
     root = str(script.resolve().parent)
-    with Session(saved=saved, source=source, root=root) as session, \
+    with Session(saved=saved, source=source, root=root, on_step=on_step) as session, \
             watching(root, lambda: len(session) - 1) as watch:
         result = run_script(path, args)
     return session, replace(result, warnings=tuple(watch.warned.values()),

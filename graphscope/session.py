@@ -65,11 +65,13 @@ class Session:
     """
 
     def __init__(self, names: Mapping[str, Any] | torch.nn.Module | None = None,
-                 saved: bool = False, source: bool = True, root: str | None = None):
+                 saved: bool = False, source: bool = True, root: str | None = None,
+                 on_step: Callable[[Snapshot], None] | None = None):
         self.names = names
         self.saved = saved
         self.source = source
         self.root = root
+        self.on_step = on_step
         self.snapshots: list[Snapshot] = []
         self._key = f"graphscope.step.{next(_sessions)}"
         self._active = False
@@ -139,6 +141,8 @@ class Session:
         finally:
             self._busy = False
             self.snapshots.append(captured.freeze(step=len(self.snapshots), call=kind))
+            if self.on_step is not None:
+                self.on_step(self.snapshots[-1])
 
     def _backward(self, *args: Any, **kwargs: Any) -> Any:
         """Stand-in for torch.autograd.backward while recording."""

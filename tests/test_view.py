@@ -91,3 +91,18 @@ def test_a_weight_shared_by_every_step_is_drawn_once_per_use():
     assert len(copies) == 60 > MAX_LEAF_USES
     assert any("drawn once per use" in note for note in view.notes)
     assert to_svg(snap).startswith(b"<?xml")
+
+
+def test_render_options_choose_the_view(tmp_path):
+    from conftest import EXAMPLES, run_graphscope
+
+    folded = run_graphscope("render", str(EXAMPLES / "control_flow.py"), "--budget", "5", "-o",
+                            str(tmp_path / "small"), "--format", "dot,json")
+    full = run_graphscope("render", str(EXAMPLES / "control_flow.py"), "--budget", "5", "--full", "-o",
+                          str(tmp_path / "full"), "--format", "dot,json")
+    assert folded.returncode == full.returncode == 0
+    assert "× 9 MulBackward0" in (tmp_path / "small" / "step-0000.dot").read_text()
+    assert "× 9" not in (tmp_path / "full" / "step-0000.dot").read_text()
+    for folder in ("small", "full"):
+        data = (tmp_path / folder / "step-0000.json").read_text()
+        assert data.count('"MulBackward0"') >= 9
