@@ -8,9 +8,10 @@ networkx view and the node-link JSON are built from these records on demand.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, NamedTuple
 
 import networkx as nx
@@ -180,13 +181,17 @@ class Snapshot:
     step: int = 0
     call: str = "backward"
     notes: tuple[str, ...] = ()
-    _index: dict[str, Node] = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_index", {node.id: node for node in self.nodes})
+    @functools.cached_property
+    def _index(self) -> dict[str, Node]:
+        """Nodes by id, built on first lookup (a plain trace may never need it)."""
+        return {node.id: node for node in self.nodes}
 
     def __getitem__(self, node_id: str) -> Node:
         return self._index[node_id]
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._index
 
     def __len__(self) -> int:
         return len(self.nodes)

@@ -11,7 +11,6 @@ said in the snapshot's notes, which the legend shows.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable
 
 from graphscope.model import Edge, Node, NodeKind, Snapshot
 

@@ -7,9 +7,11 @@ needs them to hook the backward call); `Walk.freeze()` turns it into a torch-fre
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -20,6 +22,9 @@ from graphscope.names import NameTable, names_from_argument, names_from_frames
 from graphscope.sources import MODULE_KEY, SOURCE_KEY
 
 ACCUMULATE_GRAD = "torch::autograd::AccumulateGrad"
+# Records are built with tuple.__new__, a C call: per node it is most of the walk's cost.
+_new = tuple.__new__
+_EMPTY_NODE = Node("", NodeKind.FUNCTION)[3:]
 
 
 def _short_op(name: str) -> str:
@@ -102,18 +107,16 @@ class Walk:
 
     def freeze(self, step: int = 0, call: str = "backward") -> Snapshot:
         """The torch-free Snapshot of this walk; drops every reference to the graph."""
-        nodes = self.nodes
-        for i in sorted(self.node_grad.keys() | self.node_grad_step.keys()):
-            nodes[i] = nodes[i]._replace(grad=self.node_grad.get(i), grad_step=self.node_grad_step.get(i))
-        ids = [node.id for node in nodes]
-        grads = self.edge_grad
-        if grads:
-            edges = tuple(Edge(ids[s], ids[t], grads.get(i)) for i, (s, t) in enumerate(self.edges))
-        else:
-            edges = tuple(Edge(ids[s], ids[t]) for s, t in self.edges)
-        self.functions.clear()
-        self.tensors.clear()
-        return Snapshot(nodes=tuple(nodes), edges=edges, step=step, call=call, notes=tuple(self.notes))
+        with paused_gc():
+            nodes = self.nodes
+            for i in sorted(self.node_grad.keys() | self.node_grad_step.keys()):
+                nodes[i] = nodes[i]._replace(grad=self.node_grad.get(i), grad_step=self.node_grad_step.get(i))
+            ids = [node.id for node in nodes]
+            grads = self.edge_grad
+            edges = tuple(_new(Edge, (ids[s], ids[t], grads.get(i))) for i, (s, t) in enumerate(self.edges))
+            self.functions.clear()
+            self.tensors.clear()
+            return Snapshot(nodes=tuple(nodes), edges=edges, step=step, call=call, notes=tuple(self.notes))
 
 
 class _Builder:
@@ -158,7 +161,7 @@ class _Builder:
                 count = counters.get(raw_name, 0)
                 counters[raw_name] = count + 1
                 op = short_ops.get(raw_name) or short_ops.setdefault(raw_name, _short_op(raw_name))
-                node = Node(f"{raw_name}_{count}", function, op)
+                node = _new(Node, (f"{raw_name}_{count}", function, op, *_EMPTY_NODE))
             append(node if stamp is None else self.identify(fn, node))
         walk.functions.extend(order)
 
@@ -344,15 +347,29 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
     tensors = check_outputs(outputs)
     result = Walk()
     builder = _Builder(result, names, stamp)
-    roots = _attach_outputs(builder, tensors)
-    builder.fn_index, order, names_of, nexts_of = _visit_order(roots)
-    builder.add_functions(order, names_of)
-    safety.guard_deep_graph(len(order))
-    _attach_named_tensors(builder)
-    _connect(builder, nexts_of)
-    if saved:
-        _attach_saved(builder)
+    with paused_gc():
+        roots = _attach_outputs(builder, tensors)
+        builder.fn_index, order, names_of, nexts_of = _visit_order(roots)
+        builder.add_functions(order, names_of)
+        safety.guard_deep_graph(len(order))
+        _attach_named_tensors(builder)
+        _connect(builder, nexts_of)
+        if saved:
+            _attach_saved(builder)
     return result
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cycle collector while building millions of records that hold no cycles:
+    its full passes would otherwise rescan every record already made, again and again."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def trace(
