@@ -7,6 +7,7 @@ so no key derived from an address ever reaches the model.
 
 from __future__ import annotations
 
+import functools
 import os
 import runpy
 import sys
@@ -46,6 +47,7 @@ class NameTable:
         return self.leaves.get(id(tensor))
 
 
+@functools.lru_cache(maxsize=4096)
 def is_internal(filename: str) -> bool:
     """True for frames that belong to torch, graphscope, runpy or other frozen modules."""
     if filename.startswith("<frozen "):
@@ -112,25 +114,31 @@ def _container_items(name: str, value: Any) -> Iterator[tuple[str, torch.Tensor]
                 yield f"{name}.param_groups[{g}]['params'][{i}]", param
 
 
+_CONTAINERS = (list, tuple, dict, torch.optim.Optimizer)
+
+
 def add_scope_names(table: NameTable, scopes: Iterable[Mapping[str, Any]]) -> None:
     """Fill `table` from variable scopes: module paths, then plain tensors, then containers.
 
     Module paths come first because they are stable, where a loop variable (`for p in
     params`) would otherwise name whichever parameter it last held.
     """
-    scopes = [dict(_public(scope.items())) for scope in scopes]
+    modules, tensors, containers = [], [], []
     for scope in scopes:
-        for name, value in scope.items():
-            if isinstance(value, torch.nn.Module):
-                add_module_names(table, value, prefix=name)
-    for scope in scopes:
-        for name, value in scope.items():
+        for name, value in _public(scope.items()):
             if isinstance(value, torch.Tensor):
-                table.add(name, value)
-    for scope in scopes:
-        for name, value in scope.items():
-            for item_name, item in _container_items(name, value):
-                table.add(item_name, item)
+                tensors.append((name, value))
+            elif isinstance(value, torch.nn.Module):
+                modules.append((name, value))
+            elif isinstance(value, _CONTAINERS):
+                containers.append((name, value))
+    for name, module in modules:
+        add_module_names(table, module, prefix=name)
+    for name, tensor in tensors:
+        table.add(name, tensor)
+    for name, value in containers:
+        for item_name, item in _container_items(name, value):
+            table.add(item_name, item)
 
 
 def add_module_names(table: NameTable, module: torch.nn.Module, prefix: str = "") -> None:
