@@ -1,7 +1,8 @@
 """Gradient capture: what flowed along each edge during one backward, and what accumulated.
 
 Hooks go on the autograd nodes of a `Walk` just before the real backward runs and are
-removed right after it, also when it fails. Gradients wait in a buffer and their statistics
+removed right after it, also when it fails. Their own torch calls run with torch-function
+handling off, so the source-tracking mode neither sees nor pays for them. Gradients wait in a buffer and their statistics
 are computed in batches (graphscope.stats), on their own device; the buffer is flushed
 whenever it holds more than FLUSH_ELEMENTS values, so memory stays bounded.
 """
@@ -61,7 +62,7 @@ class _Recorder:
         """The post-hook of autograd node number `fi` of the walk."""
 
         def hook(grad_inputs: tuple, grad_outputs: tuple) -> None:
-            with torch.no_grad():
+            with torch.no_grad(), torch._C.DisableTorchFunction():
                 self.record(fi, grad_inputs, grad_outputs)
 
         return hook

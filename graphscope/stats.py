@@ -60,21 +60,32 @@ def _nonfinite_counts(flats: list[torch.Tensor], norms: list[float]) -> list[int
     return counts
 
 
+def _column(values: Sequence[torch.Tensor]) -> torch.Tensor:
+    """0-d results stacked into one float64 vector (one conversion when they share a dtype)."""
+    if len({v.dtype for v in values}) == 1:
+        return torch.stack(list(values)).to(torch.float64)
+    return torch.stack([v.to(torch.float64) for v in values])
+
+
 def _device_stats(grads: Sequence[torch.Tensor]) -> list[GradStat]:
     """Statistics of non-empty gradients that live on one device."""
     flats = [_flat(g) for g in grads]
+    sizes = [g.numel() for g in grads]
+    small = [_is_small(g) for g in grads]
     columns = [torch._foreach_norm(flats), [f.sum() for f in flats], [f.amin() for f in flats], _maxima(flats)]
-    summary = torch.stack([torch.stack([c.to(torch.float64) for c in column]) for column in columns], dim=1)
-    small = [f.to(torch.float64) for g, f in zip(grads, flats) if _is_small(g)]
-    numbers = torch.cat([summary.reshape(-1), *small]).tolist()
-    rows, values = numbers[: 4 * len(grads)], iter(numbers[4 * len(grads):])
+    summary = torch.stack([_column(column) for column in columns], dim=1)
+    kept = [f.to(torch.float64) for f, keep in zip(flats, small) if keep]
+    numbers = torch.cat([summary.reshape(-1), *kept]).tolist()
+    rows, values, at = numbers[: 4 * len(grads)], numbers, 4 * len(grads)
     counts = _nonfinite_counts(flats, rows[0::4])
     stats = []
     for k, grad in enumerate(grads):
         norm, total, low, high = rows[4 * k: 4 * k + 4]
-        kept = tuple(next(values) for _ in range(grad.numel())) if _is_small(grad) else None
-        mean = total / flats[k].numel()
-        stats.append(GradStat(tuple(grad.shape), grad.numel(), norm, mean, low, high, counts[k], kept))
+        own = None
+        if small[k]:
+            own, at = tuple(values[at: at + sizes[k]]), at + sizes[k]
+        stats.append(GradStat(tuple(grad.shape), sizes[k], norm, total / flats[k].numel(), low, high,
+                              counts[k], own))
     return stats
 
 
@@ -82,7 +93,7 @@ def grad_stats(grads: Sequence[torch.Tensor | None]) -> list[GradStat | None]:
     """Statistics of each gradient (None stays None), batched per device."""
     result: list[GradStat | None] = [None] * len(grads)
     by_device: dict[torch.device, list[int]] = {}
-    with torch.no_grad():
+    with torch.no_grad(), torch._C.DisableTorchFunction():
         for i, grad in enumerate(grads):
             if grad is None:
                 continue
