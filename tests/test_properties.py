@@ -151,3 +151,32 @@ def test_render_does_not_change_what_the_script_computes(tmp_path):
     assert first.keys() == second.keys()
     for key in first:
         assert torch.equal(first[key], second[key]), key
+
+
+def test_a_long_session_frees_every_step_and_keeps_only_compact_records():
+    import tracemalloc
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    data = torch.randn(16, 4)
+    losses = []
+    tracemalloc.start()
+    with graphscope.record() as session:
+        for step in range(300):
+            if step == 50:
+                gc.collect()
+                before = tracemalloc.get_traced_memory()[0]
+                nodes_before = sum(len(s.nodes) for s in session.snapshots)
+            opt.zero_grad()
+            loss = model(data).pow(2).mean()
+            loss.backward()
+            opt.step()
+            losses.append(weakref.ref(loss))
+            del loss
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert all(ref() is None for ref in losses)
+    nodes = sum(len(s.nodes) for s in session.snapshots) - nodes_before
+    assert grown / nodes < 4096, f"{grown / nodes:.0f} bytes per captured node"
