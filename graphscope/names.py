@@ -8,6 +8,7 @@ so no key derived from an address ever reaches the model.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import runpy
 import sys
@@ -74,6 +75,16 @@ def _public(items: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
             yield key, value
 
 
+def _is_private_cache(frame: types.FrameType, local: Any) -> bool:
+    """True when `local` is only the cache CPython < 3.13 keeps of a function frame's
+    variables: not a class body's or exec's real namespace (code that is not optimized),
+    and not a `locals()` dict the user holds (then more than the frame, the caller's
+    variable, this parameter and getrefcount's argument refer to it). Emptying such a cache
+    changes nothing the program can see; the next `locals()` or debugger refills it."""
+    return (_CACHED_LOCALS and type(local) is dict and bool(frame.f_code.co_flags & inspect.CO_OPTIMIZED)
+            and sys.getrefcount(local) <= 4)
+
+
 def _scopes(frames: list[types.FrameType]) -> list[Mapping[str, Any]]:
     """Copies of each function frame's locals, innermost first, then each module's globals.
 
@@ -88,7 +99,7 @@ def _scopes(frames: list[types.FrameType]) -> list[Mapping[str, Any]]:
         if local is frame.f_globals:
             continue
         scopes.append(dict(local))
-        if _CACHED_LOCALS and type(local) is dict:
+        if _is_private_cache(frame, local):
             local.clear()
     seen_globals: set[int] = set()
     for frame in frames:

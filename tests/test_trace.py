@@ -260,3 +260,25 @@ def test_million_op_chain_has_no_recursion_error(tmp_path):
     assert path.stat().st_size > 1_000_000
     del y, snap
     gc.collect()
+
+
+def test_naming_never_touches_the_users_namespaces():
+    namespace: dict = {}
+    exec("import torch, graphscope\na = torch.ones(2, requires_grad=True)\n"
+         "graphscope.trace((a * 3).sum())\nafter = a + 1\n", {}, namespace)
+    assert "after" in namespace and namespace["a"] is not None
+
+    class Body:
+        q = torch.ones(2, requires_grad=True)
+        snap = graphscope.trace((q * 2).sum())
+        r = q + 1
+
+    assert Body.snap.find("q").kind is NodeKind.LEAF and Body.r.tolist() == [2.0, 2.0]
+
+    def held_locals():
+        w = torch.ones(2, requires_grad=True)
+        env = locals()
+        graphscope.capture((w * 2).sum())
+        return sorted(env)
+
+    assert held_locals() == ["env", "w"]
