@@ -38,6 +38,7 @@ class _Recorder:
     def __init__(self, walk: Walk):
         self.walk = walk
         self.leaf_sums: dict[int, torch.Tensor] = {}
+        self.accumulated: set[int] = set()
         self.pending: list[tuple[int, torch.Tensor | None]] = []
         self.pending_elements = 0
         count = len(walk.functions)
@@ -68,7 +69,11 @@ class _Recorder:
         return hook
 
     def record(self, fi: int, grad_inputs: tuple, grad_outputs: tuple) -> None:
-        """Edge gradients into node `fi` (by input slot) and out of it (by output number)."""
+        """Edge gradients into node `fi` (by input slot) and out of it (by output number).
+
+        A leaf's share of this step is the sum of what its consumers sent, unless its
+        AccumulateGrad runs (backward, not autograd.grad): then it is what AccumulateGrad
+        received, after any hooks on the leaf tensor, i.e. exactly what went into `.grad`."""
         for edge, slots in self.slot_edges[fi]:
             self._defer(edge, _sum([grad_inputs[s] for s in slots]))
         for nr, edge in self.produced[fi]:
@@ -76,9 +81,13 @@ class _Recorder:
                 self._defer(edge, grad_outputs[nr])
         for slot, leaf in self.leaf_slots[fi]:
             grad = grad_inputs[slot]
-            if grad is not None:
+            if grad is not None and leaf not in self.accumulated:
                 previous = self.leaf_sums.get(leaf)
                 self.leaf_sums[leaf] = grad.detach() if previous is None else previous + grad.detach()
+        leaf = self.walk.first_function + fi
+        if self.walk.nodes[leaf].kind is NodeKind.LEAF and grad_outputs and grad_outputs[0] is not None:
+            self.accumulated.add(leaf)
+            self.leaf_sums[leaf] = grad_outputs[0].detach()
 
     def _defer(self, edge: int, grad: torch.Tensor | None) -> None:
         """Keep an edge's gradient for the next batch of statistics."""

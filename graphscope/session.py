@@ -125,7 +125,8 @@ class Session:
         """Run `original` as a captured step, or plainly when nested or without a graph."""
         if self._busy:
             return original(*args, **kwargs)
-        outputs = _as_tensors(signature.bind(*args, **kwargs).arguments.get(argument))
+        arguments = signature.bind(*args, **kwargs).arguments
+        outputs = _as_tensors(arguments.get(argument))
         try:
             captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved,
                             stamp=Stamp(self._key, len(self.snapshots)))
@@ -133,6 +134,9 @@ class Session:
             return original(*args, **kwargs)
         self._busy = True
         try:
+            if arguments.get("is_grads_batched"):
+                captured.notes.append("gradients not recorded: is_grads_batched=True runs backward under vmap")
+                return original(*args, **kwargs)
             with hooked(captured):
                 return original(*args, **kwargs)
         except BaseException as exc:

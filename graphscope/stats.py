@@ -19,8 +19,8 @@ SMALL_TENSOR = 64
 
 
 def _flat(grad: torch.Tensor) -> torch.Tensor:
-    """The values of a gradient as a vector of float32 or float64 (sparse: stored values;
-    complex: magnitudes)."""
+    """The values of a gradient as a vector of float32 or float64 (sparse: the stored values,
+    the others being zeros; complex: magnitudes)."""
     values = grad.detach()
     if values.is_sparse:
         values = values.coalesce().values()
@@ -84,8 +84,9 @@ def _device_stats(grads: Sequence[torch.Tensor]) -> list[GradStat]:
         own = None
         if small[k]:
             own, at = tuple(values[at: at + sizes[k]]), at + sizes[k]
-        stats.append(GradStat(tuple(grad.shape), sizes[k], norm, total / flats[k].numel(), low, high,
-                              counts[k], own))
+        if flats[k].numel() < sizes[k]:
+            low, high = min(low, 0.0), max(high, 0.0)
+        stats.append(GradStat(tuple(grad.shape), sizes[k], norm, total / sizes[k], low, high, counts[k], own))
     return stats
 
 
@@ -110,8 +111,3 @@ def grad_stats(grads: Sequence[torch.Tensor | None]) -> list[GradStat | None]:
 def _flat_size(grad: torch.Tensor) -> int:
     """Number of stored values (a sparse gradient may store none)."""
     return grad._nnz() if grad.is_sparse else grad.numel()
-
-
-def grad_stat(grad: torch.Tensor | None) -> GradStat | None:
-    """Statistics of one gradient (values too when it has at most 64 elements)."""
-    return grad_stats([grad])[0]

@@ -246,3 +246,38 @@ def test_cuda_gradients_match_pytorch():
     assert values(snap.find("x").grad) == pytest.approx(x.grad.cpu().tolist(), rel=1e-6)
     assert values(snap.find("cpu_part").grad) == pytest.approx(cpu_part.grad.tolist(), rel=1e-6)
     assert snap.find("x").device.startswith("cuda")
+
+
+def test_sparse_gradient_statistics_count_the_implicit_zeros():
+    emb = torch.nn.Embedding(4, 2, sparse=True)
+    snap = graphscope.capture((emb(torch.tensor([1, 2, 1])) * torch.tensor([[1.0, 2.0]])).sum())
+    stat, dense = snap.find("emb.weight").grad, emb.weight.grad.to_dense()
+    assert (stat.numel, stat.values) == (8, None)
+    assert (stat.mean, stat.min, stat.max) == pytest.approx(
+        (dense.mean().item(), dense.min().item(), dense.max().item()))
+    assert stat.norm == pytest.approx(dense.norm().item())
+
+
+def test_this_step_is_what_reached_grad_after_the_leafs_own_hooks():
+    w = torch.ones(3, requires_grad=True)
+    w.register_hook(lambda grad: grad * 0)
+    snap = graphscope.capture((w * 5).sum())
+    assert values(snap.find("w").grad_step) == w.grad.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_autograd_grad_does_not_claim_to_fill_grad():
+    v = torch.ones(2, requires_grad=True)
+    v.grad = torch.ones(2)
+    with graphscope.record() as session:
+        torch.autograd.grad((v * 4).sum(), v)
+    text = str(session[0])
+    assert "grad() computed [4, 4]" in text and "accumulated" not in text
+    assert values(session[0].find("v").grad) == [1.0, 1.0]
+
+
+def test_batched_grad_is_recorded_without_breaking_the_call():
+    x = torch.randn(3, requires_grad=True)
+    with graphscope.record() as session:
+        (jacobian,) = torch.autograd.grad(x * 2, x, torch.eye(3), is_grads_batched=True)
+    assert torch.equal(jacobian, 2 * torch.eye(3))
+    assert len(session) == 1 and "is_grads_batched" in session[0].notes[0]

@@ -32,10 +32,10 @@ def diff_to_dot(change: SnapshotDiff) -> str:
              "  edge " + attributes({"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"}) + ";"]
     for node in new.nodes:
         style = ADDED if node.id in added else CARRIED if node.id in carried else SAME
-        lines.append(_node_line(node.id, node_label(node, new.step), node_tooltip(node), style))
+        lines.append(_node_line(node.id, node_label(node, new.step, new.call), node_tooltip(node), style))
     for node_id in change.removed:
         node = old[node_id]
-        lines.append(_node_line(REMOVED_PREFIX + node_id, node_label(node, old.step), node_tooltip(node), REMOVED))
+        lines.append(_node_line(REMOVED_PREFIX + node_id, node_label(node, old.step, old.call), node_tooltip(node), REMOVED))
     new_edges = set(change.edges_added)
     for edge in new.edges:
         pair = (edge.source, edge.target)

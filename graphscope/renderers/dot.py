@@ -53,7 +53,7 @@ def attributes(attrs: dict[str, str]) -> str:
     return "[" + ", ".join(f"{key}={quote(attrs[key])}" for key in sorted(attrs)) + "]"
 
 
-def _node_style(node: Node, step: int) -> dict[str, str]:
+def _node_style(node: Node, step: int, call: str = "backward") -> dict[str, str]:
     """Fill, border and shape for a node; retained, carried-over and NaN/Inf nodes stand out."""
     style = dict(STYLE[node.kind])
     if node.kind is NodeKind.TENSOR and node.retains_grad:
@@ -62,12 +62,12 @@ def _node_style(node: Node, step: int) -> dict[str, str]:
         style.update(CARRIED)
     if labels.nonfinite(node.grad) or labels.nonfinite(node.grad_step):
         style.update({"color": NONFINITE_COLOR, "penwidth": "3", "fontcolor": NONFINITE_COLOR})
-    elif labels.accumulated(node):
+    elif labels.accumulated(node, call):
         style.update({"penwidth": "3", "color": "#6a1b9a"})
     return style
 
 
-def node_label(node: Node, step: int) -> str:
+def node_label(node: Node, step: int, call: str = "backward") -> str:
     """The lines drawn inside a node."""
     if node.kind is NodeKind.MODULE:
         lines = [node.name or node.id, f"× {node.folded} nodes"]
@@ -80,7 +80,7 @@ def node_label(node: Node, step: int) -> str:
         lines = [head, labels.tensor_text(node)]
         if node.kind is NodeKind.SAVED:
             lines.append(labels.kind_text(node))
-        lines += labels.grad_lines(node)
+        lines += labels.grad_lines(node, call)
     if node.saved_freed:
         lines.append("saved tensors freed")
     if node.kind is not NodeKind.FUNCTION and node.carried_over(step):
@@ -167,7 +167,7 @@ def _legend_entries(snapshot: Snapshot) -> list[tuple[str, dict[str, str]]]:
     if any(n.carried_over(snapshot.step) for n in snapshot.nodes):
         entries.append(("carried over: made in an earlier step, still in this graph",
                         {**STYLE[NodeKind.FUNCTION], **CARRIED}))
-    if any(labels.accumulated(n) for n in snapshot.nodes):
+    if any(labels.accumulated(n, snapshot.call) for n in snapshot.nodes):
         entries.append(("purple border: .grad accumulated over steps",
                         {**STYLE[NodeKind.LEAF], "color": "#6a1b9a", "penwidth": "3"}))
     plain = {"shape": "plaintext", "style": "solid"}
@@ -287,7 +287,8 @@ def to_dot(snapshot: Snapshot, findings: Sequence[Finding] = ()) -> str:
     statements = {}
     about = step_findings(snapshot, findings)
     for node in snapshot.nodes:
-        attrs = {**_node_style(node, snapshot.step), "id": node.id, "label": node_label(node, snapshot.step),
+        attrs = {**_node_style(node, snapshot.step, snapshot.call), "id": node.id,
+                 "label": node_label(node, snapshot.step, snapshot.call),
                  "tooltip": node_tooltip(node)}
         attrs = badge(attrs, [f for f in about if node.id in f.nodes])
         statements[node.id] = f"{quote(node.id)} {attributes(attrs)};"

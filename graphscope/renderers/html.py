@@ -93,7 +93,7 @@ def node_rows(node: Node, snapshot: Snapshot) -> list[tuple[str, str]]:
                  ("is_leaf", node.is_leaf), ("requires_grad", node.requires_grad),
                  ("retains_grad", node.retains_grad)]
     rows += _grad_rows(".grad", node.grad) + _grad_rows("gradient this step", node.grad_step)
-    if labels.accumulated(node):
+    if labels.accumulated(node, snapshot.call):
         rows.append(("warning", ".grad was not zeroed: it holds more than this step's gradient"))
     rows += _flows(node, snapshot)
     rows += [("module", getattr(node, "module", None)), ("ops folded in", getattr(node, "folded", None)),

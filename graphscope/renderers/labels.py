@@ -85,25 +85,29 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
 
 
-def accumulated(node: Node) -> bool:
-    """True when `.grad` holds more than this step contributed (gradients were not zeroed)."""
+def accumulated(node: Node, call: str = "backward") -> bool:
+    """True when `.grad` holds more than this step contributed (gradients were not zeroed);
+    never for autograd.grad, which leaves `.grad` alone."""
     grad, step = node.grad, node.grad_step
-    if grad is None or step is None:
+    if grad is None or step is None or call == "grad":
         return False
     if grad.values is not None and step.values is not None:
         return not all(_close(a, b) for a, b in zip(grad.values, step.values))
     return not (_close(grad.norm, step.norm) and _close(grad.mean, step.mean))
 
 
-def grad_lines(node: Node) -> list[str]:
-    """The gradient lines of a tensor node: stored `.grad` and, if different, this step's share."""
+def grad_lines(node: Node, call: str = "backward") -> list[str]:
+    """The gradient lines of a tensor node: stored `.grad` and, if different, this step's share
+    (for autograd.grad: the gradient the call computed, which `.grad` does not receive)."""
     lines = []
     if node.grad is not None:
         lines.append(f".grad {grad_value(node.grad)}")
-    if node.grad_step is not None and (node.grad is None or accumulated(node)):
+    if node.grad_step is not None and call == "grad" and node.kind is NodeKind.LEAF:
+        lines.append(f"grad() computed {grad_value(node.grad_step)}")
+    elif node.grad_step is not None and (node.grad is None or accumulated(node)):
         stored = node.grad is not None or node.kind is NodeKind.LEAF or node.retains_grad
         lines.append(f"this step {grad_value(node.grad_step)}" + ("" if stored else " (not stored)"))
-    if accumulated(node):
+    if accumulated(node, call):
         lines.append("accumulated: .grad was not zeroed")
     for stat in (node.grad, node.grad_step):
         warning = nonfinite(stat)

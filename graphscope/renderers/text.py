@@ -6,13 +6,13 @@ from graphscope.model import Node, NodeKind, Snapshot
 from graphscope.renderers import labels
 
 
-def node_line(node: Node, step: int) -> str:
+def node_line(node: Node, step: int, call: str = "backward") -> str:
     """One line: name or op, kind, shape, gradients, where it was made and since when."""
     if node.kind is NodeKind.FUNCTION:
         parts = [node.op or node.id]
     else:
         parts = [node.name or node.op or node.id, f"[{labels.kind_text(node)}]", labels.tensor_text(node)]
-        parts += labels.grad_lines(node)
+        parts += labels.grad_lines(node, call)
     if node.source:
         parts.append(f"@ {node.source}")
     if node.carried_over(step):
@@ -32,7 +32,7 @@ def text_tree(snapshot: Snapshot) -> str:
     while stack:
         node_id, prefix, branch = stack.pop()
         again = node_id in shown
-        lines.append(prefix + branch + node_line(snapshot[node_id], snapshot.step) + ("  (see above)" if again and inputs[node_id] else ""))
+        lines.append(prefix + branch + node_line(snapshot[node_id], snapshot.step, snapshot.call) + ("  (see above)" if again and inputs[node_id] else ""))
         if again:
             continue
         shown.add(node_id)
