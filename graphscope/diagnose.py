@@ -856,11 +856,12 @@ def _unexplained_failure(evidence: Evidence, findings: Sequence[Finding]) -> lis
     if failure is not None:
         message = (f"the script failed at {evidence.at(failure.location)}: {failure.first_line} "
                    "(no doctor rule explains this error).")
+        fix = "fix the error the traceback shows; graphscope kept every step captured before it."
     elif evidence.status not in (None, 0):
         message = f"the script exited with status {evidence.status}."
+        fix = "see why the script chose that status; graphscope kept every step captured before it."
     else:
         return []
-    fix = "fix the error the traceback shows; graphscope kept every step captured before it."
     step = evidence.snapshots[-1].step if evidence.snapshots else None
     return [Finding(SCRIPT_FAILED, "error", message, fix, failure.location if failure else None, step, (), True)]
 

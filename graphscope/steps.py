@@ -21,8 +21,10 @@ class Selection:
 
 
 def _structure(snapshot: Snapshot) -> tuple:
-    """What a step looks like, ignoring gradient values: ids and ops in walk order, and edges."""
-    return (tuple((n.id, n.op, n.name) for n in snapshot.nodes), len(snapshot.edges))
+    """What a step looks like, ignoring gradient values: ids, ops and names in walk order, and
+    which node feeds which."""
+    return (tuple((n.id, n.op, n.name) for n in snapshot.nodes),
+            tuple((e.source, e.target) for e in snapshot.edges))
 
 
 def changed_steps(snapshots: Sequence[Snapshot]) -> list[int]:

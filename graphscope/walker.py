@@ -253,15 +253,27 @@ def _leaf_accumulator(tensor: torch.Tensor) -> Any:
     return tensor.view_as(tensor).grad_fn.next_functions[0][0]
 
 
-def _attach_named_tensors(builder: _Builder) -> None:
-    """Named non-leaf tensors whose producer is in the graph become tensor nodes."""
+def _attach_named_tensors(builder: _Builder, nexts_of: list[tuple]) -> None:
+    """Named non-leaf tensors that the graph uses become tensor nodes after their producer."""
     keys = [
         key for key in builder.names.nonleaves
         if key[0] in builder.fn_index and key not in builder.tensor_node
     ]
+    keys = _used(keys, nexts_of)
     for key in sorted(keys, key=lambda k: (builder.fn_index[k[0]], k[1])):
         name, tensor = builder.names.nonleaves[key]
         builder.tensor_node[key] = builder.add_tensor(NodeKind.TENSOR, tensor, name)
+
+
+def _used(keys: list[tuple[Any, int]], nexts_of: list[tuple]) -> list[tuple[Any, int]]:
+    """The (function, output) pairs some node of the graph reads: an output of split() or
+    unbind() that nothing consumes is not part of the graph. A function with one output that
+    was reached is read, so only multi-output functions need a look at the edges."""
+    many = {fn for fn, _ in keys if len(getattr(fn, "_input_metadata", ((), ()))) > 1}
+    if not many:
+        return keys
+    read = {(child, nr) for nexts in nexts_of for child, nr in nexts if child in many}
+    return [key for key in keys if key[0] not in many or key in read]
 
 
 _FIRST_SLOT = (0,)
@@ -352,7 +364,7 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
         builder.fn_index, order, names_of, nexts_of = _visit_order(roots)
         builder.add_functions(order, names_of)
         safety.guard_deep_graph(len(order))
-        _attach_named_tensors(builder)
+        _attach_named_tensors(builder, nexts_of)
         _connect(builder, nexts_of)
         if saved:
             _attach_saved(builder)

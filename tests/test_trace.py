@@ -282,3 +282,12 @@ def test_naming_never_touches_the_users_namespaces():
         return sorted(env)
 
     assert held_locals() == ["env", "w"]
+
+
+def test_outputs_of_split_that_nothing_reads_are_not_in_the_graph():
+    x = torch.randn(6, requires_grad=True)
+    a, b, c = torch.split(x, 2)
+    loss = (a * 3).sum() + (c ** 2).sum()
+    snap = graphscope.trace(loss)
+    names = {n.name for n in snap.nodes if n.name}
+    assert {"a", "c", "x", "loss"} <= names and "b" not in names
