@@ -9,6 +9,7 @@ import graphscope
 from graphscope.errors import GraphscopeError
 from graphscope.renderers.dot import to_dot
 from graphscope.renderers.engine import layout
+from graphscope.view import readable
 
 from benchmarks import report
 from benchmarks.graphs import transformer
@@ -42,6 +43,7 @@ class RenderResult:
     """Node counts and timings of each drawing of the same step."""
 
     layers: int
+    view_nodes: int
     graphscope_nodes: int
     torchviz_nodes: int
     text: Timings
@@ -50,19 +52,24 @@ class RenderResult:
 
 def measure(layers: int, limit: float) -> RenderResult:
     """Capture one training step, then time DOT text and layout for each tool, taking turns."""
-    snapshot = graphscope.capture(transformer(layers))
+    with graphscope.record() as session:  # as `graphscope render` does: ops learn their module call
+        transformer(layers).backward()
+    snapshot = session[0]
     output = transformer(layers)  # a fresh identical graph for torchviz, which draws before backward
-    ours, theirs = to_dot(snapshot), torchviz_source(output)
+    view = readable(snapshot)
+    ours, theirs, shown = to_dot(snapshot), torchviz_source(output), to_dot(view)
     text = interleaved({
+        "graphscope view": lambda _: to_dot(readable(snapshot)),
         "graphscope": lambda _: to_dot(snapshot),
         "torchviz": lambda _: torchviz_source(output),
     }, lambda: None, REPEATS)
     layouts = interleaved({
+        "embedded view": lambda _: embedded(shown, limit),
         "embedded": lambda _: embedded(ours, limit),
         "graphscope dot": lambda _: system_dot(ours, limit),
         "torchviz dot": lambda _: system_dot(theirs, limit),
     }, lambda: None, REPEATS, budget=limit)
-    return RenderResult(layers, len(snapshot.nodes), dot_node_count(theirs), text, layouts)
+    return RenderResult(layers, len(view.nodes), len(snapshot.nodes), dot_node_count(theirs), text, layouts)
 
 
 def _total(text: Timings, layouts: Timings, tool: str, engine: str) -> float | str:
@@ -75,8 +82,10 @@ def _total(text: Timings, layouts: Timings, tool: str, engine: str) -> float | s
 def markdown(result: RenderResult, limit: float) -> str:
     """The render table: DOT text, layout and total per drawing, against torchviz + dot."""
     rows = [
-        ("graphscope default: `to_dot` + embedded Graphviz", "graphscope", "embedded", result.graphscope_nodes),
-        ("graphscope `to_dot` + system `dot`", "graphscope", "graphscope dot", result.graphscope_nodes),
+        ("graphscope default (readable view: module calls collapsed) + embedded Graphviz", "graphscope view",
+         "embedded view", result.view_nodes),
+        ("graphscope `--full` + embedded Graphviz", "graphscope", "embedded", result.graphscope_nodes),
+        ("graphscope `--full` + system `dot`", "graphscope", "graphscope dot", result.graphscope_nodes),
         ("torchviz `make_dot` + system `dot`", "torchviz", "torchviz dot", result.torchviz_nodes),
     ]
     reference = _total(result.text, result.layouts, "torchviz", "torchviz dot")
@@ -88,7 +97,8 @@ def markdown(result: RenderResult, limit: float) -> str:
     ]
     return "\n\n".join([
         f"## Drawing one step of the {result.layers}-layer transformer",
-        f"One training step captured with `graphscope.capture(loss)` (gradients included), drawn "
+        f"One training step recorded with `graphscope.record()` as `graphscope render` records it "
+        f"(gradients, source lines and module calls included), drawn "
         f"as SVG; torchviz draws a fresh identical graph. Medians of up to {REPEATS} turns each, "
         f"every layout stopped at {limit:g} s. The absolute times are for scale only: compare "
         f"within the table.",
