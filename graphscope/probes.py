@@ -67,14 +67,10 @@ class Watch:
         self.warned: dict[tuple[str, str, str | None], Warned] = {}
         self.idle: dict[str, IdleParameter] = {}
         self.optimizer_steps: list[int] = []
-        self.paths: dict[str, str] = {}
 
     def location(self, filename: str, line: int) -> str:
         """`file.py:LINE` relative to the script's folder."""
-        path = self.paths.get(filename)
-        if path is None:
-            path = self.paths[filename] = display_path(filename, self.root)
-        return f"{path}:{line}"
+        return f"{display_path(filename, self.root)}:{line}"
 
     def frame_location(self, frame: types.FrameType | None) -> str | None:
         """The location of a frame, None when there is none."""

@@ -11,6 +11,7 @@ hooks keep the stack of module calls.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import weakref
@@ -68,6 +69,7 @@ class ModuleStack:
         return self.stack[-1][1] if self.stack else None
 
 
+@functools.lru_cache(maxsize=4096)
 def display_path(filename: str, root: str) -> str:
     """`examples/train.py` when under `root`, else the file name alone (never machine-specific)."""
     path = os.path.abspath(filename)
@@ -84,7 +86,6 @@ class _SourceMode(TorchFunctionMode):
         super().__init__()
         self.root = root
         self.modules = modules
-        self.paths: dict[str, str] = {}
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         result = func(*args, **(kwargs or {}))
@@ -123,11 +124,7 @@ class _SourceMode(TorchFunctionMode):
             frame = frame.f_back
         if frame is None:
             return None
-        filename = frame.f_code.co_filename
-        path = self.paths.get(filename)
-        if path is None:
-            path = self.paths[filename] = display_path(filename, self.root)
-        return f"{path}:{frame.f_lineno}"
+        return f"{display_path(frame.f_code.co_filename, self.root)}:{frame.f_lineno}"
 
 
 @contextlib.contextmanager
