@@ -18,10 +18,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 
-_INTERNAL_DIRS = (
-    os.path.dirname(os.path.abspath(torch.__file__)) + os.sep,
-    os.path.dirname(os.path.abspath(__file__)) + os.sep,
-)
+GRAPHSCOPE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_INTERNAL_DIRS = (os.path.dirname(os.path.abspath(torch.__file__)) + os.sep, GRAPHSCOPE_DIR)
 _INTERNAL_FILES = {os.path.abspath(runpy.__file__)}
 _MAX_CONTAINER_ITEMS = 1000
 _CACHED_LOCALS = sys.version_info < (3, 13)

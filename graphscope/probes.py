@@ -21,10 +21,9 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from graphscope.diagnose import IdleParameter, Warned
-from graphscope.names import _scopes, is_internal, user_frames
+from graphscope.names import GRAPHSCOPE_DIR, _scopes, is_internal, user_frames
 from graphscope.sources import display_path
 
-_GRAPHSCOPE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _WARNINGS_FILE = os.path.abspath(warnings.__file__)
 GRAPHSCOPE_MODULES = r"graphscope(\.|$)"
 
@@ -79,7 +78,7 @@ class Watch:
     def show(self, message: Any, category: type[Warning], filename: str, lineno: int,
              file: Any = None, line: str | None = None) -> None:
         """Stand-in for warnings.showwarning: record, then show as Python would."""
-        if os.path.abspath(filename).startswith(_GRAPHSCOPE_DIR):
+        if os.path.abspath(filename).startswith(GRAPHSCOPE_DIR):
             frame = user_frame(sys._getframe(1))
             if frame is not None:
                 self.reissue(message, category, frame)

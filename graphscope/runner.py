@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from graphscope import safety
+from graphscope.names import GRAPHSCOPE_DIR
 from graphscope.diagnose import Failure, IdleParameter, Warned
 from graphscope.errors import GraphscopeError
 
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from graphscope.model import Snapshot
     from graphscope.session import Session
 
-_GRAPHSCOPE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def _is_runner_frame(filename: str) -> bool:
     if filename == "<frozen runpy>":
         return True
     path = os.path.abspath(filename)
-    return path.startswith(_GRAPHSCOPE_DIR) or path == os.path.abspath(runpy.__file__)
+    return path.startswith(GRAPHSCOPE_DIR) or path == os.path.abspath(runpy.__file__)
 
 
 def _user_traceback(tb: TracebackType | None) -> TracebackType | None:
