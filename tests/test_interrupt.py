@@ -28,10 +28,13 @@ def test_sigint_writes_what_was_captured_and_only_complete_files(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "graphscope", "render", str(script), "-o", str(out),
                                 "--format", "svg,json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env)
-    assert process.stdout.readline().strip() == "ready"
-    time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
     assert process.returncode == 130, stderr
     assert "KeyboardInterrupt" in stderr
     steps = sorted(out.glob("step-*.json"))
