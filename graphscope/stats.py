@@ -1,9 +1,10 @@
 """Gradient statistics, computed for many tensors at once on their own device.
 
-Norms and maxima use PyTorch's multi-tensor (`_foreach`) kernels, the results of all
-gradients on one device come back in one transfer, and NaN/Inf are counted only in the
-rare gradients whose norm is not finite: a backward with thousands of edges costs a few
-passes over its gradients instead of several tiny ops and a transfer per edge.
+Small gradients are concatenated and reduced by segment, large ones by PyTorch's
+multi-tensor (`_foreach`) kernels; the results of all gradients on one device come back in
+one transfer, and NaN/Inf are counted only in the rare gradients whose norm is not finite:
+a backward with thousands of edges costs a few passes over its gradients instead of several
+tiny ops and a transfer per edge.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from graphscope.model import GradStat
 
 SMALL_TENSOR = 64
+SEGMENTED = 1 << 16
 
 
 def _flat(grad: torch.Tensor) -> torch.Tensor:
@@ -67,15 +69,45 @@ def _column(values: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack([v.to(torch.float64) for v in values])
 
 
+def _kernel_summary(flats: list[torch.Tensor]) -> torch.Tensor:
+    """Norm, sum, min and max of large vectors, by multi-tensor kernels that copy nothing."""
+    columns = [torch._foreach_norm(flats), [f.sum() for f in flats], [f.amin() for f in flats], _maxima(flats)]
+    return torch.stack([_column(column) for column in columns], dim=1)
+
+
+def _segment_summary(flats: list[torch.Tensor]) -> torch.Tensor:
+    """Norm, sum, min and max of small vectors, from one float64 concatenation: a handful of
+    kernels for any number of vectors, where a kernel per vector would cost more than the data."""
+    values = torch.cat(flats).to(torch.float64)
+    lengths = torch.tensor([f.numel() for f in flats], device=values.device)
+
+    def reduce(data: torch.Tensor, how: str) -> torch.Tensor:
+        return torch.segment_reduce(data, how, lengths=lengths)
+
+    return torch.stack([reduce(values.square(), "sum").sqrt(), reduce(values, "sum"),
+                        reduce(values, "min"), reduce(values, "max")], dim=1)
+
+
+def _summaries(flats: list[torch.Tensor]) -> torch.Tensor:
+    """One float64 row (norm, sum, min, max) per vector; small and large ones batched apart."""
+    small = [i for i, f in enumerate(flats) if f.numel() <= SEGMENTED]
+    if len(small) == len(flats):
+        return _segment_summary(flats)
+    large = [i for i, f in enumerate(flats) if f.numel() > SEGMENTED]
+    rows = torch.empty((len(flats), 4), dtype=torch.float64, device=flats[0].device)
+    if small:
+        rows[small] = _segment_summary([flats[i] for i in small])
+    rows[large] = _kernel_summary([flats[i] for i in large])
+    return rows
+
+
 def _device_stats(grads: Sequence[torch.Tensor]) -> list[GradStat]:
     """Statistics of non-empty gradients that live on one device."""
     flats = [_flat(g) for g in grads]
     sizes = [g.numel() for g in grads]
     small = [_is_small(g) for g in grads]
-    columns = [torch._foreach_norm(flats), [f.sum() for f in flats], [f.amin() for f in flats], _maxima(flats)]
-    summary = torch.stack([_column(column) for column in columns], dim=1)
     kept = [f.to(torch.float64) for f, keep in zip(flats, small) if keep]
-    numbers = torch.cat([summary.reshape(-1), *kept]).tolist()
+    numbers = torch.cat([_summaries(flats).reshape(-1), *kept]).tolist()
     rows, values, at = numbers[: 4 * len(grads)], numbers, 4 * len(grads)
     counts = _nonfinite_counts(flats, rows[0::4])
     stats = []
