@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import torch
 from torch.nn.modules import module as nn_module
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.overrides import TorchFunctionMode
 
 from graphscope.names import is_internal, variable_name
@@ -127,15 +128,47 @@ class _SourceMode(TorchFunctionMode):
         return f"{display_path(frame.f_code.co_filename, self.root)}:{frame.f_lineno}"
 
 
+class _OptimizerPause:
+    """Takes the mode off the stack while an optimizer steps: a plain step updates parameters
+    under no_grad, makes no autograd node, and would pay the mode's dispatch on every op.
+    Steps with a closure (which runs a forward pass) or a differentiable optimizer keep it."""
+
+    def __init__(self, mode: TorchFunctionMode):
+        self.mode = mode
+        self.paused = False
+
+    def before(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        """Optimizer step pre-hook (`args` starts with the optimizer): pause when this mode is
+        the innermost one."""
+        if len(args) > 1 or kwargs or optimizer.defaults.get("differentiable") or self.paused:
+            return
+        depth = torch._C._len_torch_function_stack()
+        if depth and torch._C._get_function_stack_at(depth - 1) is self.mode:
+            torch._C._pop_torch_function_stack()
+            self.paused = True
+
+    def after(self, *_: Any) -> None:
+        """Optimizer step post-hook, and the end of tracking: put the mode back."""
+        if self.paused:
+            torch._C._push_on_torch_function_stack(self.mode)
+            self.paused = False
+
+
 @contextlib.contextmanager
 def track_sources(root: str | None = None) -> Iterator[None]:
     """Stamp the creation site and module of every autograd node made inside the block."""
     modules = ModuleStack()
+    mode = _SourceMode(root or os.getcwd(), modules)
+    pause = _OptimizerPause(mode)
     handles = [nn_module.register_module_forward_pre_hook(modules.enter),
-               nn_module.register_module_forward_hook(modules.leave, always_call=True)]
+               nn_module.register_module_forward_hook(modules.leave, always_call=True),
+               register_optimizer_step_pre_hook(pause.before), register_optimizer_step_post_hook(pause.after)]
     try:
-        with _SourceMode(root or os.getcwd(), modules):
-            yield
+        with mode:
+            try:
+                yield
+            finally:
+                pause.after()
     finally:
         for handle in handles:
             handle.remove()

@@ -116,6 +116,43 @@ def test_api_sources_point_at_this_file():
     assert all(n.source is None for n in quiet[0].nodes)
 
 
+def test_optimizer_steps_skip_source_tracking_but_closures_keep_it():
+    modes: list[int] = []
+
+    def probe(optimizer_class):
+        """The optimizer, noting how many torch-function modes are active while it steps."""
+
+        class Probe(optimizer_class):
+            def step(self, closure=None):
+                modes.append(len(torch.overrides._get_current_function_mode_stack()))
+                return super().step(closure)
+
+        return Probe
+
+    torch.manual_seed(0)
+    model, x = nn.Linear(3, 1), torch.randn(4, 3)
+    sgd = probe(torch.optim.SGD)(model.parameters(), lr=0.1, momentum=0.9)
+    lbfgs = probe(torch.optim.LBFGS)(model.parameters(), max_iter=2)
+
+    def closure():
+        lbfgs.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        return loss
+
+    with graphscope.record() as session:
+        model(x).sum().backward()
+        sgd.step()
+        lbfgs.step(closure)
+        (model(x) * 2).sum().backward()
+    assert modes == [0, 1]  # a plain step runs with the mode off; one with a closure keeps it
+    closure_line = f"test_steps.py:{line_of(Path(__file__), 'loss = model(x).pow(2).mean()')}"
+    assert len(session) == 4
+    assert {n.source.rsplit("/", 1)[-1] for n in session[1].nodes if n.op == "PowBackward0"} == {closure_line}
+    assert any(n.op == "MulBackward0" and n.source for n in session[3].nodes)  # back after the steps
+    assert not torch.overrides._get_current_function_mode_stack()
+
+
 def test_independent_forward_passes_match_node_for_node():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
