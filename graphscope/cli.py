@@ -77,12 +77,13 @@ def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str
     chosen = parse_formats(formats)
     parse_spec(steps)
     check_output(directory, chosen, engine)
-    captured: list[Snapshot] = []
+    captured: list[int] = []
     with Progress() as progress:
         with progress.watching(lambda: f"graphscope: captured {len(captured)} step(s)"):
             session, result = record_script(script, script_args, saved=saved, source=not no_source,
                                             on_step=captured.append)
-        run = Run(session.snapshots, Path(script).name, result.status, diagnose_script(session, result, script))
+        snapshots = list(session.snapshots)
+        run = Run(snapshots, Path(script).name, result.status, diagnose_script(snapshots, result, script))
         view = ViewOptions(budget=budget, depth=depth, full=full)
         try:
             report = write_run(run, directory, chosen, steps, engine, progress.drawing, not no_report, view)

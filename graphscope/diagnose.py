@@ -927,14 +927,15 @@ def doctor(script: str | os.PathLike[str], args: Sequence[str] = (), saved: bool
     from graphscope.store import Run
 
     session, result = record_script(str(script), args, saved=saved, source=source)
-    return Run(session.snapshots, Path(script).name, result.status, diagnose_script(session, result, script))
+    snapshots = list(session.snapshots)
+    return Run(snapshots, Path(script).name, result.status, diagnose_script(snapshots, result, script))
 
 
-def diagnose_script(session: Any, result: Any, script: str | os.PathLike[str]) -> list[Finding]:
-    """The findings for a script run by `record_script`, its files read from its folder."""
+def diagnose_script(snapshots: Sequence[Snapshot], result: Any, script: str | os.PathLike[str]) -> list[Finding]:
+    """The findings for the steps of a script run by `record_script`, its files read from its folder."""
     path = Path(script)
-    files = referenced_files(session.snapshots, result) | {path.name}
-    return diagnose(session, read_sources(path.resolve().parent, files), result)
+    files = referenced_files(snapshots, result) | {path.name}
+    return diagnose(snapshots, read_sources(path.resolve().parent, files), result)
 
 
 # --- reporting -------------------------------------------------------------------------------

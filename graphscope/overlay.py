@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from graphscope.model import NodeKind
+from graphscope.history import Key
+from graphscope.model import GradStat, NodeKind
 from graphscope.stats import grad_stats
 from graphscope.walker import Walk
 
@@ -37,9 +38,10 @@ class _Recorder:
 
     def __init__(self, walk: Walk):
         self.walk = walk
+        self.handles: list[Any] = []
         self.leaf_sums: dict[int, torch.Tensor] = {}
         self.accumulated: set[int] = set()
-        self.pending: list[tuple[int, torch.Tensor | None]] = []
+        self.pending: list[tuple[dict, Any, torch.Tensor | None]] = []
         self.pending_elements = 0
         count = len(walk.functions)
         self.slot_edges: list[list[tuple[int, tuple[int, ...]]]] = [[] for _ in range(count)]
@@ -74,11 +76,12 @@ class _Recorder:
         A leaf's share of this step is the sum of what its consumers sent, unless its
         AccumulateGrad runs (backward, not autograd.grad): then it is what AccumulateGrad
         received, after any hooks on the leaf tensor, i.e. exactly what went into `.grad`."""
+        edge_grad = self.walk.edge_grad
         for edge, slots in self.slot_edges[fi]:
-            self._defer(edge, _sum([grad_inputs[s] for s in slots]))
+            self.defer(edge_grad, edge, _sum([grad_inputs[s] for s in slots]))
         for nr, edge in self.produced[fi]:
             if nr < len(grad_outputs):
-                self._defer(edge, grad_outputs[nr])
+                self.defer(edge_grad, edge, grad_outputs[nr])
         for slot, leaf in self.leaf_slots[fi]:
             grad = grad_inputs[slot]
             if grad is not None and leaf not in self.accumulated:
@@ -89,17 +92,18 @@ class _Recorder:
             self.accumulated.add(leaf)
             self.leaf_sums[leaf] = grad_outputs[0].detach()
 
-    def _defer(self, edge: int, grad: torch.Tensor | None) -> None:
-        """Keep an edge's gradient for the next batch of statistics."""
-        self.pending.append((edge, None if grad is None else grad.detach()))
+    def defer(self, store: dict, key: Any, grad: torch.Tensor | None) -> None:
+        """Keep a gradient for the next batch of statistics, which go to `store[key]`."""
+        self.pending.append((store, key, None if grad is None else grad.detach()))
         self.pending_elements += 0 if grad is None else grad.numel()
         if self.pending_elements > FLUSH_ELEMENTS:
             self.flush()
 
     def flush(self) -> None:
-        """Statistics of every waiting edge gradient, in one batch."""
-        stats = grad_stats([grad for _, grad in self.pending])
-        self.walk.edge_grad.update((edge, stat) for (edge, _), stat in zip(self.pending, stats))
+        """Statistics of every waiting gradient, in one batch."""
+        stats = grad_stats([grad for _, _, grad in self.pending])
+        for (store, key, _), stat in zip(self.pending, stats):
+            store[key] = stat
         self.pending.clear()
         self.pending_elements = 0
 
@@ -126,16 +130,90 @@ def _stored_grad(tensor: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+class _History:
+    """Follows the gradient into history that earlier steps captured and this walk stopped at:
+    an earlier node is hooked when its consumer runs, so this costs what the backward does."""
+
+    def __init__(self, walk: Walk, recorder: _Recorder):
+        self.walk = walk
+        self.recorder = recorder
+        self.hooked: set[Key] = set(walk.refs.values())
+        self.tensor_keys = {(key, nr) for _, key, nr in walk.tensor_keys}
+        deep = {node for node, _, _ in walk.tensor_keys if node >= walk.first_function + len(walk.functions)}
+        self.deep_tensors = {(key, nr): node for node, key, nr in walk.tensor_keys if node in deep}
+        self.produced: dict[int, GradStat | None] = {}
+        self.leaf_grads: dict[Key, torch.Tensor] = {}
+        self.leaf_tensors: dict[Key, torch.Tensor] = {}
+
+    def follow(self, fn: Any, key: Key) -> None:
+        """Hook an earlier step's function: record what it sends to its inputs, hook those."""
+
+        def hook(grad_inputs: tuple, grad_outputs: tuple) -> None:
+            with torch.no_grad(), torch._C.DisableTorchFunction():
+                self.record(fn, key, grad_inputs, grad_outputs)
+
+        self.hooked.add(key)
+        self.recorder.handles.append(fn.register_hook(hook))
+
+    def watch_leaf(self, fn: Any, key: Key) -> None:
+        """Hook an earlier step's leaf: what its AccumulateGrad receives, and its `.grad` after."""
+
+        def hook(_: tuple, grad_outputs: tuple) -> None:
+            if grad_outputs and grad_outputs[0] is not None:
+                self.leaf_grads[key] = grad_outputs[0].detach()
+
+        self.hooked.add(key)
+        self.leaf_tensors[key] = fn.variable
+        self.recorder.handles.append(fn.register_hook(hook))
+
+    def record(self, fn: Any, key: Key, grad_inputs: tuple, grad_outputs: tuple) -> None:
+        """Gradients out of one earlier function, grouped by the node they reach, as history keys."""
+        grads = self.walk.deep_grads
+        for nr, grad in enumerate(grad_outputs):
+            node = self.deep_tensors.get((key, nr))
+            if node is not None:
+                self.recorder.defer(self.produced, node, grad)
+                self.recorder.defer(grads, ("out", key, nr), grad)
+        groups: dict[Any, list[torch.Tensor | None]] = {}
+        for slot, (child, nr) in enumerate(fn.next_functions):
+            child_key = None if child is None else child.metadata.get(self.walk.at_key)
+            if child_key is None:
+                continue
+            source = (child_key, nr) if (child_key, nr) in self.tensor_keys else child_key
+            groups.setdefault(source, []).append(grad_inputs[slot])
+            if child_key not in self.hooked:
+                (self.watch_leaf if hasattr(child, "variable") else self.follow)(child, child_key)
+        for source, slot_grads in groups.items():
+            self.recorder.defer(grads, (source, key), _sum(slot_grads))
+
+    def finish(self) -> None:
+        """The `.grad` and this step's share of every earlier leaf the gradient reached."""
+        keys = list(self.leaf_tensors)
+        stats = grad_stats([self.leaf_grads.get(k) for k in keys] +
+                           [_stored_grad(self.leaf_tensors[k]) for k in keys])
+        for i, key in enumerate(keys):
+            self.walk.deep_grads[("step", key)] = stats[i]
+            self.walk.deep_grads[("grad", key)] = stats[len(keys) + i]
+        self.walk.node_grad_step.update(self.produced)
+        self.leaf_grads.clear()
+        self.leaf_tensors.clear()
+
+
 @contextlib.contextmanager
 def hooked(walk: Walk) -> Iterator[_Recorder]:
-    """Hook every node of `walk` for the duration of the block, then remove the hooks."""
+    """Hook every node of `walk` for the duration of the block, then remove the hooks; where
+    the walk stopped at an earlier step's nodes, hooks follow the gradient into that history."""
     recorder = _Recorder(walk)
-    handles: list[Any] = []
+    history = _History(walk, recorder) if walk.refs else None
     try:
         for fi, fn in enumerate(walk.functions):
-            handles.append(fn.register_hook(recorder.hook_for(fi)))
+            recorder.handles.append(fn.register_hook(recorder.hook_for(fi)))
+            if history is not None and fi in walk.refs and not hasattr(fn, "variable"):
+                history.follow(fn, walk.refs[fi])
         yield recorder
     finally:
-        for handle in handles:
+        for handle in recorder.handles:
             handle.remove()
         recorder.finish()
+        if history is not None:
+            history.finish()

@@ -17,7 +17,6 @@ from graphscope.diagnose import Failure, IdleParameter, Warned
 from graphscope.errors import GraphscopeError
 
 if TYPE_CHECKING:
-    from graphscope.model import Snapshot
     from graphscope.session import Session
 
 
@@ -119,9 +118,9 @@ def run_script(path: str, args: Sequence[str] = ()) -> ScriptResult:
 
 
 def record_script(path: str, args: Sequence[str] = (), saved: bool = False, source: bool = True,
-                  on_step: Callable[[Snapshot], None] | None = None) -> tuple[Session, ScriptResult]:
+                  on_step: Callable[[int], None] | None = None) -> tuple[Session, ScriptResult]:
     """Run a script inside a recording Session; every backward it makes becomes a step
-    (`on_step` hears of each one as it is captured).
+    (`on_step` hears each step's number as it is captured).
 
     Source lines are given relative to the script's folder, so output does not depend on
     where the script lives on this machine.

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from graphscope.errors import GraphscopeError
+from graphscope.history import Partial, Steps
 from graphscope.model import Snapshot
 from graphscope.overlay import hooked
 from graphscope.sources import track_sources
@@ -59,20 +60,22 @@ class Session:
     """Records every backward / autograd.grad call made while it is active, in call order.
 
     Each autograd node is stamped with the step it was first captured in, so a later step
-    can tell history carried over from an earlier one. With `source=True` (the default)
+    can tell history carried over from an earlier one, and walks only the nodes that are new
+    (`snapshots` rebuilds each step's whole graph when it is read). With `source=True` (the default)
     every op made inside the block is stamped with the user's `file:line`, relative to
     `root` (the current folder unless given).
     """
 
     def __init__(self, names: Mapping[str, Any] | torch.nn.Module | None = None,
                  saved: bool = False, source: bool = True, root: str | None = None,
-                 on_step: Callable[[Snapshot], None] | None = None):
+                 on_step: Callable[[int], None] | None = None):
         self.names = names
         self.saved = saved
         self.source = source
         self.root = root
         self.on_step = on_step
-        self.snapshots: list[Snapshot] = []
+        self._partials: list[Partial] = []
+        self.snapshots = Steps(self._partials)
         self._key = f"graphscope.step.{next(_sessions)}"
         self._active = False
         self._busy = False
@@ -129,7 +132,7 @@ class Session:
         outputs = _as_tensors(arguments.get(argument))
         try:
             captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved,
-                            stamp=Stamp(self._key, len(self.snapshots)))
+                            stamp=Stamp(self._key, len(self._partials)))
         except GraphscopeError:
             return original(*args, **kwargs)
         self._busy = True
@@ -144,9 +147,9 @@ class Session:
             raise
         finally:
             self._busy = False
-            self.snapshots.append(captured.freeze(step=len(self.snapshots), call=kind))
+            self._partials.append(captured.partial(step=len(self._partials), call=kind))
             if self.on_step is not None:
-                self.on_step(self.snapshots[-1])
+                self.on_step(len(self._partials) - 1)
 
     def _backward(self, *args: Any, **kwargs: Any) -> Any:
         """Stand-in for torch.autograd.backward while recording."""

@@ -17,6 +17,7 @@ import torch
 
 from graphscope import safety
 from graphscope.errors import GraphscopeError
+from graphscope.history import Key, Partial
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
 from graphscope.names import NameTable, names_from_argument, names_from_frames
 from graphscope.sources import MODULE_KEY, SOURCE_KEY
@@ -82,6 +83,11 @@ class Stamp:
         """Where the name a leaf had when first captured is kept."""
         return self.key + ".name"
 
+    @property
+    def at_key(self) -> str:
+        """Where a node's place in the step that captured it first is kept: (step, function number)."""
+        return self.key + ".at"
+
 
 @dataclass
 class Walk:
@@ -104,6 +110,13 @@ class Walk:
     node_grad_step: dict[int, GradStat | None] = field(default_factory=dict)
     edge_grad: dict[int, GradStat | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    refs: dict[int, tuple[int, int]] = field(default_factory=dict)
+    children: tuple[tuple[tuple[int, int], ...], ...] = ()
+    roots: tuple[int, ...] = ()
+    tensor_keys: tuple[tuple[int, Key, int], ...] = ()
+    deep_leaves: dict[Key, int] = field(default_factory=dict)
+    deep_grads: dict[tuple, GradStat | None] = field(default_factory=dict)
+    at_key: str | None = None
 
     def freeze(self, step: int = 0, call: str = "backward") -> Snapshot:
         """The torch-free Snapshot of this walk; drops every reference to the graph."""
@@ -118,6 +131,18 @@ class Walk:
             self.tensors.clear()
             return Snapshot(nodes=tuple(nodes), edges=edges, step=step, call=call, notes=tuple(self.notes))
 
+    @property
+    def stopped(self) -> bool:
+        """True when the walk stopped at functions an earlier step captured."""
+        return any(self.nodes[self.first_function + fi].kind is not NodeKind.LEAF for fi in self.refs)
+
+    def partial(self, step: int, call: str) -> Partial:
+        """The torch-free record of a stamped walk, for a session to rebuild the step from."""
+        first, refs, children, roots, tensors = (self.first_function, self.refs, self.children, self.roots,
+                                                 self.tensor_keys)
+        deep_leaves, deep_grads = dict(self.deep_leaves), dict(self.deep_grads)
+        return Partial(self.freeze(step, call), first, children, refs, roots, tensors, deep_leaves, deep_grads)
+
 
 class _Builder:
     """Assigns structural ids (op plus per-op counter, in walk order) and collects records."""
@@ -129,6 +154,7 @@ class _Builder:
         self.counters: dict[str, int] = {}
         self.fn_index: dict[Any, int] = {}
         self.tensor_node: dict[tuple[Any, int], int] = {}
+        self.deep_tensors: list[tuple[int, Key, int]] = []
 
     def next_id(self, prefix: str) -> str:
         """`MulBackward0_3`: the prefix and how many came before it in walk order."""
@@ -162,7 +188,7 @@ class _Builder:
                 counters[raw_name] = count + 1
                 op = short_ops.get(raw_name) or short_ops.setdefault(raw_name, _short_op(raw_name))
                 node = _new(Node, (f"{raw_name}_{count}", function, op, *_EMPTY_NODE))
-            append(node if stamp is None else self.identify(fn, node))
+            append(node if stamp is None else self.identify(fn, fi, node))
         walk.functions.extend(order)
 
     def _leaf(self, fn: Any, index: int) -> Node:
@@ -172,11 +198,16 @@ class _Builder:
         return Node(self.next_id("leaf"), NodeKind.LEAF, "AccumulateGrad", self.names.leaf_name(var),
                     **tensor_fields(var))
 
-    def identify(self, fn: Any, node: Node) -> Node:
-        """Stamp `fn` with the step it was first captured in; read back its step and source."""
+    def identify(self, fn: Any, fi: int, node: Node) -> Node:
+        """Stamp `fn` with the step it was first captured in and where; read back its step and
+        source, and note where an earlier step captured it."""
         stamp = self.stamp
         metadata = fn.metadata
         first_step = metadata.setdefault(stamp.key, stamp.step)
+        if first_step == stamp.step:
+            metadata[stamp.at_key] = (stamp.step, fi)
+        else:
+            self.walk.refs[fi] = metadata[stamp.at_key]
         name = node.name
         if node.kind is NodeKind.LEAF:
             if name is not None:
@@ -193,16 +224,17 @@ class _Builder:
         op = None if fn is None else _short_op(fn.name())
         record = Node(self.next_id(prefix), kind, op, name, **tensor_fields(tensor))
         if self.stamp is not None and fn is not None:
-            record = record._replace(first_step=fn.metadata.setdefault(self.stamp.key, self.stamp.step),
+            record = record._replace(first_step=fn.metadata.get(self.stamp.key, self.stamp.step),
                                      source=fn.metadata.get(SOURCE_KEY))
         node = self.new_node(record)
         self.walk.tensors[node] = tensor
         return node
 
 
-def _visit_order(roots: list[Any]) -> tuple[dict[Any, int], list[Any], list[str], list[tuple]]:
+def _visit_order(roots: list[Any], stop: str | None = None) -> tuple[dict[Any, int], list[Any], list[str], list[tuple]]:
     """Autograd nodes reachable from `roots` in depth-first pre-order (explicit stack):
-    their index, the nodes, their names and their `next_functions`, each read once."""
+    their index, the nodes, their names and their `next_functions`, each read once.
+    A node whose metadata holds `stop` is kept, but the walk does not go past it."""
     index: dict[Any, int] = {}
     order: list[Any] = []
     names: list[str] = []
@@ -215,6 +247,9 @@ def _visit_order(roots: list[Any]) -> tuple[dict[Any, int], list[Any], list[str]
         index[fn] = len(order)
         order.append(fn)
         names.append(fn.name())
+        if stop is not None and stop in fn.metadata:
+            nexts_of.append(())
+            continue
         nexts = fn.next_functions
         nexts_of.append(nexts)
         for i in range(len(nexts) - 1, -1, -1):
@@ -249,7 +284,10 @@ def _tensor_name(names: NameTable, tensor: torch.Tensor) -> str | None:
 
 
 def _leaf_accumulator(tensor: torch.Tensor) -> Any:
-    """The AccumulateGrad node of a leaf that is itself an output (`w.backward()`)."""
+    """The AccumulateGrad node of a leaf (PyTorch before 2.2 has no get_gradient_edge)."""
+    gradient_edge = getattr(torch.autograd.graph, "get_gradient_edge", None)
+    if gradient_edge is not None:
+        return gradient_edge(tensor).node
     return tensor.view_as(tensor).grad_fn.next_functions[0][0]
 
 
@@ -259,7 +297,8 @@ def _attach_named_tensors(builder: _Builder, nexts_of: list[tuple]) -> None:
         key for key in builder.names.nonleaves
         if key[0] in builder.fn_index and key not in builder.tensor_node
     ]
-    keys = _used(keys, nexts_of)
+    if not builder.walk.stopped:
+        keys = _used(keys, nexts_of)  # else the rebuilt step, which sees every reader, decides
     for key in sorted(keys, key=lambda k: (builder.fn_index[k[0]], k[1])):
         name, tensor = builder.names.nonleaves[key]
         builder.tensor_node[key] = builder.add_tensor(NodeKind.TENSOR, tensor, name)
@@ -354,21 +393,54 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
     """Walk the graph behind `outputs` into a Walk; iterative, so depth is unbounded.
 
     With a `stamp`, every node records the step it was first captured in (`first_step`)
-    and the source line stamped on it while sources were tracked.
+    and the source line stamped on it while sources were tracked; unless `saved` is asked
+    for, the walk stops at nodes an earlier step of the same stamp captured (see history).
     """
     tensors = check_outputs(outputs)
     result = Walk()
     builder = _Builder(result, names, stamp)
     with paused_gc():
         roots = _attach_outputs(builder, tensors)
-        builder.fn_index, order, names_of, nexts_of = _visit_order(roots)
+        stop = None if stamp is None or saved else stamp.key
+        builder.fn_index, order, names_of, nexts_of = _visit_order(roots, stop)
         builder.add_functions(order, names_of)
         safety.guard_deep_graph(len(order))
         _attach_named_tensors(builder, nexts_of)
         _connect(builder, nexts_of)
         if saved:
             _attach_saved(builder)
+        if stamp is not None:
+            _keep_structure(builder, roots, nexts_of)
+            if result.stopped:
+                _attach_deep_names(builder)
     return result
+
+
+def _keep_structure(builder: _Builder, roots: list[Any], nexts_of: list[tuple]) -> None:
+    """What a session needs to rebuild the step later: inputs by slot, roots, tensor nodes."""
+    fn_index, walk = builder.fn_index, builder.walk
+    walk.children = tuple(tuple((-1 if child is None else fn_index[child], nr) for child, nr in nexts)
+                          for nexts in nexts_of)
+    walk.roots = tuple(fn_index[root] for root in roots)
+    walk.at_key = builder.stamp.at_key
+    walk.tensor_keys = tuple((node, walk.refs.get(fn_index[fn], (builder.stamp.step, fn_index[fn])), nr)
+                             for (fn, nr), node in builder.tensor_node.items())
+
+
+def _attach_deep_names(builder: _Builder) -> None:
+    """Named tensors and leaves inside the history the walk stopped at: a tensor node for
+    each named non-leaf (kept if the rebuilt step reads it), a record for each named leaf."""
+    walk, stamp, names = builder.walk, builder.stamp, builder.names
+    for (fn, nr), (name, tensor) in names.nonleaves.items():
+        if fn not in builder.fn_index and stamp.at_key in fn.metadata:
+            node = builder.add_tensor(NodeKind.TENSOR, tensor, name)
+            builder.deep_tensors.append((node, fn.metadata[stamp.at_key], nr))
+    local = {walk.refs.get(fi, (stamp.step, fi)) for fi in range(len(walk.children))}
+    for name, tensor in names.leaves.values():
+        key = _leaf_accumulator(tensor).metadata.get(stamp.at_key)
+        if key is not None and key not in local:
+            walk.deep_leaves[key] = builder.add_tensor(NodeKind.LEAF, tensor, name)
+    walk.tensor_keys += tuple(builder.deep_tensors)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,220 @@
+"""Steps that share history: each step keeps only what was new in it, and its whole graph is
+rebuilt on demand.
+
+A recording session walks each step's graph only down to the nodes an earlier step already
+captured, so capturing a graph that drags N steps of history along costs the new nodes, not
+the whole history again. A `Partial` is that walk: the new nodes, plus one node standing in
+for each earlier node it reached (`refs`), and each function's inputs in slot order.
+`rebuild` joins the partials back into the step's full Snapshot, in the same walk order and
+with the same ids that walking the whole graph would give. Torch-free, like the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence, overload
+
+from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
+
+Key = tuple[int, int]  # (step, function number in that step's walk): where a node was first captured
+
+
+@dataclass(frozen=True)
+class Partial:
+    """What one step captured: its snapshot, cut short where earlier steps' nodes begin.
+
+    Function `fi` is node `first + fi` of `snapshot`; `children[fi]` holds its inputs in slot
+    order as (function number or -1, output number); `refs[fi]` is where a function that an
+    earlier step captured first was captured; `roots` are the outputs' functions; `tensors`
+    lists (node, producer's key, output number) for each output and named tensor node.
+    Inside the history the walk stopped at, `deep_leaves` holds the record of each leaf the
+    user named in this step, and `deep_grads` the gradients that flowed there: by
+    (source, target key) for edges, ("out", key, output) for what a producer sent to a named
+    tensor, and ("step", key) / ("grad", key) for a leaf's share and `.grad`.
+    """
+
+    snapshot: Snapshot
+    first: int
+    children: tuple[tuple[tuple[int, int], ...], ...]
+    refs: dict[int, Key] = field(default_factory=dict)
+    roots: tuple[int, ...] = ()
+    tensors: tuple[tuple[int, Key, int], ...] = ()
+    deep_leaves: dict[Key, int] = field(default_factory=dict)
+    deep_grads: dict[tuple, GradStat | None] = field(default_factory=dict)
+
+    @property
+    def is_whole(self) -> bool:
+        """True when no function below an earlier step's node was left unwalked."""
+        nodes, first = self.snapshot.nodes, self.first
+        return all(nodes[first + fi].kind is NodeKind.LEAF for fi in self.refs)
+
+
+class _Rebuild:
+    """The full graph of one step, walked over the partials instead of the autograd graph."""
+
+    def __init__(self, partials: Sequence[Partial], step: int):
+        self.partials = partials
+        self.step = step
+        self.own = partials[step]
+        self.local = {self.key(step, fi): fi for fi in range(len(self.own.children))}
+
+    def key(self, step: int, fi: int) -> Key:
+        """Where function `fi` of `step` was first captured."""
+        return self.partials[step].refs.get(fi, (step, fi))
+
+    def inputs(self, key: Key) -> list[tuple[Key | None, int]]:
+        """A function's inputs in slot order, as first-capture keys."""
+        step, fi = key
+        return [(None if child < 0 else self.key(step, child), nr)
+                for child, nr in self.partials[step].children[fi]]
+
+    def order(self) -> tuple[list[Key], set[tuple[Key, int]]]:
+        """Depth-first pre-order from the outputs' functions, as the walker visits them, and
+        the (function, output) pairs some function reads."""
+        index: set[Key] = set()
+        order: list[Key] = []
+        read: set[tuple[Key, int]] = set()
+        stack = [self.key(self.step, fi) for fi in reversed(self.own.roots)]
+        while stack:
+            key = stack.pop()
+            if key in index:
+                continue
+            index.add(key)
+            order.append(key)
+            inputs = self.inputs(key)
+            read.update((child, nr) for child, nr in inputs if child is not None)
+            stack.extend(child for child, _ in reversed(inputs) if child is not None and child not in index)
+        return order, read
+
+    def record(self, key: Key) -> Node:
+        """This step's record of a function; else its first capture's record, with the name
+        and gradients of this step where it is a leaf."""
+        own = self.own
+        if key in self.local:
+            return own.snapshot.nodes[own.first + self.local[key]]
+        step, fi = key
+        node = self.partials[step].snapshot.nodes[self.partials[step].first + fi]
+        if node.kind is not NodeKind.LEAF:
+            return node
+        name, grad = node.name, own.deep_grads.get(("grad", key))
+        if key in own.deep_leaves:
+            named = own.snapshot.nodes[own.deep_leaves[key]]
+            name, grad = named.name, named.grad
+        elif name is not None:
+            name = f"{name} (from step {node.first_step})"
+        return node._replace(name=name, grad=grad, grad_step=own.deep_grads.get(("step", key)))
+
+    def snapshot(self) -> Snapshot:
+        """The whole step: outputs, functions in walk order, named tensors, and every edge."""
+        own = self.own
+        order, read = self.order()
+        position = {key: own.first + i for i, key in enumerate(order)}
+        counters: dict[str, int] = {}
+        nodes = list(own.snapshot.nodes[: own.first])
+        for key in order:
+            node = self.record(key)
+            prefix = "leaf" if node.kind is NodeKind.LEAF else node.id.rsplit("_", 1)[0]
+            count = counters.get(prefix, 0)
+            counters[prefix] = count + 1
+            nodes.append(node._replace(id=f"{prefix}_{count}"))
+        renamed = {own.snapshot.nodes[own.first + fi].id: nodes[position[key]].id for key, fi in self.local.items()}
+        renamed.update((node.id, node.id) for node in nodes[: own.first])
+        tensor_at = self._place_tensors(nodes, position, read, counters, renamed)
+        edges = self._edges(order, position, tensor_at, nodes, renamed)
+        return Snapshot(nodes=tuple(nodes), edges=edges, step=own.snapshot.step, call=own.snapshot.call,
+                        notes=own.snapshot.notes)
+
+    def _place_tensors(self, nodes: list[Node], position: dict[Key, int], read: set[tuple[Key, int]],
+                       counters: dict[str, int], renamed: dict[str, str]) -> dict[tuple[Key, int], int]:
+        """Outputs stay first; named tensors that the step reads follow the functions, ordered
+        by their producer."""
+        own = self.own
+        tensor_at = {}
+        named = []
+        for node, key, nr in own.tensors:
+            if node < own.first:
+                tensor_at.setdefault((key, nr), node)
+            elif (key, nr) in read and (key, nr) not in tensor_at:
+                named.append((position[key], nr, key, own.snapshot.nodes[node]))
+        for _, nr, key, node in sorted(named, key=lambda item: item[:2]):
+            count = counters.get("tensor", 0)
+            counters["tensor"] = count + 1
+            renamed[node.id] = f"tensor_{count}"
+            tensor_at[(key, nr)] = len(nodes)
+            nodes.append(node._replace(id=renamed[node.id]))
+        return tensor_at
+
+    def _edges(self, order: list[Key], position: dict[Key, int], tensor_at: dict[tuple[Key, int], int],
+               nodes: list[Node], renamed: dict[str, str]) -> tuple[Edge, ...]:
+        """Producer -> tensor node -> consumer edges, with the gradients this step recorded:
+        from this step's own edges, or from those it followed into the history."""
+        ids = [node.id for node in nodes]
+        walked = {(renamed[e.source], renamed[e.target]): e.grad
+                  for e in self.own.snapshot.edges if e.source in renamed and e.target in renamed}
+        deep = self.own.deep_grads
+        edges = []
+        for (key, nr), node in tensor_at.items():
+            pair = (ids[position[key]], ids[node])
+            edges.append(Edge(*pair, walked[pair] if pair in walked else deep.get(("out", key, nr))))
+        own_step = self.step
+        for key in order:
+            sources: dict[Any, int] = {}
+            for child, nr in self.inputs(key):
+                if child is not None:
+                    tensor = (child, nr) if (child, nr) in tensor_at else None
+                    sources.setdefault(child if tensor is None else tensor,
+                                       position[child] if tensor is None else tensor_at[tensor])
+            new = key[0] == own_step
+            for source, at in sources.items():
+                pair = (ids[at], ids[position[key]])
+                edges.append(Edge(*pair, walked.get(pair) if new else deep.get((source, key))))
+        return tuple(edges)
+
+
+def rebuild(partials: Sequence[Partial], step: int) -> Snapshot:
+    """The full Snapshot of `step`: its own partial when it holds everything, else rebuilt."""
+    if partials[step].is_whole:
+        return partials[step].snapshot
+    return _Rebuild(partials, step).snapshot()
+
+
+class Steps(Sequence[Snapshot]):
+    """The steps of a session as full Snapshots, rebuilt when read (the latest is kept)."""
+
+    def __init__(self, partials: Sequence[Partial]):
+        self._partials = partials
+        self._cached: tuple[int, Snapshot] | None = None
+
+    def __len__(self) -> int:
+        return len(self._partials)
+
+    @overload
+    def __getitem__(self, step: int) -> Snapshot: ...
+
+    @overload
+    def __getitem__(self, step: slice) -> list[Snapshot]: ...
+
+    def __getitem__(self, step: int | slice) -> Snapshot | list[Snapshot]:
+        if isinstance(step, slice):
+            return [self[i] for i in range(*step.indices(len(self)))]
+        if step < 0:
+            step += len(self)
+        if not 0 <= step < len(self):
+            raise IndexError(f"step {step} out of range: {len(self)} step(s) captured")
+        if self._cached is None or self._cached[0] != step:
+            self._cached = (step, rebuild(self._partials, step))
+        return self._cached[1]
+
+    def __iter__(self) -> Iterator[Snapshot]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence of the same snapshots, as the list it stands for would be."""
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} captured step(s)>"

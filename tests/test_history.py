@@ -1,0 +1,133 @@
+"""Steps that share history: each step walks only its new nodes, and rebuilding it gives the
+graph that walking everything gives, gradients included."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+
+import pytest
+import torch
+
+import graphscope
+from graphscope.model import NodeKind
+from graphscope.runner import record_script
+from graphscope.stats import SEGMENTED, grad_stats
+
+from conftest import EXAMPLES
+
+HISTORY_EXAMPLES = ["wrong_update_retain.py", "backward_twice.py", "two_paths.py", "rnn_hidden_state.py",
+                    "higher_order.py", "wrong_update.py"]
+
+
+def same_stat(a, b) -> bool:
+    """GradStats equal field by field, NaN equal to NaN."""
+    if a is None or b is None:
+        return a is b
+    return all(x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
+               for x, y in zip(a[:-1], b[:-1])) and (a.values is None) == (b.values is None)
+
+
+def assert_same_step(rebuilt, walked) -> None:
+    """`rebuilt` is `walked` (a whole walk with saved tensors) without its saved nodes."""
+    kept = {n.id for n in walked.nodes if n.kind is not NodeKind.SAVED}
+    nodes = [n for n in walked.nodes if n.id in kept]
+    edges = [e for e in walked.edges if e.source in kept]
+    strip = {"grad": None, "grad_step": None, "saved_freed": None}
+    assert [n._replace(**strip) for n in rebuilt.nodes] == [n._replace(**strip) for n in nodes]
+    assert [(e.source, e.target) for e in rebuilt.edges] == [(e.source, e.target) for e in edges]
+    for mine, theirs in zip(rebuilt.nodes, nodes):
+        assert same_stat(mine.grad, theirs.grad) and same_stat(mine.grad_step, theirs.grad_step), mine.id
+    for mine, theirs in zip(rebuilt.edges, edges):
+        assert same_stat(mine.grad, theirs.grad), (mine.source, mine.target)
+
+
+def quietly(script: str, **options):
+    """record_script without the script's own output."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return record_script(str(EXAMPLES / script), **options)[0]
+
+
+@pytest.mark.parametrize("script", HISTORY_EXAMPLES)
+def test_rebuilt_steps_equal_walking_the_whole_graph(script):
+    # saved=True walks every node of every step (saved tensors need them): the reference.
+    incremental, whole = quietly(script), quietly(script, saved=True)
+    assert len(incremental) == len(whole) > 1
+    for rebuilt, walked in zip(incremental.snapshots, whole.snapshots):
+        assert_same_step(rebuilt, walked)
+
+
+def named_history_loop(saved: bool):
+    """Named tensors, a split and a leaf all end up deep in history carried from step to step."""
+    torch.manual_seed(0)
+    w = torch.randn(4, requires_grad=True)
+    with graphscope.record(saved=saved) as session:
+        h = w * 2
+        parts = h.split(2)
+        kept = parts[0]
+        for step in range(4):
+            loss = (kept.sum() + parts[1].prod()) * (step + 1)
+            loss.backward(retain_graph=True)
+            kept = kept * 1.5
+    return session
+
+
+def test_names_and_gradients_deep_in_history_survive_the_rebuild():
+    incremental, whole = named_history_loop(False), named_history_loop(True)
+    for rebuilt, walked in zip(incremental.snapshots, whole.snapshots):
+        assert_same_step(rebuilt, walked)
+    last = incremental.snapshots[-1]
+    assert last.find("h").kind is NodeKind.TENSOR and last.find("w").grad is not None
+
+
+def test_each_step_walks_only_what_is_new():
+    torch.manual_seed(0)
+    x, y = torch.randn(8), torch.randn(8)
+    w = torch.randn(1, requires_grad=True)
+    with graphscope.record() as session:
+        for _ in range(30):
+            loss = ((x * w - y) ** 2).mean()
+            (grad,) = torch.autograd.grad(loss, w)
+            w = w - 0.01 * grad
+    walked = [len(partial.children) for partial in session._partials]
+    sizes = [len(s.nodes) for s in session.snapshots]
+    assert sizes[-1] - sizes[1] == 28  # one more carried update per step ...
+    assert set(walked[2:]) == {walked[2]}  # ... but every step walks the same number of nodes
+    last = session.snapshots[-1]
+    assert sum(n.carried_over(last.step) for n in last.nodes) == 28
+    assert last.find("w").grad is None and last.find("w (from step 0)").kind is NodeKind.LEAF
+
+
+def test_steps_read_like_a_list():
+    session = named_history_loop(False)
+    steps = session.snapshots
+    assert steps == list(steps) and steps[-1] == steps[len(steps) - 1] and steps[1:3] == [steps[1], steps[2]]
+    with pytest.raises(IndexError):
+        steps[len(steps)]
+
+
+STAT_CASES = {
+    "mixed sizes": [torch.randn(3), torch.randn(8, 8), torch.randn(SEGMENTED + 5), torch.randn(1)],
+    "float64": [torch.randn(5, dtype=torch.float64), torch.randn(SEGMENTED * 2, dtype=torch.float64)],
+    "non-finite": [torch.tensor([1.0, float("nan"), 2.0]), torch.tensor([float("inf"), -1.0]),
+                   torch.full((SEGMENTED + 1,), float("-inf"))],
+    "half": [torch.randn(100).half(), torch.randn(7).bfloat16()],
+}
+
+
+@pytest.mark.parametrize("case", sorted(STAT_CASES))
+def test_gradient_statistics_match_pytorch(case):
+    grads = STAT_CASES[case]
+    for grad, stat in zip(grads, grad_stats(grads)):
+        values = grad.double()
+        finite = torch.isfinite(values)
+        assert stat.numel == grad.numel() and stat.nonfinite == int((~finite).sum())
+        assert stat.min == values.min().item() or (math.isnan(stat.min) and not finite.all())
+        assert stat.max == values.max().item() or (math.isnan(stat.max) and not finite.all())
+        if finite.all():  # large float32 gradients are reduced in float32 (no copy), the rest in float64
+            tolerance = 1e-12 if grad.dtype == torch.float64 or grad.numel() <= SEGMENTED else 1e-6
+            assert stat.norm == pytest.approx(torch.linalg.vector_norm(values).item(), rel=tolerance)
+            assert stat.mean == pytest.approx(values.mean().item(), rel=tolerance, abs=tolerance)
+        else:
+            assert not math.isfinite(stat.norm)
