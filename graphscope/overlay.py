@@ -110,15 +110,14 @@ class _Recorder:
     def finish(self) -> None:
         """After the call: stored `.grad` of leaves and retained tensors, and each node's share."""
         walk = self.walk
-        self.flush()
-        leaves = list(self.leaf_sums)
-        tensors = list(walk.tensors)
-        stats = grad_stats([self.leaf_sums[n] for n in leaves] + [_stored_grad(walk.tensors[n]) for n in tensors])
+        for leaf, grad in self.leaf_sums.items():
+            self.defer(walk.node_grad_step, leaf, grad)
+        for node, tensor in walk.tensors.items():
+            self.defer(walk.node_grad, node, _stored_grad(tensor))
         self.leaf_sums.clear()
-        walk.node_grad_step.update(zip(leaves, stats))
-        walk.node_grad.update(zip(tensors, stats[len(leaves):]))
+        self.flush()
         produced_grad = {walk.edges[edge][1]: walk.edge_grad.get(edge) for _, _, edge in walk.produced}
-        for node in tensors:
+        for node in walk.tensors:
             if node not in walk.node_grad_step and node in produced_grad:
                 walk.node_grad_step[node] = produced_grad[node]
 

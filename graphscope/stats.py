@@ -20,10 +20,15 @@ SMALL_TENSOR = 64
 SEGMENTED = 1 << 16
 
 
+_READY = (torch.float32, torch.float64)
+
+
 def _flat(grad: torch.Tensor) -> torch.Tensor:
     """The values of a gradient as a vector of float32 or float64 (sparse: the stored values,
-    the others being zeros; complex: magnitudes)."""
-    values = grad.detach()
+    the others being zeros; complex: magnitudes). Called under no_grad."""
+    if grad.layout is torch.strided and grad.dtype in _READY:
+        return grad.reshape(-1)
+    values = grad
     if values.is_sparse:
         values = values.coalesce().values()
     if values.is_complex():
@@ -106,8 +111,9 @@ def _device_stats(grads: Sequence[torch.Tensor]) -> list[GradStat]:
     flats = [_flat(g) for g in grads]
     sizes = [g.numel() for g in grads]
     small = [_is_small(g) for g in grads]
-    kept = [f.to(torch.float64) for f, keep in zip(flats, small) if keep]
-    numbers = torch.cat([_summaries(flats).reshape(-1), *kept]).tolist()
+    kept = [f for f, keep in zip(flats, small) if keep]
+    summary = _summaries(flats).reshape(-1)
+    numbers = (torch.cat([summary, torch.cat(kept).to(torch.float64)]) if kept else summary).tolist()
     rows, values, at = numbers[: 4 * len(grads)], numbers, 4 * len(grads)
     counts = _nonfinite_counts(flats, rows[0::4])
     stats = []
