@@ -173,14 +173,16 @@ class _Builder:
         self.walk.edge_slots.append(slots)
         return len(self.walk.edges) - 1
 
-    def add_functions(self, order: list[Any], names_of: list[str]) -> None:
+    def add_functions(self, order: list[Any]) -> None:
         """Record the autograd nodes in walk order: a leaf for AccumulateGrad, else a function."""
         walk, counters, stamp = self.walk, self.counters, self.stamp
         walk.first_function = first = len(walk.nodes)
         append = walk.nodes.append
         short_ops: dict[str, str] = {}
         function = NodeKind.FUNCTION
-        for fi, (fn, raw_name) in enumerate(zip(order, names_of)):
+        name_of = _NAME_OF_TYPE.get
+        for fi, fn in enumerate(order):
+            raw_name = name_of(type(fn)) or _raw_name(fn)
             if raw_name == ACCUMULATE_GRAD:
                 node = self._leaf(fn, first + fi)
             else:
@@ -231,32 +233,45 @@ class _Builder:
         return node
 
 
-def _visit_order(roots: list[Any], stop: str | None = None) -> tuple[dict[Any, int], list[Any], list[str], list[tuple]]:
+def _visit_order(roots: list[Any], stop: str | None = None) -> tuple[dict[Any, int], list[Any], list[tuple]]:
     """Autograd nodes reachable from `roots` in depth-first pre-order (explicit stack):
-    their index, the nodes, their names and their `next_functions`, each read once.
+    their index, the nodes and their `next_functions`, each read once.
     A node whose metadata holds `stop` is kept, but the walk does not go past it."""
-    index: dict[Any, int] = {}
+    seen: set[Any] = set()
     order: list[Any] = []
-    names: list[str] = []
     nexts_of: list[tuple] = []
     stack = list(reversed(roots))
+    push, mark, visit, keep = stack.append, seen.add, order.append, nexts_of.append
     while stack:
         fn = stack.pop()
-        if fn in index:
+        if fn in seen:
             continue
-        index[fn] = len(order)
-        order.append(fn)
-        names.append(fn.name())
+        mark(fn)
+        visit(fn)
         if stop is not None and stop in fn.metadata:
-            nexts_of.append(())
+            keep(())
             continue
         nexts = fn.next_functions
-        nexts_of.append(nexts)
-        for i in range(len(nexts) - 1, -1, -1):
-            child = nexts[i][0]
-            if child is not None and child not in index:
-                stack.append(child)
-    return index, order, names, nexts_of
+        keep(nexts)
+        for child, _ in reversed(nexts):
+            if child is not None and child not in seen:
+                push(child)
+    return dict(zip(order, range(len(order)))), order, nexts_of
+
+
+_NAME_OF_TYPE: dict[type, str | None] = {}
+
+
+def _raw_name(fn: Any) -> str:
+    """`fn.name()`, read once per node class: every backward class has one name, except the
+    generic wrapper PyTorch gives C++ nodes that have no Python class of their own."""
+    kind = type(fn)
+    name = _NAME_OF_TYPE.get(kind)
+    if name is None:
+        name = fn.name()
+        if kind not in _NAME_OF_TYPE:
+            _NAME_OF_TYPE[kind] = name if _short_op(name) == kind.__name__ else None
+    return name
 
 
 def _attach_outputs(builder: _Builder, outputs: list[torch.Tensor]) -> list[Any]:
@@ -402,8 +417,8 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
     with paused_gc():
         roots = _attach_outputs(builder, tensors)
         stop = None if stamp is None or saved else stamp.key
-        builder.fn_index, order, names_of, nexts_of = _visit_order(roots, stop)
-        builder.add_functions(order, names_of)
+        builder.fn_index, order, nexts_of = _visit_order(roots, stop)
+        builder.add_functions(order)
         safety.guard_deep_graph(len(order))
         _attach_named_tensors(builder, nexts_of)
         _connect(builder, nexts_of)
