@@ -49,41 +49,56 @@ class Partial:
         return all(nodes[first + fi].kind is NodeKind.LEAF for fi in self.refs)
 
 
-class _Rebuild:
-    """The full graph of one step, walked over the partials instead of the autograd graph."""
+Inputs = tuple[tuple["Key | None", int], ...]
+_new = tuple.__new__  # records from a C call: most of a rebuild's cost is making them
 
-    def __init__(self, partials: Sequence[Partial], step: int):
+
+class _Rebuild:
+    """The full graph of one step, walked over the partials instead of the autograd graph.
+
+    `inputs_of` caches each function's inputs as first-capture keys; they never change, so
+    one cache serves every step rebuilt from the same partials."""
+
+    def __init__(self, partials: Sequence[Partial], step: int, inputs_of: dict[Key, Inputs]):
         self.partials = partials
         self.step = step
         self.own = partials[step]
-        self.local = {self.key(step, fi): fi for fi in range(len(self.own.children))}
+        self.inputs_of = inputs_of
+        refs = self.own.refs
+        self.local = {refs.get(fi, (step, fi)): fi for fi in range(len(self.own.children))}
 
-    def key(self, step: int, fi: int) -> Key:
-        """Where function `fi` of `step` was first captured."""
-        return self.partials[step].refs.get(fi, (step, fi))
+    def inputs(self, key: Key) -> Inputs:
+        """A function's inputs in slot order, as first-capture keys (None for a missing one)."""
+        found = self.inputs_of.get(key)
+        if found is None:
+            step, fi = key
+            refs = self.partials[step].refs
+            found = tuple((None if child < 0 else refs.get(child, (step, child)), nr)
+                          for child, nr in self.partials[step].children[fi])
+            self.inputs_of[key] = found
+        return found
 
-    def inputs(self, key: Key) -> list[tuple[Key | None, int]]:
-        """A function's inputs in slot order, as first-capture keys."""
-        step, fi = key
-        return [(None if child < 0 else self.key(step, child), nr)
-                for child, nr in self.partials[step].children[fi]]
-
-    def order(self) -> tuple[list[Key], set[tuple[Key, int]]]:
+    def order(self, wanted: set[Key]) -> tuple[list[Key], set[tuple[Key, int]]]:
         """Depth-first pre-order from the outputs' functions, as the walker visits them, and
-        the (function, output) pairs some function reads."""
-        index: set[Key] = set()
+        which outputs of the `wanted` functions some function reads."""
+        seen: set[Key] = set()
         order: list[Key] = []
         read: set[tuple[Key, int]] = set()
-        stack = [self.key(self.step, fi) for fi in reversed(self.own.roots)]
+        refs = self.own.refs
+        stack = [refs.get(fi, (self.step, fi)) for fi in reversed(self.own.roots)]
+        push, visit, mark, inputs = stack.append, order.append, seen.add, self.inputs
         while stack:
             key = stack.pop()
-            if key in index:
+            if key in seen:
                 continue
-            index.add(key)
-            order.append(key)
-            inputs = self.inputs(key)
-            read.update((child, nr) for child, nr in inputs if child is not None)
-            stack.extend(child for child, _ in reversed(inputs) if child is not None and child not in index)
+            mark(key)
+            visit(key)
+            for child, nr in reversed(inputs(key)):
+                if child is not None:
+                    if child in wanted:
+                        read.add((child, nr))
+                    if child not in seen:
+                        push(child)
         return order, read
 
     def record(self, key: Key) -> Node:
@@ -107,16 +122,17 @@ class _Rebuild:
     def snapshot(self) -> Snapshot:
         """The whole step: outputs, functions in walk order, named tensors, and every edge."""
         own = self.own
-        order, read = self.order()
-        position = {key: own.first + i for i, key in enumerate(order)}
+        order, read = self.order({key for _, key, _ in own.tensors})
+        position = dict(zip(order, range(own.first, own.first + len(order))))
         counters: dict[str, int] = {}
         nodes = list(own.snapshot.nodes[: own.first])
+        leaf, record = NodeKind.LEAF, self.record
         for key in order:
-            node = self.record(key)
-            prefix = "leaf" if node.kind is NodeKind.LEAF else node.id.rsplit("_", 1)[0]
+            node = record(key)
+            prefix = "leaf" if node.kind is leaf else node.id.rsplit("_", 1)[0]
             count = counters.get(prefix, 0)
             counters[prefix] = count + 1
-            nodes.append(node._replace(id=f"{prefix}_{count}"))
+            nodes.append(_new(Node, (f"{prefix}_{count}", *node[1:])))
         renamed = {own.snapshot.nodes[own.first + fi].id: nodes[position[key]].id for key, fi in self.local.items()}
         renamed.update((node.id, node.id) for node in nodes[: own.first])
         tensor_at = self._place_tensors(nodes, position, read, counters, renamed)
@@ -155,27 +171,34 @@ class _Rebuild:
         edges = []
         for (key, nr), node in tensor_at.items():
             pair = (ids[position[key]], ids[node])
-            edges.append(Edge(*pair, walked[pair] if pair in walked else deep.get(("out", key, nr))))
-        own_step = self.step
+            edges.append(_new(Edge, (*pair, walked[pair] if pair in walked else deep.get(("out", key, nr)))))
+        producers = {key for key, _ in tensor_at}
+        own_step, inputs, append = self.step, self.inputs, edges.append
         for key in order:
+            target = ids[position[key]]
             sources: dict[Any, int] = {}
-            for child, nr in self.inputs(key):
-                if child is not None:
-                    tensor = (child, nr) if (child, nr) in tensor_at else None
-                    sources.setdefault(child if tensor is None else tensor,
-                                       position[child] if tensor is None else tensor_at[tensor])
-            new = key[0] == own_step
-            for source, at in sources.items():
-                pair = (ids[at], ids[position[key]])
-                edges.append(Edge(*pair, walked.get(pair) if new else deep.get((source, key))))
+            for child, nr in inputs(key):
+                if child is None:
+                    continue
+                if child in producers and (child, nr) in tensor_at:
+                    sources.setdefault((child, nr), tensor_at[child, nr])
+                else:
+                    sources.setdefault(child, position[child])
+            if key[0] == own_step:
+                for at in sources.values():
+                    append(_new(Edge, (ids[at], target, walked.get((ids[at], target)))))
+            else:
+                for source, at in sources.items():
+                    append(_new(Edge, (ids[at], target, deep.get((source, key)))))
         return tuple(edges)
 
 
-def rebuild(partials: Sequence[Partial], step: int) -> Snapshot:
-    """The full Snapshot of `step`: its own partial when it holds everything, else rebuilt."""
+def rebuild(partials: Sequence[Partial], step: int, inputs_of: dict[Key, Inputs] | None = None) -> Snapshot:
+    """The full Snapshot of `step`: its own partial when it holds everything, else rebuilt
+    (`inputs_of` carries what earlier rebuilds learned of the same partials)."""
     if partials[step].is_whole:
         return partials[step].snapshot
-    return _Rebuild(partials, step).snapshot()
+    return _Rebuild(partials, step, {} if inputs_of is None else inputs_of).snapshot()
 
 
 class Steps(Sequence[Snapshot]):
@@ -183,6 +206,7 @@ class Steps(Sequence[Snapshot]):
 
     def __init__(self, partials: Sequence[Partial]):
         self._partials = partials
+        self._inputs_of: dict[Key, Inputs] = {}
         self._cached: tuple[int, Snapshot] | None = None
 
     def __len__(self) -> int:
@@ -202,7 +226,7 @@ class Steps(Sequence[Snapshot]):
         if not 0 <= step < len(self):
             raise IndexError(f"step {step} out of range: {len(self)} step(s) captured")
         if self._cached is None or self._cached[0] != step:
-            self._cached = (step, rebuild(self._partials, step))
+            self._cached = (step, rebuild(self._partials, step, self._inputs_of))
         return self._cached[1]
 
     def __iter__(self) -> Iterator[Snapshot]:
