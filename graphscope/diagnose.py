@@ -566,6 +566,8 @@ def _bad(stat: GradStat | None) -> bool:
 
 def nonfinite_origin(snapshot: Snapshot) -> Node | None:
     """The first node, in backward order, that received finite gradients and sent on NaN/Inf."""
+    if not any(_bad(edge.grad) for edge in snapshot.edges):
+        return None
     received: dict[str, list[Edge]] = defaultdict(list)
     sent: dict[str, list[Edge]] = defaultdict(list)
     for edge in snapshot.edges:
