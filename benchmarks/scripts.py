@@ -28,14 +28,16 @@ class Script:
 
 
 def suite(quick: bool) -> list[Script]:
-    """The two training loops (3 turns each), then every example (1 turn; quick: the first 3)."""
-    mlp_steps, transformer_steps = ("100", "20") if quick else ("1000", "200")
+    """The three training loops (3 turns each), then every example (1 turn; quick: the first 3)."""
+    mlp_steps, transformer_steps, wrong_steps = ("100", "20", "100") if quick else ("1000", "200", "1000")
     repeats = 1 if quick else 3
     examples = sorted((ROOT / "examples").glob("*.py"))[: 3 if quick else None]
     return [
         Script(f"MLP training loop, {int(mlp_steps):,} steps", LOOPS / "mlp_train.py", (mlp_steps,), repeats),
         Script(f"transformer training loop, {transformer_steps} steps", LOOPS / "transformer_train.py",
                (transformer_steps,), repeats),
+        Script(f"wrong-update loop (graph grows every step), {int(wrong_steps):,} steps",
+               LOOPS / "wrong_update_train.py", (wrong_steps,), repeats),
         *[Script(f"examples/{path.name}", path) for path in examples],
     ]
 
