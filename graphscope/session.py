@@ -21,7 +21,7 @@ from graphscope.history import Partial, Steps
 from graphscope.model import Snapshot
 from graphscope.overlay import hooked
 from graphscope.sources import track_sources
-from graphscope.walker import Stamp, resolve_names, walk
+from graphscope.walker import LeafRegistry, Stamp, resolve_names, walk
 
 ORIGINAL_BACKWARD = torch.autograd.backward
 ORIGINAL_GRAD = torch.autograd.grad
@@ -77,6 +77,7 @@ class Session:
         self._partials: list[Partial] = []
         self.snapshots = Steps(self._partials)
         self._key = f"graphscope.step.{next(_sessions)}"
+        self._leaves = LeafRegistry()
         self._active = False
         self._busy = False
         self._sources: contextlib.ExitStack | None = None
@@ -89,7 +90,7 @@ class Session:
                                   "inside one Session instead")
         self._sources = contextlib.ExitStack()
         if self.source:
-            self._sources.enter_context(track_sources(self.root))
+            self._sources.enter_context(track_sources(self.root, self._key))
         torch.autograd.backward = self._backward
         torch.autograd.grad = self._grad
         self._active = True
@@ -132,7 +133,7 @@ class Session:
         outputs = _as_tensors(arguments.get(argument))
         try:
             captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved,
-                            stamp=Stamp(self._key, len(self._partials)))
+                            stamp=Stamp(self._key, len(self._partials), self._leaves))
         except GraphscopeError:
             return original(*args, **kwargs)
         self._busy = True

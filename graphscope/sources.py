@@ -83,10 +83,11 @@ def display_path(filename: str, root: str) -> str:
 class _SourceMode(TorchFunctionMode):
     """Stamps the grad_fn of every tensor a torch call returns with the caller's location."""
 
-    def __init__(self, root: str, modules: ModuleStack):
+    def __init__(self, root: str, modules: ModuleStack, captured_key: str | None):
         super().__init__()
         self.root = root
         self.modules = modules
+        self.captured_key = captured_key
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         result = func(*args, **(kwargs or {}))
@@ -112,8 +113,8 @@ class _SourceMode(TorchFunctionMode):
         while stack:
             fn = stack.pop()
             metadata = fn.metadata
-            if SOURCE_KEY in metadata:
-                continue
+            if SOURCE_KEY in metadata or self.captured_key in metadata:
+                continue  # stamped already, or captured by a step before this op ran
             metadata.update(stamp)
             stack.extend(child for child, _ in fn.next_functions
                          if child is not None and not hasattr(child, "variable"))
@@ -155,10 +156,11 @@ class _OptimizerPause:
 
 
 @contextlib.contextmanager
-def track_sources(root: str | None = None) -> Iterator[None]:
-    """Stamp the creation site and module of every autograd node made inside the block."""
+def track_sources(root: str | None = None, captured_key: str | None = None) -> Iterator[None]:
+    """Stamp the creation site and module of every autograd node made inside the block
+    (nodes whose metadata holds `captured_key` existed before it and are left alone)."""
     modules = ModuleStack()
-    mode = _SourceMode(root or os.getcwd(), modules)
+    mode = _SourceMode(root or os.getcwd(), modules, captured_key)
     pause = _OptimizerPause(mode)
     handles = [nn_module.register_module_forward_pre_hook(modules.enter),
                nn_module.register_module_forward_hook(modules.leave, always_call=True),
