@@ -12,7 +12,7 @@ with the same ids that walking the whole graph would give. Torch-free, like the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence, overload
+from typing import Any, Iterator, Mapping, Sequence, overload
 
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
 
@@ -24,29 +24,27 @@ class Partial:
     """What one step captured: its snapshot, cut short where earlier steps' nodes begin.
 
     Function `fi` is node `first + fi` of `snapshot`; `children[fi]` holds its inputs in slot
-    order as (function number or -1, output number); `refs[fi]` is where a function that an
+    order as (function number or -1, output number); `whole` is false when the walk stopped
+    at an earlier step's function, so `snapshot` lacks the history behind it; `refs[fi]` is where a function that an
     earlier step captured first was captured; `roots` are the outputs' functions; `tensors`
     lists (node, producer's key, output number) for each output and named tensor node.
-    Inside the history the walk stopped at, `deep_leaves` holds the record of each leaf the
-    user named in this step, and `deep_grads` the gradients that flowed there: by
+    Inside the history the walk stopped at, `deep_leaves` holds this step's record of each
+    leaf of the session still alive, and `deep_grads` the gradients that flowed there: by
     (source, target key) for edges, ("out", key, output) for what a producer sent to a named
-    tensor, and ("step", key) / ("grad", key) for a leaf's share and `.grad`.
+    tensor, and ("step", key) for a leaf's share. `first_names` (shared by the session's
+    steps) holds the first name each leaf was given, and in which step.
     """
 
     snapshot: Snapshot
     first: int
     children: tuple[tuple[tuple[int, int], ...], ...]
+    whole: bool = True
     refs: dict[int, Key] = field(default_factory=dict)
     roots: tuple[int, ...] = ()
     tensors: tuple[tuple[int, Key, int], ...] = ()
     deep_leaves: dict[Key, int] = field(default_factory=dict)
     deep_grads: dict[tuple, GradStat | None] = field(default_factory=dict)
-
-    @property
-    def is_whole(self) -> bool:
-        """True when no function below an earlier step's node was left unwalked."""
-        nodes, first = self.snapshot.nodes, self.first
-        return all(nodes[first + fi].kind is NodeKind.LEAF for fi in self.refs)
+    first_names: Mapping[Key, tuple[int, str]] = field(default_factory=dict)
 
 
 Inputs = tuple[tuple["Key | None", int], ...]
@@ -111,13 +109,14 @@ class _Rebuild:
         node = self.partials[step].snapshot.nodes[self.partials[step].first + fi]
         if node.kind is not NodeKind.LEAF:
             return node
-        name, grad = node.name, own.deep_grads.get(("grad", key))
-        if key in own.deep_leaves:
-            named = own.snapshot.nodes[own.deep_leaves[key]]
-            name, grad = named.name, named.grad
-        elif name is not None:
-            name = f"{name} (from step {node.first_step})"
-        return node._replace(name=name, grad=grad, grad_step=own.deep_grads.get(("step", key)))
+        now = own.snapshot.nodes[own.deep_leaves[key]] if key in own.deep_leaves else node._replace(name=None, grad=None)
+        name = now.name
+        first = own.first_names.get(key)
+        if name is None and first is not None and first[0] <= self.step:
+            name = f"{first[1]} (from step {node.first_step})"
+        return node._replace(name=name, shape=now.shape, dtype=now.dtype, device=now.device, is_leaf=now.is_leaf,
+                             requires_grad=now.requires_grad, retains_grad=now.retains_grad, grad=now.grad,
+                             grad_step=own.deep_grads.get(("step", key)))
 
     def snapshot(self) -> Snapshot:
         """The whole step: outputs, functions in walk order, named tensors, and every edge."""
@@ -196,7 +195,7 @@ class _Rebuild:
 def rebuild(partials: Sequence[Partial], step: int, inputs_of: dict[Key, Inputs] | None = None) -> Snapshot:
     """The full Snapshot of `step`: its own partial when it holds everything, else rebuilt
     (`inputs_of` carries what earlier rebuilds learned of the same partials)."""
-    if partials[step].is_whole:
+    if partials[step].whole:
         return partials[step].snapshot
     return _Rebuild(partials, step, {} if inputs_of is None else inputs_of).snapshot()
 

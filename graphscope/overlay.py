@@ -83,14 +83,22 @@ class _Recorder:
             if nr < len(grad_outputs):
                 self.defer(edge_grad, edge, grad_outputs[nr])
         for slot, leaf in self.leaf_slots[fi]:
-            grad = grad_inputs[slot]
-            if grad is not None and leaf not in self.accumulated:
-                previous = self.leaf_sums.get(leaf)
-                self.leaf_sums[leaf] = grad.detach() if previous is None else previous + grad.detach()
+            self.add_share(leaf, grad_inputs[slot])
         leaf = self.walk.first_function + fi
         if self.walk.nodes[leaf].kind is NodeKind.LEAF and grad_outputs and grad_outputs[0] is not None:
-            self.accumulated.add(leaf)
-            self.leaf_sums[leaf] = grad_outputs[0].detach()
+            self.accumulated_into(leaf, grad_outputs[0])
+
+    def add_share(self, leaf: Any, grad: torch.Tensor | None) -> None:
+        """Add what one consumer sent to a leaf (a node, or an earlier step's leaf by its key)
+        to the leaf's share of this step, unless its AccumulateGrad already told the share."""
+        if grad is not None and leaf not in self.accumulated:
+            previous = self.leaf_sums.get(leaf)
+            self.leaf_sums[leaf] = grad.detach() if previous is None else previous + grad.detach()
+
+    def accumulated_into(self, leaf: Any, grad: torch.Tensor) -> None:
+        """What a leaf's AccumulateGrad received: exactly its share of this step."""
+        self.accumulated.add(leaf)
+        self.leaf_sums[leaf] = grad.detach()
 
     def defer(self, store: dict, key: Any, grad: torch.Tensor | None) -> None:
         """Keep a gradient for the next batch of statistics, which go to `store[key]`."""
@@ -111,7 +119,10 @@ class _Recorder:
         """After the call: stored `.grad` of leaves and retained tensors, and each node's share."""
         walk = self.walk
         for leaf, grad in self.leaf_sums.items():
-            self.defer(walk.node_grad_step, leaf, grad)
+            if isinstance(leaf, int):
+                self.defer(walk.node_grad_step, leaf, grad)
+            else:
+                self.defer(walk.deep_grads, ("step", leaf), grad)
         for node, tensor in walk.tensors.items():
             self.defer(walk.node_grad, node, _stored_grad(tensor))
         self.leaf_sums.clear()
@@ -141,8 +152,8 @@ class _History:
         deep = {node for node, _, _ in walk.tensor_keys if node >= walk.first_function + len(walk.functions)}
         self.deep_tensors = {(key, nr): node for node, key, nr in walk.tensor_keys if node in deep}
         self.produced: dict[int, GradStat | None] = {}
-        self.leaf_grads: dict[Key, torch.Tensor] = {}
-        self.leaf_tensors: dict[Key, torch.Tensor] = {}
+        first = walk.first_function
+        self.local_leaves = {key: first + fi for fi, key in walk.refs.items() if walk.nodes[first + fi].kind is NodeKind.LEAF}
 
     def follow(self, fn: Any, key: Key) -> None:
         """Hook an earlier step's function: record what it sends to its inputs, hook those."""
@@ -155,14 +166,14 @@ class _History:
         self.recorder.handles.append(fn.register_hook(hook))
 
     def watch_leaf(self, fn: Any, key: Key) -> None:
-        """Hook an earlier step's leaf: what its AccumulateGrad receives, and its `.grad` after."""
+        """Hook an earlier step's leaf: what its AccumulateGrad receives, when it runs."""
 
         def hook(_: tuple, grad_outputs: tuple) -> None:
             if grad_outputs and grad_outputs[0] is not None:
-                self.leaf_grads[key] = grad_outputs[0].detach()
+                with torch.no_grad(), torch._C.DisableTorchFunction():
+                    self.recorder.accumulated_into(key, grad_outputs[0])
 
         self.hooked.add(key)
-        self.leaf_tensors[key] = fn.variable
         self.recorder.handles.append(fn.register_hook(hook))
 
     def record(self, fn: Any, key: Key, grad_inputs: tuple, grad_outputs: tuple) -> None:
@@ -180,22 +191,17 @@ class _History:
                 continue
             source = (child_key, nr) if (child_key, nr) in self.tensor_keys else child_key
             groups.setdefault(source, []).append(grad_inputs[slot])
+            is_leaf = hasattr(child, "variable")
+            if is_leaf:
+                self.recorder.add_share(self.local_leaves.get(child_key, child_key), grad_inputs[slot])
             if child_key not in self.hooked:
-                (self.watch_leaf if hasattr(child, "variable") else self.follow)(child, child_key)
+                (self.watch_leaf if is_leaf else self.follow)(child, child_key)
         for source, slot_grads in groups.items():
             self.recorder.defer(grads, (source, key), _sum(slot_grads))
 
     def finish(self) -> None:
-        """The `.grad` and this step's share of every earlier leaf the gradient reached."""
-        keys = list(self.leaf_tensors)
-        stats = grad_stats([self.leaf_grads.get(k) for k in keys] +
-                           [_stored_grad(self.leaf_tensors[k]) for k in keys])
-        for i, key in enumerate(keys):
-            self.walk.deep_grads[("step", key)] = stats[i]
-            self.walk.deep_grads[("grad", key)] = stats[len(keys) + i]
+        """What earlier functions sent to this step's named tensors: their share of the step."""
         self.walk.node_grad_step.update(self.produced)
-        self.leaf_grads.clear()
-        self.leaf_tensors.clear()
 
 
 @contextlib.contextmanager
@@ -203,7 +209,7 @@ def hooked(walk: Walk) -> Iterator[_Recorder]:
     """Hook every node of `walk` for the duration of the block, then remove the hooks; where
     the walk stopped at an earlier step's nodes, hooks follow the gradient into that history."""
     recorder = _Recorder(walk)
-    history = _History(walk, recorder) if walk.refs else None
+    history = _History(walk, recorder) if walk.stopped else None
     try:
         for fi, fn in enumerate(walk.functions):
             recorder.handles.append(fn.register_hook(recorder.hook_for(fi)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import sys
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -71,17 +72,32 @@ def check_outputs(outputs: Sequence[Any]) -> list[torch.Tensor]:
     return tensors
 
 
+@dataclass
+class LeafRegistry:
+    """The leaves one session has captured: a weak reference to each tensor, and the first
+    name each was given (with the step), so a later step can show leaves deep in history."""
+
+    tensors: dict[Key, weakref.ref] = field(default_factory=dict)
+    first_names: dict[Key, tuple[int, str]] = field(default_factory=dict)
+
+    def name(self, key: Key, given: str | None, step: int, first_step: int) -> str | None:
+        """The name a leaf shows in `step`: the one given now (remembered if it is the
+        first), else its first name, marked with the step the leaf comes from."""
+        if given is not None:
+            self.first_names.setdefault(key, (step, given))
+            return given
+        first = self.first_names.get(key)
+        return None if first is None else f"{first[1]} (from step {first_step})"
+
+
 @dataclass(frozen=True)
 class Stamp:
-    """Identity across the steps of one recording: a metadata key unique to it, and the step."""
+    """Identity across the steps of one recording: a metadata key unique to it, the step,
+    and the session's leaves."""
 
     key: str
     step: int
-
-    @property
-    def name_key(self) -> str:
-        """Where the name a leaf had when first captured is kept."""
-        return self.key + ".name"
+    leaves: LeafRegistry = field(default_factory=LeafRegistry)
 
     @property
     def at_key(self) -> str:
@@ -117,6 +133,8 @@ class Walk:
     deep_leaves: dict[Key, int] = field(default_factory=dict)
     deep_grads: dict[tuple, GradStat | None] = field(default_factory=dict)
     at_key: str | None = None
+    stopped: bool = False
+    first_names: dict[Key, tuple[int, str]] = field(default_factory=dict)
 
     def freeze(self, step: int = 0, call: str = "backward") -> Snapshot:
         """The torch-free Snapshot of this walk; drops every reference to the graph."""
@@ -131,17 +149,13 @@ class Walk:
             self.tensors.clear()
             return Snapshot(nodes=tuple(nodes), edges=edges, step=step, call=call, notes=tuple(self.notes))
 
-    @property
-    def stopped(self) -> bool:
-        """True when the walk stopped at functions an earlier step captured."""
-        return any(self.nodes[self.first_function + fi].kind is not NodeKind.LEAF for fi in self.refs)
-
     def partial(self, step: int, call: str) -> Partial:
         """The torch-free record of a stamped walk, for a session to rebuild the step from."""
         first, refs, children, roots, tensors = (self.first_function, self.refs, self.children, self.roots,
                                                  self.tensor_keys)
         deep_leaves, deep_grads = dict(self.deep_leaves), dict(self.deep_grads)
-        return Partial(self.freeze(step, call), first, children, refs, roots, tensors, deep_leaves, deep_grads)
+        return Partial(self.freeze(step, call), first, children, not self.stopped, refs, roots, tensors,
+                       deep_leaves, deep_grads, self.first_names)
 
 
 class _Builder:
@@ -207,15 +221,14 @@ class _Builder:
         metadata = fn.metadata
         first_step = metadata.setdefault(stamp.key, stamp.step)
         if first_step == stamp.step:
-            metadata[stamp.at_key] = (stamp.step, fi)
+            key = metadata[stamp.at_key] = (stamp.step, fi)
         else:
-            self.walk.refs[fi] = metadata[stamp.at_key]
+            key = self.walk.refs[fi] = metadata[stamp.at_key]
         name = node.name
         if node.kind is NodeKind.LEAF:
-            if name is not None:
-                metadata.setdefault(stamp.name_key, name)
-            elif stamp.name_key in metadata:
-                name = f"{metadata[stamp.name_key]} (from step {first_step})"
+            if first_step == stamp.step:
+                stamp.leaves.tensors[key] = weakref.ref(fn.variable)
+            name = stamp.leaves.name(key, name, stamp.step, first_step)
         return node._replace(name=name, first_step=first_step, source=metadata.get(SOURCE_KEY),
                              module=metadata.get(MODULE_KEY))
 
@@ -419,6 +432,8 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
         stop = None if stamp is None or saved else stamp.key
         builder.fn_index, order, nexts_of = _visit_order(roots, stop)
         builder.add_functions(order)
+        result.stopped = stop is not None and any(
+            result.nodes[result.first_function + fi].kind is not NodeKind.LEAF for fi in result.refs)
         safety.guard_deep_graph(len(order))
         _attach_named_tensors(builder, nexts_of)
         _connect(builder, nexts_of)
@@ -438,22 +453,29 @@ def _keep_structure(builder: _Builder, roots: list[Any], nexts_of: list[tuple]) 
                           for nexts in nexts_of)
     walk.roots = tuple(fn_index[root] for root in roots)
     walk.at_key = builder.stamp.at_key
+    walk.first_names = builder.stamp.leaves.first_names
     walk.tensor_keys = tuple((node, walk.refs.get(fn_index[fn], (builder.stamp.step, fn_index[fn])), nr)
                              for (fn, nr), node in builder.tensor_node.items())
 
 
 def _attach_deep_names(builder: _Builder) -> None:
     """Named tensors and leaves inside the history the walk stopped at: a tensor node for
-    each named non-leaf (kept if the rebuilt step reads it), a record for each named leaf."""
+    each named non-leaf (kept if the rebuilt step reads it), and this step's record of every
+    leaf of the session still alive (its name, fields and `.grad` now)."""
     walk, stamp, names = builder.walk, builder.stamp, builder.names
     for (fn, nr), (name, tensor) in names.nonleaves.items():
         if fn not in builder.fn_index and stamp.at_key in fn.metadata:
             node = builder.add_tensor(NodeKind.TENSOR, tensor, name)
             builder.deep_tensors.append((node, fn.metadata[stamp.at_key], nr))
     local = {walk.refs.get(fi, (stamp.step, fi)) for fi in range(len(walk.children))}
-    for name, tensor in names.leaves.values():
-        key = _leaf_accumulator(tensor).metadata.get(stamp.at_key)
-        if key is not None and key not in local:
+    registry = stamp.leaves.tensors
+    for key, tensor in [(key, ref()) for key, ref in registry.items()]:
+        if tensor is None:
+            del registry[key]
+        elif key not in local:
+            name = names.leaf_name(tensor)
+            if name is not None:
+                stamp.leaves.first_names.setdefault(key, (stamp.step, name))
             walk.deep_leaves[key] = builder.add_tensor(NodeKind.LEAF, tensor, name)
     walk.tensor_keys += tuple(builder.deep_tensors)
 

@@ -81,6 +81,91 @@ def test_names_and_gradients_deep_in_history_survive_the_rebuild():
     assert last.find("h").kind is NodeKind.TENSOR and last.find("w").grad is not None
 
 
+def grad_through_history(w):
+    """autograd.grad reaches a leaf only through history: no AccumulateGrad runs."""
+    h = w * 2
+    h.sum().backward(retain_graph=True)
+    torch.autograd.grad((h * 3).sum(), w, retain_graph=True)
+
+
+def grad_direct_and_through_history(w):
+    """The leaf is used directly too: its share adds both paths."""
+    h = w * 2
+    h.sum().backward(retain_graph=True)
+    torch.autograd.grad((h + w).sum(), w, retain_graph=True)
+
+
+def grad_elsewhere(w):
+    """The step's gradient never reaches w, deep in history: its `.grad` is still shown."""
+    other = torch.ones(3, requires_grad=True)
+    h = w * 2
+    h.sum().backward(retain_graph=True)
+    torch.autograd.grad((h * other).sum(), other)
+
+
+def named_later(w):
+    """First captured unnamed, named in a later step, then deep and unnamed again."""
+    h = (w * 1).exp()
+    h.sum().backward(retain_graph=True)
+    alias = w
+    (h + alias).sum().backward(retain_graph=True)
+    del alias
+    (h * 2).sum().backward(retain_graph=True)
+
+
+def frozen_after(w):
+    """A leaf deep in history stops requiring grad between steps."""
+    h = w * 2
+    h.sum().backward(retain_graph=True)
+    w.requires_grad_(False)
+    (h * 3).sum().backward(retain_graph=True)
+
+
+PROGRAMS = [grad_through_history, grad_direct_and_through_history, grad_elsewhere, named_later, frozen_after]
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.__name__)
+def test_leaves_deep_in_history_read_as_a_full_walk_reads_them(program):
+    def run(saved):
+        w = torch.ones(3, requires_grad=True)
+        with graphscope.record(saved=saved) as session:
+            program(w if program is not named_later else w.clone().detach().requires_grad_())
+        return session
+
+    incremental, whole = run(False), run(True)
+    assert len(incremental) == len(whole) > 1
+    for rebuilt, walked in zip(incremental.snapshots, whole.snapshots):
+        assert_same_step(rebuilt, walked)
+
+
+def test_shares_through_history_match_pytorch():
+    w = torch.ones(3, requires_grad=True)
+    with graphscope.record() as session:
+        grad_direct_and_through_history(w)
+    h = w * 2
+    (expected,) = torch.autograd.grad((h + w).sum(), w)
+    [leaf] = session[1].of_kind(NodeKind.LEAF)
+    assert leaf.name == "w" and leaf.grad_step.values == tuple(expected.tolist()) == (3.0, 3.0, 3.0)
+    assert leaf.grad.values == tuple(w.grad.tolist()) == (2.0, 2.0, 2.0)  # autograd.grad left .grad alone
+
+
+def test_a_node_made_before_recording_keeps_the_source_of_its_first_capture():
+    def run(saved):
+        w = torch.ones(3, requires_grad=True)
+        made_before = (w * 2).exp().sum()  # outside the session: its nodes have no source
+        with graphscope.record(saved=saved) as session:
+            made_before.backward(retain_graph=True)
+            later = made_before * 3  # must not stamp the nodes step 0 captured with its line
+            later.backward(retain_graph=True)
+            (later * 1).backward(retain_graph=True)
+        return session
+
+    incremental, whole = run(False), run(True)
+    for rebuilt, walked in zip(incremental.snapshots, whole.snapshots):
+        assert_same_step(rebuilt, walked)
+    assert {n.source for step in incremental.snapshots for n in step.nodes if n.op == "ExpBackward0"} == {None}
+
+
 def test_each_step_walks_only_what_is_new():
     torch.manual_seed(0)
     x, y = torch.randn(8), torch.randn(8)
