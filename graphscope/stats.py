@@ -17,7 +17,7 @@ import torch
 from graphscope.model import GradStat
 
 SMALL_TENSOR = 64
-SEGMENTED = 1 << 16
+SEGMENTED = 1 << 10
 
 
 _READY = (torch.float32, torch.float64)
