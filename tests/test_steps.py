@@ -147,7 +147,7 @@ def test_optimizer_steps_skip_source_tracking_but_closures_keep_it():
         (model(x) * 2).sum().backward()
     assert modes == [0, 1]  # a plain step runs with the mode off; one with a closure keeps it
     closure_line = f"test_steps.py:{line_of(Path(__file__), 'loss = model(x).pow(2).mean()')}"
-    assert len(session) == 4
+    assert len(session) == 4 and session[1].find("model.weight").kind is NodeKind.LEAF
     assert {n.source.rsplit("/", 1)[-1] for n in session[1].nodes if n.op == "PowBackward0"} == {closure_line}
     assert any(n.op == "MulBackward0" and n.source for n in session[3].nodes)  # back after the steps
     assert not torch.overrides._get_current_function_mode_stack()
