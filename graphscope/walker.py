@@ -113,6 +113,12 @@ class Walk:
     `edge_slots[e]` holds the input slots of edge `e`'s target function (None for edges
     into tensor nodes), and `produced` lists (fi, output number, edge) for each edge from
     a function to a tensor node: what the overlay needs to hook the backward call.
+
+    In a session (a stamped walk) the rest is what `history` needs to rebuild the step:
+    `refs` maps functions an earlier step captured to where it did, `stopped` says the walk
+    stopped at one of them, `children`, `roots` and `tensor_keys` are the structure as in
+    `history.Partial`, and `deep_leaves`, `deep_grads` and `first_names` what was seen
+    inside the history; `at_key` is the metadata key that holds a node's capture place.
     """
 
     nodes: list[Node] = field(default_factory=list)
