@@ -25,9 +25,9 @@ class Partial:
 
     Function `fi` is node `first + fi` of `snapshot`; `children[fi]` holds its inputs in slot
     order as (function number or -1, output number); `whole` is false when the walk stopped
-    at an earlier step's function, so `snapshot` lacks the history behind it; `refs[fi]` is where a function that an
-    earlier step captured first was captured; `roots` are the outputs' functions; `tensors`
-    lists (node, producer's key, output number) for each output and named tensor node.
+    at an earlier step's function, so `snapshot` lacks the history behind it; `refs[fi]` is
+    where an earlier step first captured function `fi`; `roots` are the outputs' functions;
+    `tensors` lists (node, producer's key, output number) for each output and named tensor.
     Inside the history the walk stopped at, `deep_leaves` holds this step's record of each
     leaf of the session still alive, and `deep_grads` the gradients that flowed there: by
     (source, target key) for edges, ("out", key, output) for what a producer sent to a named

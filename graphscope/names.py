@@ -29,7 +29,7 @@ _CACHED_LOCALS = sys.version_info < (3, 13)
 class NameTable:
     """Tensor names for one capture; keys are transient and never stored in a snapshot."""
 
-    leaves: dict[int, tuple[str, torch.Tensor]] = field(default_factory=dict)
+    leaves: dict[int, str] = field(default_factory=dict)
     nonleaves: dict[tuple[Any, int], tuple[str, torch.Tensor]] = field(default_factory=dict)
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
@@ -37,14 +37,13 @@ class NameTable:
         if not tensor.requires_grad:
             return
         if tensor.grad_fn is None:
-            self.leaves.setdefault(id(tensor), (name, tensor))
+            self.leaves.setdefault(id(tensor), name)
         else:
             self.nonleaves.setdefault((tensor.grad_fn, tensor.output_nr), (name, tensor))
 
     def leaf_name(self, tensor: torch.Tensor) -> str | None:
         """The name of a leaf tensor, if the user gave it one."""
-        entry = self.leaves.get(id(tensor))
-        return None if entry is None else entry[0]
+        return self.leaves.get(id(tensor))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -2,9 +2,10 @@
 
 Hooks go on the autograd nodes of a `Walk` just before the real backward runs and are
 removed right after it, also when it fails. Their own torch calls run with torch-function
-handling off, so the source-tracking mode neither sees nor pays for them. Gradients wait in a buffer and their statistics
-are computed in batches (graphscope.stats), on their own device; the buffer is flushed
-whenever it holds more than FLUSH_ELEMENTS values, so memory stays bounded.
+handling off, so the source-tracking mode neither sees nor pays for them. Gradients wait in
+a buffer and their statistics are computed in batches (graphscope.stats), on their own
+device; the buffer is flushed whenever it holds more than FLUSH_ELEMENTS values, so memory
+stays bounded.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from graphscope.history import Key
-from graphscope.model import GradStat, NodeKind
+from graphscope.model import NodeKind
 from graphscope.stats import grad_stats
 from graphscope.walker import Walk
 
@@ -39,8 +40,8 @@ class _Recorder:
     def __init__(self, walk: Walk):
         self.walk = walk
         self.handles: list[Any] = []
-        self.leaf_sums: dict[int, torch.Tensor] = {}
-        self.accumulated: set[int] = set()
+        self.leaf_sums: dict[int | Key, torch.Tensor] = {}  # a node, or an earlier step's leaf
+        self.accumulated: set[int | Key] = set()
         self.pending: list[tuple[dict, Any, torch.Tensor | None]] = []
         self.pending_elements = 0
         count = len(walk.functions)
@@ -149,10 +150,9 @@ class _History:
         self.recorder = recorder
         self.hooked: set[Key] = set(walk.refs.values())
         self.tensor_keys = {(key, nr) for _, key, nr in walk.tensor_keys}
-        deep = {node for node, _, _ in walk.tensor_keys if node >= walk.first_function + len(walk.functions)}
-        self.deep_tensors = {(key, nr): node for node, key, nr in walk.tensor_keys if node in deep}
-        self.produced: dict[int, GradStat | None] = {}
         first = walk.first_function
+        after_functions = first + len(walk.functions)
+        self.deep_tensors = {(key, nr): node for node, key, nr in walk.tensor_keys if node >= after_functions}
         self.local_leaves = {key: first + fi for fi, key in walk.refs.items() if walk.nodes[first + fi].kind is NodeKind.LEAF}
 
     def follow(self, fn: Any, key: Key) -> None:
@@ -180,9 +180,7 @@ class _History:
         """Gradients out of one earlier function, grouped by the node they reach, as history keys."""
         grads = self.walk.deep_grads
         for nr, grad in enumerate(grad_outputs):
-            node = self.deep_tensors.get((key, nr))
-            if node is not None:
-                self.recorder.defer(self.produced, node, grad)
+            if (key, nr) in self.deep_tensors:
                 self.recorder.defer(grads, ("out", key, nr), grad)
         groups: dict[Any, list[torch.Tensor | None]] = {}
         for slot, (child, nr) in enumerate(fn.next_functions):
@@ -201,7 +199,10 @@ class _History:
 
     def finish(self) -> None:
         """What earlier functions sent to this step's named tensors: their share of the step."""
-        self.walk.node_grad_step.update(self.produced)
+        grads = self.walk.deep_grads
+        for (key, nr), node in self.deep_tensors.items():
+            if ("out", key, nr) in grads:
+                self.walk.node_grad_step[node] = grads[("out", key, nr)]
 
 
 @contextlib.contextmanager

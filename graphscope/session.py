@@ -61,9 +61,9 @@ class Session:
 
     Each autograd node is stamped with the step it was first captured in, so a later step
     can tell history carried over from an earlier one, and walks only the nodes that are new
-    (`snapshots` rebuilds each step's whole graph when it is read). With `source=True` (the default)
-    every op made inside the block is stamped with the user's `file:line`, relative to
-    `root` (the current folder unless given).
+    (`snapshots` rebuilds each step's whole graph when it is read). With `source=True` (the
+    default) every op made inside the block is stamped with the user's `file:line`, relative
+    to `root` (the current folder unless given).
     """
 
     def __init__(self, names: Mapping[str, Any] | torch.nn.Module | None = None,

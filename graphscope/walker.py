@@ -80,14 +80,19 @@ class LeafRegistry:
     tensors: dict[Key, weakref.ref] = field(default_factory=dict)
     first_names: dict[Key, tuple[int, str]] = field(default_factory=dict)
 
-    def name(self, key: Key, given: str | None, step: int, first_step: int) -> str | None:
-        """The name a leaf shows in `step`: the one given now (remembered if it is the
-        first), else its first name, marked with the step the leaf comes from."""
+    def remember(self, key: Key, given: str | None, step: int) -> None:
+        """Keep the name a leaf is given in `step` if it is the first it has had."""
         if given is not None:
             self.first_names.setdefault(key, (step, given))
-            return given
+
+    def name(self, key: Key, given: str | None, step: int, first_step: int) -> str | None:
+        """The name a leaf shows in `step`: the one given now, else its first name, marked
+        with the step the leaf comes from."""
+        self.remember(key, given, step)
         first = self.first_names.get(key)
-        return None if first is None else f"{first[1]} (from step {first_step})"
+        if given is not None or first is None:
+            return given
+        return f"{first[1]} (from step {first_step})"
 
 
 @dataclass(frozen=True)
@@ -157,11 +162,8 @@ class Walk:
 
     def partial(self, step: int, call: str) -> Partial:
         """The torch-free record of a stamped walk, for a session to rebuild the step from."""
-        first, refs, children, roots, tensors = (self.first_function, self.refs, self.children, self.roots,
-                                                 self.tensor_keys)
-        deep_leaves, deep_grads = dict(self.deep_leaves), dict(self.deep_grads)
-        return Partial(self.freeze(step, call), first, children, not self.stopped, refs, roots, tensors,
-                       deep_leaves, deep_grads, self.first_names)
+        return Partial(self.freeze(step, call), self.first_function, self.children, not self.stopped, self.refs,
+                       self.roots, self.tensor_keys, self.deep_leaves, self.deep_grads, self.first_names)
 
 
 class _Builder:
@@ -318,10 +320,7 @@ def _tensor_name(names: NameTable, tensor: torch.Tensor) -> str | None:
 
 
 def _leaf_accumulator(tensor: torch.Tensor) -> Any:
-    """The AccumulateGrad node of a leaf (PyTorch before 2.2 has no get_gradient_edge)."""
-    gradient_edge = getattr(torch.autograd.graph, "get_gradient_edge", None)
-    if gradient_edge is not None:
-        return gradient_edge(tensor).node
+    """The AccumulateGrad node of a leaf that is itself an output (`w.backward()`)."""
     return tensor.view_as(tensor).grad_fn.next_functions[0][0]
 
 
@@ -480,8 +479,7 @@ def _attach_deep_names(builder: _Builder) -> None:
             del registry[key]
         elif key not in local:
             name = names.leaf_name(tensor)
-            if name is not None:
-                stamp.leaves.first_names.setdefault(key, (stamp.step, name))
+            stamp.leaves.remember(key, name, stamp.step)
             walk.deep_leaves[key] = builder.add_tensor(NodeKind.LEAF, tensor, name)
     walk.tensor_keys += tuple(builder.deep_tensors)
 
