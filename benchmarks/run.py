@@ -13,7 +13,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from graphscope.safety import on_thread_stack
 
 from benchmarks import graphs, recording, rendering, scripts, walks
 
@@ -107,24 +108,7 @@ def run_sections(cfg: Config, durations: dict[str, float]) -> list[str]:
 
 def on_big_stack(work: Callable[[], Any]) -> Any:
     """Run `work` in a thread with a 1 GiB stack, so freeing a 1,000,000-op chain cannot crash."""
-    outcome: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as exc:  # handed back to the main thread
-            outcome["error"] = exc
-
-    previous = threading.stack_size(STACK_SIZE)
-    try:
-        thread = threading.Thread(target=body)
-        thread.start()
-    finally:
-        threading.stack_size(previous)
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    return on_thread_stack(STACK_SIZE, work)
 
 
 def version(package: str) -> str:

@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 from graphscope.errors import GraphscopeError
+from graphscope.safety import on_thread_stack
 
 ENGINES = ("embedded", "system", "auto")
 EMBEDDED_FORMATS = ("svg",)
@@ -105,25 +106,7 @@ def _wasm_engine(wasmtime: Any, cache: bool) -> Any:
 
 def _run_embedded(dot_source: str, fmt: str, timeout: float | None) -> bytes:
     """Render in a fresh wasm instance, on a thread with a stack deep enough for big graphs."""
-    result: dict[str, Any] = {}
-    previous = threading.stack_size(THREAD_STACK)
-    try:
-        worker = threading.Thread(target=_embedded_worker, args=(dot_source, fmt, timeout, result))
-        worker.start()
-    finally:
-        threading.stack_size(previous)
-    worker.join()
-    if "error" in result:
-        raise result["error"]
-    return result["output"]
-
-
-def _embedded_worker(dot_source: str, fmt: str, timeout: float | None, result: dict[str, Any]) -> None:
-    """Thread body of `_run_embedded`: keeps the outcome in `result`."""
-    try:
-        result["output"] = _render_wasm(dot_source, fmt, timeout)
-    except BaseException as exc:  # handed to the calling thread
-        result["error"] = exc
+    return on_thread_stack(THREAD_STACK, lambda: _render_wasm(dot_source, fmt, timeout))
 
 
 def _render_wasm(dot_source: str, fmt: str, timeout: float | None) -> bytes:
