@@ -12,7 +12,7 @@ import functools
 import json
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import networkx as nx
 
@@ -181,6 +181,27 @@ class Snapshot:
     step: int = 0
     call: str = "backward"
     notes: tuple[str, ...] = ()
+
+    @classmethod
+    def deferred(cls, build: Callable[[], tuple[tuple[Node, ...], tuple[Edge, ...]]], step: int = 0,
+                 call: str = "backward", notes: tuple[str, ...] = ()) -> Snapshot:
+        """A Snapshot whose nodes and edges `build()` makes when they are first read: a large
+        trace that is only counted, saved or drawn as a view pays for its records once."""
+        snapshot = cls.__new__(cls)
+        for name, value in (("step", step), ("call", call), ("notes", notes), ("_build", build)):
+            object.__setattr__(snapshot, name, value)
+        return snapshot
+
+    def __getattr__(self, name: str) -> Any:
+        """Build the records of a deferred Snapshot on first access to `nodes` or `edges`."""
+        build = self.__dict__.get("_build")
+        if name not in ("nodes", "edges") or build is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        nodes, edges = build()
+        object.__setattr__(self, "nodes", nodes)
+        object.__setattr__(self, "edges", edges)
+        del self.__dict__["_build"]
+        return self.__dict__[name]
 
     @functools.cached_property
     def _index(self) -> dict[str, Node]:

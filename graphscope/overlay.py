@@ -38,6 +38,7 @@ class _Recorder:
     """Receives the node hooks of one backward call and keeps statistics, not tensors."""
 
     def __init__(self, walk: Walk):
+        walk.build()
         self.walk = walk
         self.handles: list[Any] = []
         self.leaf_sums: dict[int | Key, torch.Tensor] = {}  # a node, or an earlier step's leaf
@@ -210,7 +211,7 @@ def hooked(walk: Walk) -> Iterator[_Recorder]:
     """Hook every node of `walk` for the duration of the block, then remove the hooks; where
     the walk stopped at an earlier step's nodes, hooks follow the gradient into that history."""
     recorder = _Recorder(walk)
-    history = _History(walk, recorder) if walk.stopped else None
+    history = _History(walk, recorder) if walk.stopped_early else None
     try:
         for fi, fn in enumerate(walk.functions):
             recorder.handles.append(fn.register_hook(recorder.hook_for(fi)))

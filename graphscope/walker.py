@@ -1,8 +1,11 @@
 """The walk from output tensors to a Snapshot: iterative, never recursive.
 
-`walk()` returns a transient `Walk` that still references the autograd nodes (the overlay
-needs them to hook the backward call); `Walk.freeze()` turns it into a torch-free
-`Snapshot` and the Walk is then dropped, so nothing of the user's graph stays alive.
+`walk()` reads from the autograd graph everything a Snapshot needs, into torch-free
+`Pending` parts, and returns a transient `Walk` that still references the autograd nodes
+(the overlay needs them to hook the backward call). The records are built from the parts
+alone: at once for a capture (`Walk.build()`), or when first read for a plain trace
+(`Walk.deferred()`), so a trace costs little more than the walk itself. Either way the Walk
+is then dropped, and nothing of the user's graph stays alive.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import gc
 import sys
 import weakref
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import attrgetter, is_, itemgetter
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
@@ -24,9 +29,15 @@ from graphscope.names import NameTable, names_from_argument, names_from_frames
 from graphscope.sources import MODULE_KEY, SOURCE_KEY
 
 ACCUMULATE_GRAD = "torch::autograd::AccumulateGrad"
-# Records are built with tuple.__new__, a C call: per node it is most of the walk's cost.
+# Records are built with tuple.__new__, a C call: per node it is most of a build's cost.
 _new = tuple.__new__
 _EMPTY_NODE = Node("", NodeKind.FUNCTION)[3:]
+_LEAF_REST = Node("", NodeKind.LEAF)[10:]
+_TENSOR_ATTRIBUTES = attrgetter("shape", "dtype", "device", "is_leaf", "requires_grad", "retains_grad")
+_VARIABLE = attrgetter("variable")
+_TARGET = itemgetter(1)
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+_DEVICE_NAMES: dict[torch.device, str] = {}
 
 
 def _short_op(name: str) -> str:
@@ -35,20 +46,30 @@ def _short_op(name: str) -> str:
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
-    """`torch.float32` -> `float32`."""
-    return str(dtype).replace("torch.", "")
+    """`torch.float32` -> `float32` (one string per dtype)."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).replace("torch.", "")
+    return name
+
+
+def _device_name(device: torch.device) -> str:
+    """`cpu`, `cuda:0` (one string per device)."""
+    name = _DEVICE_NAMES.get(device)
+    if name is None:
+        name = _DEVICE_NAMES[device] = str(device)
+    return name
+
+
+def _fields(attributes: tuple) -> tuple:
+    """Shape, dtype, device, is_leaf, requires_grad, retains_grad as the model stores them."""
+    shape, dtype, device, *flags = attributes
+    return (tuple(shape), _dtype_name(dtype), _device_name(device), *flags)
 
 
 def tensor_fields(tensor: torch.Tensor) -> dict[str, Any]:
     """The tensor attributes every tensor node carries."""
-    return {
-        "shape": tuple(tensor.shape),
-        "dtype": _dtype_name(tensor.dtype),
-        "device": str(tensor.device),
-        "is_leaf": tensor.is_leaf,
-        "requires_grad": tensor.requires_grad,
-        "retains_grad": tensor.retains_grad,
-    }
+    return dict(zip(Node._fields[4:10], _fields(_TENSOR_ATTRIBUTES(tensor))))
 
 
 def check_outputs(outputs: Sequence[Any]) -> list[torch.Tensor]:
@@ -111,27 +132,158 @@ class Stamp:
 
 
 @dataclass
+class Pending:
+    """A walk's records before they are built, torch-free: the outputs (`head`), each
+    function's class (with the op name of each whose class has none), the leaves (function
+    number, attributes as read, name), every input read as (function number of the input,
+    reader, output number), the outputs' functions (`roots`), which (function, output) a
+    tensor node stands for, and the named tensors as (function, output, record).
+
+    The walk numbers functions as it first reaches them; `renumber()` turns that into the
+    depth-first pre-order that ids, pictures and sessions use (inputs in slot order).
+    """
+
+    head: list[Node] = field(default_factory=list)
+    types: list[type] = field(default_factory=list)
+    instance_names: dict[int, str] = field(default_factory=dict)
+    leaf_at: list[int] = field(default_factory=list)
+    leaf_attributes: list[tuple] = field(default_factory=list)
+    leaf_names: list[str | None] = field(default_factory=list)
+    reads: list[tuple[int, int, int]] = field(default_factory=list)
+    roots: list[int] = field(default_factory=list)
+    tensor_node: dict[tuple[int, int], int] = field(default_factory=dict)
+    named: list[tuple[int, int, Node]] = field(default_factory=list)
+    tail: list[Node] = field(default_factory=list)
+
+    @property
+    def first(self) -> int:
+        """Node number of function 0: the outputs come first."""
+        return len(self.head)
+
+    def renumber(self) -> tuple[list[int], list[int]]:
+        """Renumber the functions in pre-order and place the named tensors after them, ordered
+        by producer (ids `tensor_0`...); returns the walk number of each function in its new
+        place, and the named tensors' indices in `named` in the order placed."""
+        order = _preorder(self.roots, self.reads, len(self.types))
+        new_of = [0] * len(order)
+        for new, old in enumerate(order):
+            new_of[old] = new
+        self.types = [self.types[old] for old in order]
+        self.instance_names = {new_of[fi]: name for fi, name in self.instance_names.items()}
+        self.leaf_at = [new_of[fi] for fi in self.leaf_at]
+        self.reads = [(new_of[child], new_of[reader], nr) for child, reader, nr in self.reads]
+        self.roots = [new_of[fi] for fi in self.roots]
+        self.tensor_node = {(new_of[fi], nr): node for (fi, nr), node in self.tensor_node.items()}
+        placed = sorted(range(len(self.named)), key=lambda k: (new_of[self.named[k][0]], self.named[k][1]))
+        end = self.first + len(order)
+        for count, k in enumerate(placed):
+            fi, nr, record = self.named[k]
+            self.tensor_node[(new_of[fi], nr)] = end + count
+            self.tail.append(record._replace(id=f"tensor_{count}"))
+        self.named = []
+        return order, placed
+
+    def build(self) -> tuple[list[Node], list[tuple[int, int]]]:
+        """Every node (outputs, functions in walk order, named tensors) and every edge as a
+        (source, target) pair of node numbers; after `renumber()`."""
+        return [*self.head, *self._functions(), *self.tail], self._edges()
+
+    def _functions(self) -> list[Node]:
+        """One record per function; a leaf stands in for its AccumulateGrad."""
+        leaves = dict(zip(self.leaf_at, zip(self.leaf_attributes, self.leaf_names)))
+        counters: dict[str, int] = {}
+        short_ops: dict[str, str] = {}
+        function, leaf = NodeKind.FUNCTION, NodeKind.LEAF
+        nodes = []
+        append = nodes.append
+        name_of, instance_names = _NAME_OF_TYPE, self.instance_names
+        for fi, kind in enumerate(self.types):
+            raw_name = name_of[kind] or instance_names[fi]
+            count = counters.get(raw_name, 0)
+            counters[raw_name] = count + 1
+            if raw_name == ACCUMULATE_GRAD:
+                attributes, name = leaves[fi]
+                append(_new(Node, (f"leaf_{count}", leaf, "AccumulateGrad", name, *_fields(attributes), *_LEAF_REST)))
+            else:
+                op = short_ops.get(raw_name) or short_ops.setdefault(raw_name, _short_op(raw_name))
+                append(_new(Node, (f"{raw_name}_{count}", function, op, *_EMPTY_NODE)))
+        return nodes
+
+    def _edges(self) -> list[tuple[int, int]]:
+        """Producer -> tensor node -> consumer, then each function's inputs (by reader, in
+        walk order; inputs read through several slots are one edge)."""
+        first, tensor_node = self.first, self.tensor_node
+        edges = [(first + fi, node) for (fi, _), node in tensor_node.items()]
+        has_tensor = {fi for fi, _ in tensor_node}
+        seen: set[tuple[int, int]] = set()
+        add, mark = edges.append, seen.add
+        for child, reader, nr in sorted(self.reads, key=_TARGET):
+            source = tensor_node.get((child, nr), first + child) if child in has_tensor else first + child
+            pair = (source, first + reader)
+            if pair not in seen:
+                mark(pair)
+                add(pair)
+        return edges
+
+    def snapshot(self, notes: tuple[str, ...]) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+        """Nodes and edges of the Snapshot these parts stand for (no gradients)."""
+        with paused_gc():
+            self.renumber()
+            nodes, pairs = self.build()
+            ids = [node.id for node in nodes]
+            return tuple(nodes), tuple(_new(Edge, (ids[s], ids[t], None)) for s, t in pairs)
+
+
+def _preorder(roots: list[int], reads: list[tuple[int, int, int]], count: int) -> list[int]:
+    """Function numbers in depth-first pre-order from `roots`, inputs in slot order."""
+    inputs: list[list[int]] = [[] for _ in range(count)]
+    for child, reader, _ in reads:
+        inputs[reader].append(child)
+    seen = [False] * count
+    order: list[int] = []
+    stack = roots[::-1]
+    pop, push, visit = stack.pop, stack.append, order.append
+    while stack:
+        fi = pop()
+        if seen[fi]:
+            continue
+        seen[fi] = True
+        visit(fi)
+        for child in reversed(inputs[fi]):
+            if not seen[child]:
+                push(child)
+    return order
+
+
+@dataclass
 class Walk:
     """A captured graph still attached to the autograd nodes; lives for one capture only.
 
-    Function number `fi` is `functions[fi]`, drawn as node `first_function + fi`.
-    `edge_slots[e]` holds the input slots of edge `e`'s target function (None for edges
-    into tensor nodes), and `produced` lists (fi, output number, edge) for each edge from
-    a function to a tensor node: what the overlay needs to hook the backward call.
+    Function number `fi` is `functions[fi]`, drawn as node `first_function + fi`; `index`
+    numbers the functions, `stopped` lists those the walk did not go past. Until `build()`
+    the records wait in `pending`; after it, `nodes` and `edges` hold them, `edge_slots[e]`
+    the input slots of edge `e`'s target function (None for edges into tensor nodes), and
+    `produced` (fi, output number, edge) for each edge from a function to a tensor node:
+    what the overlay needs to hook the backward call.
 
     In a session (a stamped walk) the rest is what `history` needs to rebuild the step:
-    `refs` maps functions an earlier step captured to where it did, `stopped` says the walk
-    stopped at one of them, `children`, `roots` and `tensor_keys` are the structure as in
-    `history.Partial`, and `deep_leaves`, `deep_grads` and `first_names` what was seen
+    `refs` maps functions an earlier step captured to where it did, `stopped_early` says the
+    walk stopped at one of them, `children`, `roots` and `tensor_keys` are the structure as
+    in `history.Partial`, and `deep_leaves`, `deep_grads` and `first_names` what was seen
     inside the history; `at_key` is the metadata key that holds a node's capture place.
     """
 
+    pending: Pending = field(default_factory=Pending)
+    built: bool = False
     nodes: list[Node] = field(default_factory=list)
     edges: list[tuple[int, int]] = field(default_factory=list)
     edge_slots: list[tuple[int, ...] | None] = field(default_factory=list)
     produced: list[tuple[int, int, int]] = field(default_factory=list)
     functions: list[Any] = field(default_factory=list)
-    first_function: int = 0
+    leaf_variables: list[torch.Tensor] = field(default_factory=list)
+    named_tensors: list[torch.Tensor] = field(default_factory=list)
+    index: dict[Any, int] = field(default_factory=dict)
+    stopped: list[int] = field(default_factory=list)
     tensors: dict[int, torch.Tensor] = field(default_factory=dict)
     node_grad: dict[int, GradStat | None] = field(default_factory=dict)
     node_grad_step: dict[int, GradStat | None] = field(default_factory=dict)
@@ -144,83 +296,125 @@ class Walk:
     deep_leaves: dict[Key, int] = field(default_factory=dict)
     deep_grads: dict[tuple, GradStat | None] = field(default_factory=dict)
     at_key: str | None = None
-    stopped: bool = False
+    stopped_early: bool = False
     first_names: dict[Key, tuple[int, str]] = field(default_factory=dict)
+
+    @property
+    def first_function(self) -> int:
+        """Node number of function 0."""
+        return self.pending.first
+
+    def place(self, node: Node) -> int:
+        """Add a tensor node: an output before the walk, else (after the records are built)
+        at the end; returns its node number."""
+        records = self.nodes if self.built else self.pending.head
+        records.append(node)
+        return len(records) - 1
+
+    def build(self) -> None:
+        """Build the records, in pre-order, and what the overlay needs to hook them (once)."""
+        if self.built:
+            return
+        order, placed = self.pending.renumber()
+        new_of = {old: new for new, old in enumerate(order)}
+        self.functions = [self.functions[old] for old in order]
+        self.index = dict(zip(self.functions, range(len(order))))
+        self.stopped = [new_of[fi] for fi in self.stopped]
+        first, end = self.first_function, self.first_function + len(order)
+        self.tensors.update(zip(map(first.__add__, self.pending.leaf_at), self.leaf_variables))
+        self.tensors.update((end + count, self.named_tensors[k]) for count, k in enumerate(placed))
+        nodes, self.edges = self.pending.build()
+        self.nodes = nodes
+        self.built = True
+        self.produced = [(fi, nr, edge) for edge, (fi, nr) in enumerate(self.pending.tensor_node)]
+        self._read_slots()
+
+    def _read_slots(self) -> None:
+        """Each function's inputs by slot (as function numbers, -1 for none) and each edge's
+        slots in its target: one more read of `next_functions` per function."""
+        first, index, tensor_node = self.first_function, self.index, self.pending.tensor_node
+        stopped = set(self.stopped)
+        slots_of: dict[tuple[int, int], list[int]] = {}
+        children = []
+        for fi, fn in enumerate(self.functions):
+            inputs = () if fi in stopped else tuple(
+                (-1 if child is None else index[child], nr) for child, nr in fn.next_functions)
+            children.append(inputs)
+            for slot, (child, nr) in enumerate(inputs):
+                if child >= 0:
+                    source = tensor_node.get((child, nr), first + child)
+                    slots_of.setdefault((source, first + fi), []).append(slot)
+        self.children = tuple(children)
+        end = first + len(self.functions)
+        self.edge_slots = [tuple(slots_of[pair]) if first <= pair[1] < end else None for pair in self.edges]
+
+    def release(self) -> None:
+        """Drop every reference to the user's graph."""
+        self.functions.clear()
+        self.leaf_variables.clear()
+        self.named_tensors.clear()
+        self.index.clear()
+        self.tensors.clear()
 
     def freeze(self, step: int = 0, call: str = "backward") -> Snapshot:
         """The torch-free Snapshot of this walk; drops every reference to the graph."""
         with paused_gc():
+            self.build()
             nodes = self.nodes
             for i in sorted(self.node_grad.keys() | self.node_grad_step.keys()):
                 nodes[i] = nodes[i]._replace(grad=self.node_grad.get(i), grad_step=self.node_grad_step.get(i))
             ids = [node.id for node in nodes]
             grads = self.edge_grad
             edges = tuple(_new(Edge, (ids[s], ids[t], grads.get(i))) for i, (s, t) in enumerate(self.edges))
-            self.functions.clear()
-            self.tensors.clear()
+            self.release()
             return Snapshot(nodes=tuple(nodes), edges=edges, step=step, call=call, notes=tuple(self.notes))
+
+    def deferred(self) -> Snapshot:
+        """The Snapshot of a walk no hook saw, its records built from the parts when first read."""
+        pending, notes = self.pending, tuple(self.notes)
+        self.release()
+        return Snapshot.deferred(lambda: pending.snapshot(notes), notes=notes)
 
     def partial(self, step: int, call: str) -> Partial:
         """The torch-free record of a stamped walk, for a session to rebuild the step from."""
-        return Partial(self.freeze(step, call), self.first_function, self.children, not self.stopped, self.refs,
-                       self.roots, self.tensor_keys, self.deep_leaves, self.deep_grads, self.first_names)
+        return Partial(self.freeze(step, call), self.first_function, self.children, not self.stopped_early,
+                       self.refs, self.roots, self.tensor_keys, self.deep_leaves, self.deep_grads, self.first_names)
 
 
 class _Builder:
-    """Assigns structural ids (op plus per-op counter, in walk order) and collects records."""
+    """Reads the autograd nodes into a Walk: names, leaves, tensor nodes and, in a session,
+    each node's identity across steps."""
 
     def __init__(self, walk: Walk, names: NameTable, stamp: Stamp | None):
         self.walk = walk
         self.names = names
         self.stamp = stamp
         self.counters: dict[str, int] = {}
-        self.fn_index: dict[Any, int] = {}
-        self.tensor_node: dict[tuple[Any, int], int] = {}
-        self.deep_tensors: list[tuple[int, Key, int]] = []
+        self.output_keys: list[tuple[tuple[Any, int], int]] = []
 
-    def next_id(self, prefix: str) -> str:
-        """`MulBackward0_3`: the prefix and how many came before it in walk order."""
-        count = self.counters.get(prefix, 0)
-        self.counters[prefix] = count + 1
-        return f"{prefix}_{count}"
+    def read_functions(self, order: list[Any]) -> None:
+        """Each function's class (its op name where the class has none of its own), and each
+        leaf's tensor, attributes and name."""
+        walk, pending = self.walk, self.walk.pending
+        pending.types = types = list(map(type, order))
+        kinds = set(types)
+        for kind in kinds.difference(_NAME_OF_TYPE):
+            _raw_name(order[types.index(kind)])
+        generic = {kind for kind in kinds if _NAME_OF_TYPE[kind] is None}
+        if generic:
+            pending.instance_names = {fi: fn.name() for fi, fn in enumerate(order) if types[fi] in generic}
+        leaf_types = [kind for kind in kinds if _NAME_OF_TYPE[kind] == ACCUMULATE_GRAD]
+        if leaf_types:
+            pending.leaf_at = list(compress(range(len(types)), map(is_, types, repeat(leaf_types[0]))))
+        walk.leaf_variables = variables = list(map(_VARIABLE, map(order.__getitem__, pending.leaf_at)))
+        pending.leaf_attributes = list(map(_TENSOR_ATTRIBUTES, variables))
+        pending.leaf_names = list(map(self.names.leaves.get, map(id, variables)))
 
-    def new_node(self, node: Node) -> int:
-        """Append a node; returns its index."""
-        self.walk.nodes.append(node)
-        return len(self.walk.nodes) - 1
-
-    def new_edge(self, source: int, target: int, slots: tuple[int, ...] | None = None) -> int:
-        """Append an edge between two node indices; returns its index."""
-        self.walk.edges.append((source, target))
-        self.walk.edge_slots.append(slots)
-        return len(self.walk.edges) - 1
-
-    def add_functions(self, order: list[Any]) -> None:
-        """Record the autograd nodes in walk order: a leaf for AccumulateGrad, else a function."""
-        walk, counters, stamp = self.walk, self.counters, self.stamp
-        walk.first_function = first = len(walk.nodes)
-        append = walk.nodes.append
-        short_ops: dict[str, str] = {}
-        function = NodeKind.FUNCTION
-        name_of = _NAME_OF_TYPE.get
-        for fi, fn in enumerate(order):
-            raw_name = name_of(type(fn)) or _raw_name(fn)
-            if raw_name == ACCUMULATE_GRAD:
-                node = self._leaf(fn, first + fi)
-            else:
-                count = counters.get(raw_name, 0)
-                counters[raw_name] = count + 1
-                op = short_ops.get(raw_name) or short_ops.setdefault(raw_name, _short_op(raw_name))
-                node = _new(Node, (f"{raw_name}_{count}", function, op, *_EMPTY_NODE))
-            append(node if stamp is None else self.identify(fn, fi, node))
-        walk.functions.extend(order)
-
-    def _leaf(self, fn: Any, index: int) -> Node:
-        """A leaf tensor, drawn in place of its AccumulateGrad node."""
-        var = fn.variable
-        self.walk.tensors[index] = var
-        return Node(self.next_id("leaf"), NodeKind.LEAF, "AccumulateGrad", self.names.leaf_name(var),
-                    **tensor_fields(var))
+    def identify_all(self) -> None:
+        """Stamp every function of a session's walk (see `identify`)."""
+        nodes, first = self.walk.nodes, self.walk.first_function
+        for fi, fn in enumerate(self.walk.functions):
+            nodes[first + fi] = self.identify(fn, fi, nodes[first + fi])
 
     def identify(self, fn: Any, fi: int, node: Node) -> Node:
         """Stamp `fn` with the step it was first captured in and where; read back its step and
@@ -240,44 +434,56 @@ class _Builder:
         return node._replace(name=name, first_step=first_step, source=metadata.get(SOURCE_KEY),
                              module=metadata.get(MODULE_KEY))
 
+    def next_id(self, prefix: str) -> str:
+        """`tensor_3`: the prefix and how many tensor nodes of that prefix came before."""
+        count = self.counters.get(prefix, 0)
+        self.counters[prefix] = count + 1
+        return f"{prefix}_{count}"
+
     def add_tensor(self, kind: NodeKind, tensor: torch.Tensor, name: str | None) -> int:
-        """Record an output or named non-leaf tensor, attached after its producer."""
-        prefix = "output" if kind is NodeKind.OUTPUT else "tensor"
-        fn = tensor.grad_fn
-        op = None if fn is None else _short_op(fn.name())
-        record = Node(self.next_id(prefix), kind, op, name, **tensor_fields(tensor))
-        if self.stamp is not None and fn is not None:
-            record = record._replace(first_step=fn.metadata.get(self.stamp.key, self.stamp.step),
-                                     source=fn.metadata.get(SOURCE_KEY))
-        node = self.new_node(record)
+        """Add an output, or a tensor found once the records are built (see `Walk.place`)."""
+        record = self.record(kind, tensor, name, self.next_id("output" if kind is NodeKind.OUTPUT else "tensor"))
+        node = self.walk.place(record)
         self.walk.tensors[node] = tensor
         return node
 
+    def record(self, kind: NodeKind, tensor: torch.Tensor, name: str | None, node_id: str) -> Node:
+        """The record of a tensor node, with its producer's step and source in a session."""
+        fn = tensor.grad_fn
+        op = None if fn is None else _short_op(fn.name())
+        record = Node(node_id, kind, op, name, **tensor_fields(tensor))
+        if self.stamp is not None and fn is not None:
+            record = record._replace(first_step=fn.metadata.get(self.stamp.key, self.stamp.step),
+                                     source=fn.metadata.get(SOURCE_KEY))
+        return record
 
-def _visit_order(roots: list[Any], stop: str | None = None) -> tuple[dict[Any, int], list[Any], list[tuple]]:
-    """Autograd nodes reachable from `roots` in depth-first pre-order (explicit stack):
-    their index, the nodes and their `next_functions`, each read once.
-    A node whose metadata holds `stop` is kept, but the walk does not go past it."""
-    seen: set[Any] = set()
-    order: list[Any] = []
-    nexts_of: list[tuple] = []
-    stack = list(reversed(roots))
-    push, mark, visit, keep = stack.append, seen.add, order.append, nexts_of.append
+
+def _visit_order(roots: list[Any], stop: str | None = None) -> tuple[dict[Any, int], list[Any], list, list[int]]:
+    """Autograd nodes reachable from `roots`, numbered in the order a depth-first walk
+    (explicit stack) first reaches them: their numbers, the nodes, every input read as
+    (input's number, reader's number, output number), and the nodes not gone past.
+    A node whose metadata holds `stop` is numbered, but the walk does not go past it."""
+    index: dict[Any, int] = dict.fromkeys(roots)
+    for i, root in enumerate(index):
+        index[root] = i
+    stack = list(index)[::-1]
+    reads: list[tuple[int, int, int]] = []
+    stopped: list[int] = []
+    pop, push, read, number = stack.pop, stack.append, reads.append, index.get
     while stack:
-        fn = stack.pop()
-        if fn in seen:
-            continue
-        mark(fn)
-        visit(fn)
+        fn = pop()
+        i = index[fn]
         if stop is not None and stop in fn.metadata:
-            keep(())
+            stopped.append(i)
             continue
-        nexts = fn.next_functions
-        keep(nexts)
-        for child, _ in reversed(nexts):
-            if child is not None and child not in seen:
-                push(child)
-    return dict(zip(order, range(len(order)))), order, nexts_of
+        for child, nr in fn.next_functions:
+            if child is not None:
+                j = number(child)
+                if j is None:
+                    j = index[child] = len(index)
+                    push(child)
+                read((j, i, nr))
+    return index, list(index), reads, stopped
 
 
 _NAME_OF_TYPE: dict[type, str | None] = {}
@@ -305,8 +511,7 @@ def _attach_outputs(builder: _Builder, outputs: list[torch.Tensor]) -> list[Any]
         if root is None:
             root = _leaf_accumulator(tensor)
             builder.walk.notes.append(f"output {name or node} is itself a leaf tensor")
-        key = (root, 0 if tensor.grad_fn is None else tensor.output_nr)
-        builder.tensor_node.setdefault(key, node)
+        builder.output_keys.append(((root, 0 if tensor.grad_fn is None else tensor.output_nr), node))
         roots.append(root)
     return roots
 
@@ -324,58 +529,32 @@ def _leaf_accumulator(tensor: torch.Tensor) -> Any:
     return tensor.view_as(tensor).grad_fn.next_functions[0][0]
 
 
-def _attach_named_tensors(builder: _Builder, nexts_of: list[tuple]) -> None:
-    """Named non-leaf tensors that the graph uses become tensor nodes after their producer."""
-    keys = [
-        key for key in builder.names.nonleaves
-        if key[0] in builder.fn_index and key not in builder.tensor_node
-    ]
-    if not builder.walk.stopped:
-        keys = _used(keys, nexts_of)  # else the rebuilt step, which sees every reader, decides
-    for key in sorted(keys, key=lambda k: (builder.fn_index[k[0]], k[1])):
-        name, tensor = builder.names.nonleaves[key]
-        builder.tensor_node[key] = builder.add_tensor(NodeKind.TENSOR, tensor, name)
+def _attach_tensor_nodes(builder: _Builder) -> None:
+    """Outputs, then named non-leaf tensors that the graph uses, become tensor nodes of the
+    (function, output) they stand for; named ones wait to be placed after the functions."""
+    walk = builder.walk
+    index, tensor_node = walk.index, walk.pending.tensor_node
+    for (fn, nr), node in builder.output_keys:
+        tensor_node.setdefault((index[fn], nr), node)
+    keys = [(index[fn], nr, fn) for fn, nr in builder.names.nonleaves
+            if fn in index and (index[fn], nr) not in tensor_node]
+    if not walk.stopped_early:
+        keys = _used(keys, walk.pending.reads)  # else the rebuilt step, which sees every reader, decides
+    for fi, nr, fn in keys:
+        name, tensor = builder.names.nonleaves[(fn, nr)]
+        walk.pending.named.append((fi, nr, builder.record(NodeKind.TENSOR, tensor, name, "")))
+        walk.named_tensors.append(tensor)
 
 
-def _used(keys: list[tuple[Any, int]], nexts_of: list[tuple]) -> list[tuple[Any, int]]:
+def _used(keys: list[tuple[int, int, Any]], reads: list[tuple[int, int, int]]) -> list[tuple[int, int, Any]]:
     """The (function, output) pairs some node of the graph reads: an output of split() or
     unbind() that nothing consumes is not part of the graph. A function with one output that
-    was reached is read, so only multi-output functions need a look at the edges."""
-    many = {fn for fn, _ in keys if len(getattr(fn, "_input_metadata", ((), ()))) > 1}
+    was reached is read, so only multi-output functions need a look at the inputs read."""
+    many = {fi for fi, _, fn in keys if len(getattr(fn, "_input_metadata", ((), ()))) > 1}
     if not many:
         return keys
-    read = {(child, nr) for nexts in nexts_of for child, nr in nexts if child in many}
-    return [key for key in keys if key[0] not in many or key in read]
-
-
-_FIRST_SLOT = (0,)
-
-
-def _connect(builder: _Builder, nexts_of: list[tuple]) -> None:
-    """Edges in forward direction: producer -> tensor node -> consumer, slot by slot."""
-    walk = builder.walk
-    fn_index, tensor_node, first = builder.fn_index, builder.tensor_node, walk.first_function
-    for (fn, nr), node in tensor_node.items():
-        fi = fn_index[fn]
-        walk.produced.append((fi, nr, builder.new_edge(first + fi, node)))
-    has_tensor = {fn for fn, _ in tensor_node}
-    edges, edge_slots = walk.edges, walk.edge_slots
-    for fi, nexts in enumerate(nexts_of):
-        target = first + fi
-        if len(nexts) == 1 or (len(nexts) == 2 and nexts[1][0] is None):
-            child, nr = nexts[0]
-            if child is not None:
-                source = tensor_node.get((child, nr)) if child in has_tensor else None
-                edges.append((first + fn_index[child] if source is None else source, target))
-                edge_slots.append(_FIRST_SLOT)
-            continue
-        by_source: dict[int, list[int]] = {}
-        for slot, (child, nr) in enumerate(nexts):
-            if child is not None:
-                source = tensor_node.get((child, nr)) if child in has_tensor else None
-                by_source.setdefault(first + fn_index[child] if source is None else source, []).append(slot)
-        for source, slots in by_source.items():
-            builder.new_edge(source, target, tuple(slots))
+    read = {(child, nr) for child, _, nr in reads if child in many}
+    return [key for key in keys if key[0] not in many or key[:2] in read]
 
 
 def _attach_saved(builder: _Builder) -> None:
@@ -393,11 +572,12 @@ def _attach_saved(builder: _Builder) -> None:
                 walk.nodes[node] = walk.nodes[node]._replace(saved_freed=True)
                 continue
             for label, tensor in _saved_tensors(attr[len("_saved_"):], value):
-                saved = builder.new_node(Node(
+                saved = walk.place(Node(
                     builder.next_id("saved"), NodeKind.SAVED, label, _tensor_name(builder.names, tensor),
                     **tensor_fields(tensor),
                 ))
-                builder.new_edge(saved, node)
+                walk.edges.append((saved, node))
+                walk.edge_slots.append(None)
         freed += bool(walk.nodes[node].saved_freed)
     if freed:
         walk.notes.append(
@@ -428,6 +608,7 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
     With a `stamp`, every node records the step it was first captured in (`first_step`)
     and the source line stamped on it while sources were tracked; unless `saved` is asked
     for, the walk stops at nodes an earlier step of the same stamp captured (see history).
+    A plain walk leaves its records to be built; a stamped or `saved` one builds them.
     """
     tensors = check_outputs(outputs)
     result = Walk()
@@ -435,32 +616,36 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
     with paused_gc():
         roots = _attach_outputs(builder, tensors)
         stop = None if stamp is None or saved else stamp.key
-        builder.fn_index, order, nexts_of = _visit_order(roots, stop)
-        builder.add_functions(order)
-        result.stopped = stop is not None and any(
-            result.nodes[result.first_function + fi].kind is not NodeKind.LEAF for fi in result.refs)
+        result.index, order, result.pending.reads, result.stopped = _visit_order(roots, stop)
+        result.pending.roots = [result.index[root] for root in roots]
+        builder.read_functions(order)
+        result.functions = order
+        result.stopped_early = any(_NAME_OF_TYPE[result.pending.types[fi]] != ACCUMULATE_GRAD for fi in result.stopped)
         safety.guard_deep_graph(len(order))
-        _attach_named_tensors(builder, nexts_of)
-        _connect(builder, nexts_of)
+        _attach_tensor_nodes(builder)
+        if stamp is None and not saved:
+            return result
+        result.build()
+        builder.counters["tensor"] = len(result.pending.tail)
+        if stamp is not None:
+            builder.identify_all()
         if saved:
             _attach_saved(builder)
         if stamp is not None:
-            _keep_structure(builder, roots, nexts_of)
-            if result.stopped:
+            _keep_structure(builder, roots)
+            if result.stopped_early:
                 _attach_deep_names(builder)
     return result
 
 
-def _keep_structure(builder: _Builder, roots: list[Any], nexts_of: list[tuple]) -> None:
-    """What a session needs to rebuild the step later: inputs by slot, roots, tensor nodes."""
-    fn_index, walk = builder.fn_index, builder.walk
-    walk.children = tuple(tuple((-1 if child is None else fn_index[child], nr) for child, nr in nexts)
-                          for nexts in nexts_of)
-    walk.roots = tuple(fn_index[root] for root in roots)
+def _keep_structure(builder: _Builder, roots: list[Any]) -> None:
+    """What a session needs to rebuild the step later: roots, tensor nodes, leaf names."""
+    walk, step = builder.walk, builder.stamp.step
+    walk.roots = tuple(walk.index[root] for root in roots)
     walk.at_key = builder.stamp.at_key
     walk.first_names = builder.stamp.leaves.first_names
-    walk.tensor_keys = tuple((node, walk.refs.get(fn_index[fn], (builder.stamp.step, fn_index[fn])), nr)
-                             for (fn, nr), node in builder.tensor_node.items())
+    walk.tensor_keys = tuple((node, walk.refs.get(fi, (step, fi)), nr)
+                             for (fi, nr), node in walk.pending.tensor_node.items())
 
 
 def _attach_deep_names(builder: _Builder) -> None:
@@ -468,10 +653,11 @@ def _attach_deep_names(builder: _Builder) -> None:
     each named non-leaf (kept if the rebuilt step reads it), and this step's record of every
     leaf of the session still alive (its name, fields and `.grad` now)."""
     walk, stamp, names = builder.walk, builder.stamp, builder.names
+    deep_tensors = []
     for (fn, nr), (name, tensor) in names.nonleaves.items():
-        if fn not in builder.fn_index and stamp.at_key in fn.metadata:
+        if fn not in walk.index and stamp.at_key in fn.metadata:
             node = builder.add_tensor(NodeKind.TENSOR, tensor, name)
-            builder.deep_tensors.append((node, fn.metadata[stamp.at_key], nr))
+            deep_tensors.append((node, fn.metadata[stamp.at_key], nr))
     local = {walk.refs.get(fi, (stamp.step, fi)) for fi in range(len(walk.children))}
     registry = stamp.leaves.tensors
     for key, tensor in [(key, ref()) for key, ref in registry.items()]:
@@ -481,7 +667,7 @@ def _attach_deep_names(builder: _Builder) -> None:
             name = names.leaf_name(tensor)
             stamp.leaves.remember(key, name, stamp.step)
             walk.deep_leaves[key] = builder.add_tensor(NodeKind.LEAF, tensor, name)
-    walk.tensor_keys += tuple(builder.deep_tensors)
+    walk.tensor_keys += tuple(deep_tensors)
 
 
 @contextlib.contextmanager
@@ -503,5 +689,5 @@ def trace(
     saved: bool = False,
 ) -> Snapshot:
     """Snapshot of the autograd graph behind `outputs`, named from the caller's variables."""
-    table = resolve_names(names, sys._getframe(1))
-    return walk(outputs, table, saved=saved).freeze()
+    captured = walk(outputs, resolve_names(names, sys._getframe(1)), saved=saved)
+    return captured.freeze() if saved else captured.deferred()

@@ -291,3 +291,31 @@ def test_outputs_of_split_that_nothing_reads_are_not_in_the_graph():
     snap = graphscope.trace(loss)
     names = {n.name for n in snap.nodes if n.name}
     assert {"a", "c", "x", "loss"} <= names and "b" not in names
+
+
+def test_a_trace_keeps_what_the_graph_was_when_traced():
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    b = torch.tensor([0.5], requires_grad=True)
+    loss = (w * 3 + b).sum()
+    snap = graphscope.trace(loss)
+    w.requires_grad_(False)
+    b.data = torch.zeros(4)
+    leaves = {node.name: node for node in snap.of_kind(NodeKind.LEAF)}
+    assert leaves["w"].requires_grad is True and leaves["w"].shape == (2,)
+    assert leaves["b"].shape == (1,) and leaves["b"].dtype == "float32" and leaves["b"].device == "cpu"
+
+
+def test_a_trace_equals_the_snapshot_a_capture_builds_at_once():
+    from graphscope.names import names_from_frames
+    from graphscope.walker import walk
+
+    w = torch.randn(3, requires_grad=True)
+    parts = torch.split(w * 2, 1)
+    h = torch.tanh(parts[0] * w[:1])
+    loss, other = (h * parts[2]).sum(), (h + w[1:2]).sum()
+    h.retain_grad()
+    traced = graphscope.trace(loss, other)
+    built_at_once = walk([loss, other], names_from_frames(__import__("sys")._getframe(0))).freeze()
+    assert traced == built_at_once
+    assert [n.id for n in traced.nodes][:2] == ["output_0", "output_1"]
+    assert traced.find("h").kind is NodeKind.TENSOR and traced.find("w").kind is NodeKind.LEAF
