@@ -18,6 +18,7 @@ BAR = 1.5  # the target for trace ÷ walker on the deep chain and the large tran
 TOOLS = {
     "walker": minimal_walk,
     "trace": graphscope.trace,
+    "trace+records": lambda output: graphscope.trace(output).edges,
     "trace+dot": lambda output: to_dot(graphscope.trace(output)),
     "torchviz": torchviz_source,
 }
@@ -62,7 +63,8 @@ def measure(spec: GraphSpec, quick: bool) -> WalkRow:
 
 HEADER = (
     "graph", "autograd nodes", "graphscope nodes", "torchviz nodes", "walker (scale)",
-    "trace ÷ walker", "trace + DOT ÷ walker", "torchviz ÷ walker", "fresh graph: trace ÷ walker",
+    "trace ÷ walker", "trace + records ÷ walker", "trace + DOT ÷ walker", "torchviz ÷ walker",
+    "fresh graph: trace ÷ walker",
     "rounds",
 )
 
@@ -83,6 +85,7 @@ def markdown(rows: list[WalkRow]) -> str:
             row.label, report.count(row.autograd_nodes), report.count(row.graphscope_nodes),
             report.count(row.torchviz_nodes), report.seconds(row.warm["walker"]),
             report.times(ratio(row.warm["trace"], row.warm["walker"])),
+            report.times(ratio(row.warm["trace+records"], row.warm["walker"])),
             report.times(ratio(row.warm["trace+dot"], row.warm["walker"])),
             report.times(ratio(row.warm["torchviz"], row.warm["walker"])),
             report.times(ratio(row.fresh["trace"], row.fresh["walker"])),
@@ -94,7 +97,9 @@ def markdown(rows: list[WalkRow]) -> str:
         "## Walking the graph (no layout)",
         "The minimal walker is an explicit-stack DFS over `grad_fn.next_functions` that only "
         "collects nodes and edges. `trace` is `graphscope.trace(output)` (names from the "
-        "caller's frames, as users call it); `trace + DOT` adds `to_dot`; torchviz is "
+        "caller's frames, as users call it): it reads from the graph everything the snapshot "
+        "holds and builds the node and edge records from that when they are first read; "
+        "`trace + records` reads them all at once; `trace + DOT` adds `to_dot`; torchviz is "
         "`make_dot(output).source`. **Warm** (all columns but the last): each graph is built "
         "once and walked once by the minimal walker before any timing, so the Python wrappers of "
         "its autograd nodes already exist; the tools then take turns on that same graph, and "
