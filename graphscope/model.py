@@ -203,6 +203,11 @@ class Snapshot:
         del self.__dict__["_build"]
         return self.__dict__[name]
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the records themselves, built first if they were deferred."""
+        self.nodes  # noqa: B018 - reading builds deferred records
+        return dict(self.__dict__)
+
     @functools.cached_property
     def _index(self) -> dict[str, Node]:
         """Nodes by id, built on first lookup (a plain trace may never need it)."""

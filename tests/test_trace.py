@@ -319,3 +319,14 @@ def test_a_trace_equals_the_snapshot_a_capture_builds_at_once():
     assert traced == built_at_once
     assert [n.id for n in traced.nodes][:2] == ["output_0", "output_1"]
     assert traced.find("h").kind is NodeKind.TENSOR and traced.find("w").kind is NodeKind.LEAF
+
+
+def test_a_trace_pickles_and_copies_like_its_records():
+    import copy
+    import pickle
+
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    loss = (w * 3).sum()
+    traced = graphscope.trace(loss)
+    assert pickle.loads(pickle.dumps(graphscope.trace(loss))) == traced
+    assert copy.deepcopy(graphscope.trace(loss)) == traced == copy.copy(graphscope.trace(loss))
