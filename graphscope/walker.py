@@ -225,7 +225,7 @@ class Pending:
                 add(pair)
         return edges
 
-    def snapshot(self, notes: tuple[str, ...]) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+    def records(self) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
         """Nodes and edges of the Snapshot these parts stand for (no gradients)."""
         with paused_gc():
             self.renumber()
@@ -373,7 +373,7 @@ class Walk:
         """The Snapshot of a walk no hook saw, its records built from the parts when first read."""
         pending, notes = self.pending, tuple(self.notes)
         self.release()
-        return Snapshot.deferred(lambda: pending.snapshot(notes), notes=notes)
+        return Snapshot.deferred(pending.records, notes=notes)
 
     def partial(self, step: int, call: str) -> Partial:
         """The torch-free record of a stamped walk, for a session to rebuild the step from."""
