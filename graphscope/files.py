@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 from graphscope.errors import GraphscopeError
 
 
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write `data` to a temporary file beside `path`, then rename it into place."""
+def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> Path:
+    """Write `data` (bytes, or pieces of it) to a temporary file beside `path`, then rename
+    it into place."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -18,7 +20,7 @@ def write_atomic(path: Path, data: bytes) -> Path:
         raise GraphscopeError(f"cannot write to {str(path.parent)!r}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            handle.writelines([data] if isinstance(data, bytes) else data)
         os.chmod(temp, 0o644)
         os.replace(temp, path)
     except BaseException:

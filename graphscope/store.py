@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from graphscope.diff import SnapshotDiff, diff
 from graphscope.errors import GraphscopeError
@@ -15,6 +15,11 @@ from graphscope.growth import GrowthRow, growth
 from graphscope.model import JSON_FORMAT_VERSION, Finding, Snapshot, from_node_link, to_node_link
 
 SESSION_FILE = "session.json"
+
+
+def _compact(value: object) -> str:
+    """Deterministic compact JSON: sorted keys, no spaces, UTF-8 as is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass
@@ -43,10 +48,17 @@ class Run:
 
     def to_json(self) -> str:
         """Compact, deterministic JSON of every step."""
-        data = {"format": JSON_FORMAT_VERSION, "script": self.script, "status": self.status,
-                "steps": [to_node_link(s) for s in self.snapshots],
-                "findings": [f.to_dict() for f in self.findings]}
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+        return "".join(self.json_pieces())
+
+    def json_pieces(self) -> Iterator[str]:
+        """The text of `to_json` a step at a time, so a long run is never held as one string:
+        `steps` sorts last among the keys, so it is written after the others."""
+        head = _compact({"format": JSON_FORMAT_VERSION, "script": self.script, "status": self.status,
+                         "findings": [f.to_dict() for f in self.findings]})
+        yield head[:-1] + ',"steps":['
+        for i, snapshot in enumerate(self.snapshots):
+            yield ("," if i else "") + _compact(to_node_link(snapshot))
+        yield "]}\n"
 
     @classmethod
     def from_json(cls, text: str) -> Run:
@@ -60,7 +72,7 @@ def save(snapshots: Sequence[Snapshot], path: str | os.PathLike[str], script: st
          status: int | None = None, findings: Sequence[Finding] = ()) -> Path:
     """Write every step of a run, and its findings, to one JSON file, atomically."""
     run = Run(list(snapshots), script, status, list(findings))
-    return write_atomic(Path(path), run.to_json().encode("utf-8"))
+    return write_atomic(Path(path), (piece.encode("utf-8") for piece in run.json_pieces()))
 
 
 def load(path: str | os.PathLike[str]) -> Run:

@@ -11,6 +11,7 @@ from torch import nn
 
 import graphscope
 from graphscope import GraphscopeError, NodeKind
+from graphscope.diagnose import diagnose_script
 from graphscope.diff import diff
 from graphscope.runner import record_script
 from graphscope.steps import select
@@ -262,3 +263,15 @@ def test_run_output_is_byte_identical(tmp_path):
         contents.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
     assert contents[0] == contents[1]
     assert {"growth.svg", "session.json", "step-0004.svg"} <= set(contents[0])
+
+
+def test_session_json_written_a_step_at_a_time_is_one_json_document(tmp_path):
+    session, result = record_script(str(EXAMPLES / "no_zero_grad.py"), (), saved=False, source=True, on_step=None)
+    run = Run(list(session.snapshots), "no_zero_grad.py", result.status,
+              diagnose_script(list(session.snapshots), result, str(EXAMPLES / "no_zero_grad.py")))
+    whole = {"format": 1, "script": run.script, "status": run.status, "findings": [f.to_dict() for f in run.findings],
+             "steps": [json.loads(s.to_json()) for s in run.snapshots]}
+    expected = json.dumps(whole, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+    graphscope.save(run.snapshots, tmp_path / "session.json", run.script, run.status, run.findings)
+    assert run.findings and (tmp_path / "session.json").read_text(encoding="utf-8") == expected
+    assert Run().to_json() == '{"findings":[],"format":1,"script":null,"status":null,"steps":[]}\n'
