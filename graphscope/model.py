@@ -11,12 +11,14 @@ import enum
 import functools
 import json
 import math
+import threading
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, NamedTuple
 
 import networkx as nx
 
 JSON_FORMAT_VERSION = 1
+_DEFERRED_BUILD = threading.Lock()
 
 
 class NodeKind(str, enum.Enum):
@@ -193,14 +195,17 @@ class Snapshot:
         return snapshot
 
     def __getattr__(self, name: str) -> Any:
-        """Build the records of a deferred Snapshot on first access to `nodes` or `edges`."""
-        build = self.__dict__.get("_build")
-        if name not in ("nodes", "edges") or build is None:
+        """Build the records of a deferred Snapshot on first access to `nodes` or `edges`
+        (once, also when several threads read it at the same time)."""
+        if name not in ("nodes", "edges") or "_build" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        nodes, edges = build()
-        object.__setattr__(self, "nodes", nodes)
-        object.__setattr__(self, "edges", edges)
-        del self.__dict__["_build"]
+        with _DEFERRED_BUILD:
+            build = self.__dict__.get("_build")
+            if build is not None:
+                nodes, edges = build()
+                object.__setattr__(self, "nodes", nodes)
+                object.__setattr__(self, "edges", edges)
+                del self.__dict__["_build"]
         return self.__dict__[name]
 
     def __getstate__(self) -> dict[str, Any]:

@@ -330,3 +330,19 @@ def test_a_trace_pickles_and_copies_like_its_records():
     traced = graphscope.trace(loss)
     assert pickle.loads(pickle.dumps(graphscope.trace(loss))) == traced
     assert copy.deepcopy(graphscope.trace(loss)) == traced == copy.copy(graphscope.trace(loss))
+
+
+def test_threads_reading_one_trace_build_it_once():
+    import threading
+
+    chain = torch.ones(1, requires_grad=True)
+    for _ in range(20_000):
+        chain = chain * 1.0
+    traced = graphscope.trace(chain)
+    seen = []
+    readers = [threading.Thread(target=lambda: seen.append((len(traced.nodes), len(traced.edges)))) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    assert seen == [(20_002, 20_001)] * 4
