@@ -13,9 +13,11 @@ import json
 import math
 import threading
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
-import networkx as nx
+if TYPE_CHECKING:
+    import networkx as nx
+
 
 JSON_FORMAT_VERSION = 1
 _DEFERRED_BUILD = threading.Lock()
@@ -321,7 +323,10 @@ def from_node_link(data: Mapping[str, Any]) -> Snapshot:
 
 
 def node_link_graph(data: Mapping[str, Any]) -> nx.DiGraph:
-    """Build a networkx DiGraph from node-link data, keeping walk order."""
+    """Build a networkx DiGraph from node-link data, keeping walk order (networkx is
+    imported here: it costs a tenth of a second, and most runs never build a DiGraph)."""
+    import networkx as nx
+
     return nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
 
 
