@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 
 JSON_FORMAT_VERSION = 1
-_DEFERRED_BUILD = threading.Lock()
 
 
 class NodeKind(str, enum.Enum):
@@ -192,28 +191,31 @@ class Snapshot:
         """A Snapshot whose nodes and edges `build()` makes when they are first read: a large
         trace that is only counted, saved or drawn as a view pays for its records once."""
         snapshot = cls.__new__(cls)
-        for name, value in (("step", step), ("call", call), ("notes", notes), ("_build", build)):
+        for name, value in (("step", step), ("call", call), ("notes", notes), ("_build", build),
+                            ("_building", threading.Lock())):
             object.__setattr__(snapshot, name, value)
         return snapshot
 
     def __getattr__(self, name: str) -> Any:
         """Build the records of a deferred Snapshot on first access to `nodes` or `edges`
         (once, also when several threads read it at the same time)."""
-        if name not in ("nodes", "edges") or "_build" not in self.__dict__:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        with _DEFERRED_BUILD:
-            build = self.__dict__.get("_build")
-            if build is not None:
-                nodes, edges = build()
-                object.__setattr__(self, "nodes", nodes)
-                object.__setattr__(self, "edges", edges)
-                del self.__dict__["_build"]
-        return self.__dict__[name]
+        building = self.__dict__.get("_building")
+        if name in ("nodes", "edges") and building is not None:
+            with building:
+                build = self.__dict__.get("_build")
+                if build is not None:
+                    nodes, edges = build()
+                    object.__setattr__(self, "nodes", nodes)
+                    object.__setattr__(self, "edges", edges)
+                    del self.__dict__["_build"]
+        if name in ("nodes", "edges") and name in self.__dict__:
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the records themselves, built first if they were deferred."""
         self.nodes  # noqa: B018 - reading builds deferred records
-        return dict(self.__dict__)
+        return {key: value for key, value in self.__dict__.items() if key != "_building"}
 
     @functools.cached_property
     def _index(self) -> dict[str, Node]:

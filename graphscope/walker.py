@@ -14,10 +14,10 @@ import contextlib
 import gc
 import sys
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import compress, repeat
 from operator import attrgetter, is_, itemgetter
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 import torch
 
@@ -133,7 +133,8 @@ class Stamp:
 
 @dataclass
 class Pending:
-    """A walk's records before they are built, torch-free: the outputs (`head`), each
+    """A walk's records before they are built, holding no tensor and no autograd node: the
+    outputs (`head`), each
     function's class (with the op name of each whose class has none), the leaves (function
     number, attributes as read, name), every input read as (function number of the input,
     reader, output number), the outputs' functions (`roots`), which (function, output) a
@@ -141,6 +142,8 @@ class Pending:
 
     The walk numbers functions as it first reaches them; `renumber()` turns that into the
     depth-first pre-order that ids, pictures and sessions use (inputs in slot order).
+    Leaf attributes are kept as read (torch.Size, dtype, device) and turned into the
+    model's strings when the records are built.
     """
 
     head: list[Node] = field(default_factory=list)
@@ -160,32 +163,31 @@ class Pending:
         """Node number of function 0: the outputs come first."""
         return len(self.head)
 
-    def renumber(self) -> tuple[list[int], list[int]]:
-        """Renumber the functions in pre-order and place the named tensors after them, ordered
-        by producer (ids `tensor_0`...); returns the walk number of each function in its new
-        place, and the named tensors' indices in `named` in the order placed."""
+    def renumber(self) -> Renumbered:
+        """These parts with the functions in pre-order and the named tensors placed after them,
+        ordered by producer (ids `tensor_0`...); `self` is left as it was, so an interrupted
+        build can start again."""
         order = _preorder(self.roots, self.reads, len(self.types))
         new_of = [0] * len(order)
         for new, old in enumerate(order):
             new_of[old] = new
-        self.types = [self.types[old] for old in order]
-        self.instance_names = {new_of[fi]: name for fi, name in self.instance_names.items()}
-        self.leaf_at = [new_of[fi] for fi in self.leaf_at]
-        self.reads = [(new_of[child], new_of[reader], nr) for child, reader, nr in self.reads]
-        self.roots = [new_of[fi] for fi in self.roots]
-        self.tensor_node = {(new_of[fi], nr): node for (fi, nr), node in self.tensor_node.items()}
-        placed = sorted(range(len(self.named)), key=lambda k: (new_of[self.named[k][0]], self.named[k][1]))
+        named = self.named
+        placed = sorted(range(len(named)), key=lambda k: (new_of[named[k][0]], named[k][1]))
         end = self.first + len(order)
-        for count, k in enumerate(placed):
-            fi, nr, record = self.named[k]
-            self.tensor_node[(new_of[fi], nr)] = end + count
-            self.tail.append(record._replace(id=f"tensor_{count}"))
-        self.named = []
-        return order, placed
+        tensor_node = {(new_of[fi], nr): node for (fi, nr), node in self.tensor_node.items()}
+        tensor_node.update(((new_of[named[k][0]], named[k][1]), end + count) for count, k in enumerate(placed))
+        renumbered = replace(
+            self, types=[self.types[old] for old in order],
+            instance_names={new_of[fi]: name for fi, name in self.instance_names.items()},
+            leaf_at=[new_of[fi] for fi in self.leaf_at],
+            reads=[(new_of[child], new_of[reader], nr) for child, reader, nr in self.reads],
+            roots=[new_of[fi] for fi in self.roots], tensor_node=tensor_node, named=[],
+            tail=[named[k][2]._replace(id=f"tensor_{count}") for count, k in enumerate(placed)])
+        return Renumbered(renumbered, order, new_of, placed)
 
     def build(self) -> tuple[list[Node], list[tuple[int, int]]]:
-        """Every node (outputs, functions in walk order, named tensors) and every edge as a
-        (source, target) pair of node numbers; after `renumber()`."""
+        """Every node (outputs, functions in pre-order, named tensors) and every edge as a
+        (source, target) pair of node numbers; on renumbered parts."""
         return [*self.head, *self._functions(), *self.tail], self._edges()
 
     def _functions(self) -> list[Node]:
@@ -211,7 +213,7 @@ class Pending:
 
     def _edges(self) -> list[tuple[int, int]]:
         """Producer -> tensor node -> consumer, then each function's inputs (by reader, in
-        walk order; inputs read through several slots are one edge)."""
+        pre-order; inputs read through several slots are one edge)."""
         first, tensor_node = self.first, self.tensor_node
         edges = [(first + fi, node) for (fi, _), node in tensor_node.items()]
         has_tensor = {fi for fi, _ in tensor_node}
@@ -228,10 +230,19 @@ class Pending:
     def records(self) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
         """Nodes and edges of the Snapshot these parts stand for (no gradients)."""
         with paused_gc():
-            self.renumber()
-            nodes, pairs = self.build()
+            nodes, pairs = self.renumber().pending.build()
             ids = [node.id for node in nodes]
             return tuple(nodes), tuple(_new(Edge, (ids[s], ids[t], None)) for s, t in pairs)
+
+
+class Renumbered(NamedTuple):
+    """Parts in pre-order, the walk number of each function in its new place, the new number
+    of each walk number, and the indices in `Pending.named` in the order placed."""
+
+    pending: Pending
+    order: list[int]
+    new_of: list[int]
+    placed: list[int]
 
 
 def _preorder(roots: list[int], reads: list[tuple[int, int, int]], count: int) -> list[int]:
@@ -315,8 +326,7 @@ class Walk:
         """Build the records, in pre-order, and what the overlay needs to hook them (once)."""
         if self.built:
             return
-        order, placed = self.pending.renumber()
-        new_of = {old: new for new, old in enumerate(order)}
+        self.pending, order, new_of, placed = self.pending.renumber()
         self.functions = [self.functions[old] for old in order]
         self.index = dict(zip(self.functions, range(len(order))))
         self.stopped = [new_of[fi] for fi in self.stopped]
@@ -632,16 +642,16 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
         if saved:
             _attach_saved(builder)
         if stamp is not None:
-            _keep_structure(builder, roots)
+            _keep_structure(builder)
             if result.stopped_early:
                 _attach_deep_names(builder)
     return result
 
 
-def _keep_structure(builder: _Builder, roots: list[Any]) -> None:
+def _keep_structure(builder: _Builder) -> None:
     """What a session needs to rebuild the step later: roots, tensor nodes, leaf names."""
     walk, step = builder.walk, builder.stamp.step
-    walk.roots = tuple(walk.index[root] for root in roots)
+    walk.roots = tuple(walk.pending.roots)
     walk.at_key = builder.stamp.at_key
     walk.first_names = builder.stamp.leaves.first_names
     walk.tensor_keys = tuple((node, walk.refs.get(fi, (step, fi)), nr)

@@ -346,3 +346,24 @@ def test_threads_reading_one_trace_build_it_once():
     for reader in readers:
         reader.join()
     assert seen == [(20_002, 20_001)] * 4
+
+
+def test_a_first_read_that_is_interrupted_can_be_read_again(monkeypatch):
+    from graphscope import walker
+
+    w = torch.randn(3, requires_grad=True)
+    h = torch.tanh(w * 2)
+    loss = (h * w + h.exp()).sum()
+    traced, expected = graphscope.trace(loss), graphscope.trace(loss)
+    real_edges, calls = walker.Pending._edges, []
+
+    def interrupted_once(pending):
+        calls.append(pending)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_edges(pending)
+
+    monkeypatch.setattr(walker.Pending, "_edges", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        traced.nodes
+    assert traced == expected and traced.find("h").kind is NodeKind.TENSOR
