@@ -134,11 +134,11 @@ class Stamp:
 @dataclass
 class Pending:
     """A walk's records before they are built, holding no tensor and no autograd node: the
-    outputs (`head`), each
-    function's class (with the op name of each whose class has none), the leaves (function
-    number, attributes as read, name), every input read as (function number of the input,
-    reader, output number), the outputs' functions (`roots`), which (function, output) a
-    tensor node stands for, and the named tensors as (function, output, record).
+    outputs (`head`), each function's class (with each class's op name, and the op name of
+    each function whose class has none of its own), the leaves (function number, attributes
+    as read, name), every input read as (function number of the input, reader, output
+    number), the outputs' functions (`roots`), which (function, output) a tensor node stands
+    for, and the named tensors as (function, output, record).
 
     The walk numbers functions as it first reaches them; `renumber()` turns that into the
     depth-first pre-order that ids, pictures and sessions use (inputs in slot order).
@@ -148,6 +148,7 @@ class Pending:
 
     head: list[Node] = field(default_factory=list)
     types: list[type] = field(default_factory=list)
+    kind_names: dict[type, str | None] = field(default_factory=dict)
     instance_names: dict[int, str] = field(default_factory=dict)
     leaf_at: list[int] = field(default_factory=list)
     leaf_attributes: list[tuple] = field(default_factory=list)
@@ -198,7 +199,7 @@ class Pending:
         function, leaf = NodeKind.FUNCTION, NodeKind.LEAF
         nodes = []
         append = nodes.append
-        name_of, instance_names = _NAME_OF_TYPE, self.instance_names
+        name_of, instance_names = self.kind_names, self.instance_names
         for fi, kind in enumerate(self.types):
             raw_name = name_of[kind] or instance_names[fi]
             count = counters.get(raw_name, 0)
@@ -410,7 +411,8 @@ class _Builder:
         kinds = set(types)
         for kind in kinds.difference(_NAME_OF_TYPE):
             _raw_name(order[types.index(kind)])
-        generic = {kind for kind in kinds if _NAME_OF_TYPE[kind] is None}
+        pending.kind_names = {kind: _NAME_OF_TYPE[kind] for kind in kinds}
+        generic = {kind for kind, name in pending.kind_names.items() if name is None}
         if generic:
             pending.instance_names = {fi: fn.name() for fi, fn in enumerate(order) if types[fi] in generic}
         leaf_types = [kind for kind in kinds if _NAME_OF_TYPE[kind] == ACCUMULATE_GRAD]

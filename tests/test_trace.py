@@ -367,3 +367,18 @@ def test_a_first_read_that_is_interrupted_can_be_read_again(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         traced.nodes
     assert traced == expected and traced.find("h").kind is NodeKind.TENSOR
+
+
+def test_nodes_whose_class_has_no_name_of_its_own_are_named_one_by_one(monkeypatch):
+    from graphscope import walker
+
+    w = torch.randn(3, requires_grad=True)
+    loss = ((w * 2).exp() * w).sum()
+    expected, unread = graphscope.trace(loss), graphscope.trace(loss)
+    assert len(expected.nodes) == 6  # built before the change below
+    mul_class = type(loss.grad_fn.next_functions[0][0])
+    assert walker._NAME_OF_TYPE[mul_class] == "MulBackward0"
+    monkeypatch.setitem(walker._NAME_OF_TYPE, mul_class, None)  # as for PyTorch's generic node wrapper
+    assert graphscope.trace(loss) == expected
+    assert unread == expected  # traced before, built after: a trace keeps the names it read
+    assert [n.id for n in expected.of_kind("function")].count("MulBackward0_1") == 1
