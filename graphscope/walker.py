@@ -275,8 +275,10 @@ class Walk:
     numbers the functions, `stopped` lists those the walk did not go past. Until `build()`
     the records wait in `pending`; after it, `nodes` and `edges` hold them, `edge_slots[e]`
     the input slots of edge `e`'s target function (None for edges into tensor nodes), and
-    `produced` (fi, output number, edge) for each edge from a function to a tensor node:
-    what the overlay needs to hook the backward call.
+    `produced` (fi, output number, edge) for each edge from a function to a tensor node,
+    and `tensors` the tensor of each leaf and tensor node (from `leaf_variables` and
+    `named_tensors`, in walk order until then): what the overlay needs to hook the backward
+    call and read `.grad` after it.
 
     In a session (a stamped walk) the rest is what `history` needs to rebuild the step:
     `refs` maps functions an earlier step captured to where it did, `stopped_early` says the
