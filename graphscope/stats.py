@@ -129,21 +129,38 @@ def _device_stats(grads: Sequence[torch.Tensor]) -> list[GradStat]:
 
 
 def grad_stats(grads: Sequence[torch.Tensor | None]) -> list[GradStat | None]:
-    """Statistics of each gradient (None stays None), batched per device."""
+    """Statistics of each gradient (None stays None), batched per device; a gradient that
+    is the same data as an earlier one (a leaf's `.grad` is often the very tensor its
+    consumers sent) is reduced once."""
     result: list[GradStat | None] = [None] * len(grads)
     by_device: dict[torch.device, list[int]] = {}
+    first_of: dict[tuple, int] = {}
+    same_as: list[tuple[int, int]] = []
     with torch.no_grad(), torch._C.DisableTorchFunction():
         for i, grad in enumerate(grads):
             if grad is None:
                 continue
-            if _flat_size(grad) == 0:
+            seen = first_of.setdefault(_same_data(grad), i)
+            if seen != i:
+                same_as.append((i, seen))
+            elif _flat_size(grad) == 0:
                 result[i] = _empty(grad)
             else:
                 by_device.setdefault(grad.device, []).append(i)
         for positions in by_device.values():
             for i, stat in zip(positions, _device_stats([grads[i] for i in positions])):
                 result[i] = stat
+    for i, seen in same_as:
+        result[i] = result[seen]
     return result
+
+
+def _same_data(grad: torch.Tensor) -> tuple:
+    """What makes two dense gradients hold the same values: the same memory, read the same
+    way (only within one batch; other layouts are compared as objects)."""
+    if grad.layout is not torch.strided:
+        return (id(grad),)
+    return grad.data_ptr(), grad.shape, grad.stride(), grad.dtype, grad.device
 
 
 def _flat_size(grad: torch.Tensor) -> int:

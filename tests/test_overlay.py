@@ -281,3 +281,24 @@ def test_batched_grad_is_recorded_without_breaking_the_call():
         (jacobian,) = torch.autograd.grad(x * 2, x, torch.eye(3), is_grads_batched=True)
     assert torch.equal(jacobian, 2 * torch.eye(3))
     assert len(session) == 1 and "is_grads_batched" in session[0].notes[0]
+
+
+def test_gradients_sharing_memory_are_reduced_once_and_views_apart():
+    from graphscope.stats import grad_stats
+
+    g = torch.tensor([[1.0, -2.0], [3.0, 4.0]])
+    same, flat, transposed, row, copy = grad_stats([g, g.detach(), g.view(4), g.t(), g[1], g.clone()])[1:]
+    first = grad_stats([g])[0]
+    assert same is not None and same == first
+    assert flat.values == tuple(g.view(4).tolist()) and flat.shape == (4,)
+    assert transposed.values == tuple(g.t().reshape(-1).tolist()) and transposed.values != first.values
+    assert row.values == (3.0, 4.0) and row.norm == pytest.approx(torch.linalg.norm(g[1]).item())
+    assert copy == first
+
+
+def test_a_leafs_grad_that_is_its_consumers_gradient_has_the_same_statistics():
+    w = torch.tensor([0.5, -1.5], requires_grad=True)
+    snap = graphscope.capture((w * 3.0).sum())
+    leaf = snap.find("w")
+    [edge] = [e for e in snap.edges if e.source == leaf.id]
+    assert leaf.grad.values == edge.grad.values == leaf.grad_step.values == tuple(w.grad.tolist())
