@@ -12,7 +12,7 @@ with the same ids that walking the whole graph would give. Torch-free, like the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence, overload
+from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence, TypeVar, overload
 
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
 
@@ -48,6 +48,27 @@ class Partial:
 
 
 Inputs = tuple[tuple["Key | None", int], ...]
+Id = TypeVar("Id", bound=Hashable)
+
+
+def preorder(roots: Sequence[Id], inputs: Callable[[Id], Sequence[tuple[Id | None, int]]]) -> list[Id]:
+    """Functions in depth-first pre-order from `roots`, each one's inputs (function or None,
+    output number) in slot order: the order graphscope numbers a step's functions in."""
+    seen: set[Id] = set()
+    order: list[Id] = []
+    stack = list(roots)[::-1]
+    pop, push, visit, mark = stack.pop, stack.append, order.append, seen.add
+    while stack:
+        node = pop()
+        if node in seen:
+            continue
+        mark(node)
+        visit(node)
+        for child, _ in reversed(inputs(node)):
+            if child is not None and child not in seen:
+                push(child)
+    return order
+
 _new = tuple.__new__  # records from a C call: most of a rebuild's cost is making them
 
 
@@ -77,26 +98,12 @@ class _Rebuild:
         return found
 
     def order(self, wanted: set[Key]) -> tuple[list[Key], set[tuple[Key, int]]]:
-        """Depth-first pre-order from the outputs' functions, as the walker visits them, and
+        """Depth-first pre-order from the outputs' functions, as the walker numbers them, and
         which outputs of the `wanted` functions some function reads."""
-        seen: set[Key] = set()
-        order: list[Key] = []
-        read: set[tuple[Key, int]] = set()
         refs = self.own.refs
-        stack = [refs.get(fi, (self.step, fi)) for fi in reversed(self.own.roots)]
-        push, visit, mark, inputs = stack.append, order.append, seen.add, self.inputs
-        while stack:
-            key = stack.pop()
-            if key in seen:
-                continue
-            mark(key)
-            visit(key)
-            for child, nr in reversed(inputs(key)):
-                if child is not None:
-                    if child in wanted:
-                        read.add((child, nr))
-                    if child not in seen:
-                        push(child)
+        order = preorder([refs.get(fi, (self.step, fi)) for fi in self.own.roots], self.inputs)
+        inputs = self.inputs
+        read = {(child, nr) for key in order for child, nr in inputs(key) if child in wanted}
         return order, read
 
     def record(self, key: Key) -> Node:

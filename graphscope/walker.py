@@ -11,6 +11,7 @@ is then dropped, and nothing of the user's graph stays alive.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import sys
 import weakref
@@ -23,7 +24,7 @@ import torch
 
 from graphscope import safety
 from graphscope.errors import GraphscopeError
-from graphscope.history import Key, Partial
+from graphscope.history import Key, Partial, preorder
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
 from graphscope.names import NameTable, names_from_argument, names_from_frames
 from graphscope.sources import MODULE_KEY, SOURCE_KEY
@@ -36,8 +37,6 @@ _LEAF_REST = Node("", NodeKind.LEAF)[10:]
 _TENSOR_ATTRIBUTES = attrgetter("shape", "dtype", "device", "is_leaf", "requires_grad", "retains_grad")
 _VARIABLE = attrgetter("variable")
 _TARGET = itemgetter(1)
-_DTYPE_NAMES: dict[torch.dtype, str] = {}
-_DEVICE_NAMES: dict[torch.device, str] = {}
 
 
 def _short_op(name: str) -> str:
@@ -45,20 +44,16 @@ def _short_op(name: str) -> str:
     return name.rsplit("::", 1)[-1]
 
 
+@functools.cache
 def _dtype_name(dtype: torch.dtype) -> str:
-    """`torch.float32` -> `float32` (one string per dtype)."""
-    name = _DTYPE_NAMES.get(dtype)
-    if name is None:
-        name = _DTYPE_NAMES[dtype] = str(dtype).replace("torch.", "")
-    return name
+    """`torch.float32` -> `float32` (made once per dtype)."""
+    return str(dtype).replace("torch.", "")
 
 
+@functools.cache
 def _device_name(device: torch.device) -> str:
-    """`cpu`, `cuda:0` (one string per device)."""
-    name = _DEVICE_NAMES.get(device)
-    if name is None:
-        name = _DEVICE_NAMES[device] = str(device)
-    return name
+    """`cpu`, `cuda:0` (made once per device)."""
+    return str(device)
 
 
 def _fields(attributes: tuple) -> tuple:
@@ -168,7 +163,10 @@ class Pending:
         """These parts with the functions in pre-order and the named tensors placed after them,
         ordered by producer (ids `tensor_0`...); `self` is left as it was, so an interrupted
         build can start again."""
-        order = _preorder(self.roots, self.reads, len(self.types))
+        inputs: list[list[tuple[int, int]]] = [[] for _ in self.types]
+        for child, reader, nr in self.reads:
+            inputs[reader].append((child, nr))
+        order = preorder(self.roots, inputs.__getitem__)
         new_of = [0] * len(order)
         for new, old in enumerate(order):
             new_of[old] = new
@@ -244,27 +242,6 @@ class Renumbered(NamedTuple):
     order: list[int]
     new_of: list[int]
     placed: list[int]
-
-
-def _preorder(roots: list[int], reads: list[tuple[int, int, int]], count: int) -> list[int]:
-    """Function numbers in depth-first pre-order from `roots`, inputs in slot order."""
-    inputs: list[list[int]] = [[] for _ in range(count)]
-    for child, reader, _ in reads:
-        inputs[reader].append(child)
-    seen = [False] * count
-    order: list[int] = []
-    stack = roots[::-1]
-    pop, push, visit = stack.pop, stack.append, order.append
-    while stack:
-        fi = pop()
-        if seen[fi]:
-            continue
-        seen[fi] = True
-        visit(fi)
-        for child in reversed(inputs[fi]):
-            if not seen[child]:
-                push(child)
-    return order
 
 
 @dataclass
@@ -634,7 +611,8 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
         result.pending.roots = [result.index[root] for root in roots]
         builder.read_functions(order)
         result.functions = order
-        result.stopped_early = any(_NAME_OF_TYPE[result.pending.types[fi]] != ACCUMULATE_GRAD for fi in result.stopped)
+        result.stopped_early = any(result.pending.kind_names[result.pending.types[fi]] != ACCUMULATE_GRAD
+                                   for fi in result.stopped)
         safety.guard_deep_graph(len(order))
         _attach_tensor_nodes(builder)
         if stamp is None and not saved:
