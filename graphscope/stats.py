@@ -1,10 +1,12 @@
 """Gradient statistics, computed for many tensors at once on their own device.
 
-Small gradients are concatenated and reduced by segment, large ones by PyTorch's
-multi-tensor (`_foreach`) kernels; the results of all gradients on one device come back in
-one transfer, and NaN/Inf are counted only in the rare gradients whose norm is not finite:
-a backward with thousands of edges costs a few passes over its gradients instead of several
-tiny ops and a transfer per edge.
+The values of small gradients (the ones a snapshot keeps) come back in one concatenation
+and are reduced in Python; the others are reduced where they live: those of up to
+SEGMENTED values by segment from one float64 concatenation, larger ones by PyTorch's
+multi-tensor (`_foreach`) kernels, with the results of all of them in one transfer. NaN/Inf
+are counted only in the rare gradients whose norm is not finite. A backward with thousands
+of edges costs a few passes over its gradients instead of several tiny ops and a transfer
+per edge.
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ from graphscope.model import GradStat
 SMALL_TENSOR = 64
 SEGMENTED = 1 << 10
 
-
 _READY = (torch.float32, torch.float64)
+_STRIDED = torch.strided
+_new_stat = tuple.__new__  # a GradStat made by a C call: a step makes dozens
+_flatten = torch._C._nn.flatten_dense_tensors  # one concatenation of whole tensors, in C++
 
 
-def _flat(grad: torch.Tensor) -> torch.Tensor:
-    """The values of a gradient as a vector of float32 or float64 (sparse: the stored values,
-    the others being zeros; complex: magnitudes). Called under no_grad."""
-    if grad.layout is torch.strided and grad.dtype in _READY:
-        return grad.reshape(-1)
+def _values(grad: torch.Tensor) -> torch.Tensor:
+    """The values a gradient's statistics are taken over: a dense float32 or float64
+    gradient as it is, others as a float vector (sparse: the stored values, the others being
+    zeros; complex: magnitudes). Called under no_grad."""
+    if grad.layout is _STRIDED and grad.dtype in _READY:
+        return grad
     values = grad
     if values.is_sparse:
         values = values.coalesce().values()
@@ -38,94 +43,109 @@ def _flat(grad: torch.Tensor) -> torch.Tensor:
     return values.reshape(-1)
 
 
-def _is_small(grad: torch.Tensor) -> bool:
-    """Dense gradients of at most SMALL_TENSOR elements keep all their values."""
-    return grad.numel() <= SMALL_TENSOR and not grad.is_sparse
-
-
 def _empty(grad: torch.Tensor) -> GradStat:
     """Statistics of a gradient with no elements."""
     nan = float("nan")
     return GradStat(tuple(grad.shape), grad.numel(), 0.0, nan, nan, nan, 0, ())
 
 
-def _maxima(flats: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Largest value of each vector, with the multi-tensor kernel where PyTorch has it."""
+def _extremes(values: list[torch.Tensor]) -> torch.Tensor:
+    """Smallest and largest value of each tensor as two float64 columns, by multi-tensor
+    kernels where PyTorch has them (the minimum as the largest of the negated values)."""
     if hasattr(torch, "_foreach_max"):
-        return list(torch._foreach_max(flats))
-    return [f.amax() for f in flats]
+        return torch.stack([-_column(torch._foreach_max(torch._foreach_neg(values))),
+                            _column(torch._foreach_max(values))], dim=1)
+    return torch.stack([_column([v.amin() for v in values]), _column([v.amax() for v in values])], dim=1)
 
 
-def _nonfinite_counts(flats: list[torch.Tensor], norms: list[float]) -> list[int]:
-    """NaN/Inf count of each vector; only those with a non-finite norm can have any."""
+def _nonfinite_counts(values: list[torch.Tensor], norms: list[float]) -> list[int]:
+    """NaN/Inf count of each tensor; only those with a non-finite norm can have any."""
     suspect = [i for i, norm in enumerate(norms) if not math.isfinite(norm)]
-    counts = [0] * len(flats)
+    counts = [0] * len(values)
     if suspect:
-        found = torch.stack([(~torch.isfinite(flats[i])).sum() for i in suspect]).tolist()
+        found = torch.stack([(~torch.isfinite(values[i])).sum() for i in suspect]).tolist()
         for i, count in zip(suspect, found):
             counts[i] = int(count)
     return counts
 
 
-def _column(values: Sequence[torch.Tensor]) -> torch.Tensor:
+def _column(results: Sequence[torch.Tensor]) -> torch.Tensor:
     """0-d results stacked into one float64 vector (one conversion when they share a dtype)."""
-    if len({v.dtype for v in values}) == 1:
-        return torch.stack(list(values)).to(torch.float64)
-    return torch.stack([v.to(torch.float64) for v in values])
+    if len({r.dtype for r in results}) == 1:
+        return torch.stack(list(results)).to(torch.float64)
+    return torch.stack([r.to(torch.float64) for r in results])
 
 
-def _kernel_summary(flats: list[torch.Tensor]) -> torch.Tensor:
-    """Norm, sum, min and max of large vectors, by multi-tensor kernels that copy nothing."""
-    columns = [torch._foreach_norm(flats), [f.sum() for f in flats], [f.amin() for f in flats], _maxima(flats)]
-    return torch.stack([_column(column) for column in columns], dim=1)
+def _kernel_summary(values: list[torch.Tensor]) -> torch.Tensor:
+    """Norm and sum of large tensors, by kernels that copy nothing."""
+    return torch.stack([_column(torch._foreach_norm(values)), _column([v.sum() for v in values])], dim=1)
 
 
-def _segment_summary(flats: list[torch.Tensor]) -> torch.Tensor:
-    """Norm, sum, min and max of small vectors, from one float64 concatenation: a handful of
-    kernels for any number of vectors, where a kernel per vector would cost more than the data."""
-    values = torch.cat(flats).to(torch.float64)
-    lengths = torch.tensor([f.numel() for f in flats], device=values.device)
-
-    def reduce(data: torch.Tensor, how: str) -> torch.Tensor:
-        return torch.segment_reduce(data, how, lengths=lengths)
-
-    return torch.stack([reduce(values.square(), "sum").sqrt(), reduce(values, "sum"),
-                        reduce(values, "min"), reduce(values, "max")], dim=1)
+def _segment_summary(joined: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Norm and sum of consecutive pieces of one float64 vector: two kernels for any number
+    of gradients, where a kernel per gradient would cost more than the data."""
+    lengths = torch.tensor(sizes, device=joined.device)
+    return torch.stack([torch.segment_reduce(joined.square(), "sum", lengths=lengths).sqrt(),
+                        torch.segment_reduce(joined, "sum", lengths=lengths)], dim=1)
 
 
-def _summaries(flats: list[torch.Tensor]) -> torch.Tensor:
-    """One float64 row (norm, sum, min, max) per vector; small and large ones batched apart."""
-    small = [i for i, f in enumerate(flats) if f.numel() <= SEGMENTED]
-    if len(small) == len(flats):
-        return _segment_summary(flats)
-    large = [i for i, f in enumerate(flats) if f.numel() > SEGMENTED]
-    rows = torch.empty((len(flats), 4), dtype=torch.float64, device=flats[0].device)
-    if small:
-        rows[small] = _segment_summary([flats[i] for i in small])
-    rows[large] = _kernel_summary([flats[i] for i in large])
-    return rows
+def _kept_row(values: tuple[float, ...]) -> list[float] | None:
+    """Norm, sum, min and max of a small gradient's finite values, in Python from the values
+    already copied out (None when one is not finite: then PyTorch's kernels decide)."""
+    if not all(map(math.isfinite, values)):
+        return None
+    return [math.hypot(*values), sum(values), min(values), max(values)]
 
 
 def _device_stats(grads: Sequence[torch.Tensor]) -> list[GradStat]:
-    """Statistics of non-empty gradients that live on one device."""
-    flats = [_flat(g) for g in grads]
+    """Statistics of non-empty gradients that live on one device. The values of small ones
+    are copied out in one float64 concatenation and reduced in Python; the others are
+    reduced on the device, those of up to SEGMENTED values by segment from one
+    concatenation, larger ones by multi-tensor kernels; every number comes back in one
+    transfer."""
+    values = [_values(g) for g in grads]
+    stored = [v.numel() for v in values]
     sizes = [g.numel() for g in grads]
-    small = [_is_small(g) for g in grads]
-    kept = [f for f, keep in zip(flats, small) if keep]
-    summary = _summaries(flats).reshape(-1)
-    numbers = (torch.cat([summary, torch.cat(kept).to(torch.float64)]) if kept else summary).tolist()
-    rows, values, at = numbers[: 4 * len(grads)], numbers, 4 * len(grads)
-    counts = _nonfinite_counts(flats, rows[0::4])
+    kept = [k for k, (grad, size) in enumerate(zip(grads, sizes)) if size <= SMALL_TENSOR and not grad.is_sparse]
+    own: dict[int, tuple[float, ...]] = {}
+    rows: list = [None] * len(grads)
+    if kept:
+        copied = _flatten([values[k] for k in kept]).to(torch.float64).tolist()
+        at = 0
+        for k in kept:
+            own[k], at = tuple(copied[at: at + sizes[k]]), at + sizes[k]
+            rows[k] = _kept_row(own[k])
+    reduced = [k for k in range(len(grads)) if rows[k] is None]
+    if reduced:
+        for k, row in zip(reduced, _reduced_rows([values[k] for k in reduced], [stored[k] for k in reduced])):
+            rows[k] = row
+    counts = _nonfinite_counts(values, [row[0] for row in rows])
     stats = []
     for k, grad in enumerate(grads):
-        norm, total, low, high = rows[4 * k: 4 * k + 4]
-        own = None
-        if small[k]:
-            own, at = tuple(values[at: at + sizes[k]]), at + sizes[k]
-        if flats[k].numel() < sizes[k]:
+        norm, total, low, high = rows[k]
+        if stored[k] < sizes[k]:
             low, high = min(low, 0.0), max(high, 0.0)
-        stats.append(GradStat(tuple(grad.shape), sizes[k], norm, total / sizes[k], low, high, counts[k], own))
+        stats.append(_new_stat(GradStat, (tuple(grad.shape), sizes[k], norm, total / sizes[k], low, high,
+                                          counts[k], own.get(k))))
     return stats
+
+
+def _reduced_rows(values: list[torch.Tensor], stored: list[int]) -> list[list[float]]:
+    """Norm, sum, min and max of each tensor, reduced on its device (see `_device_stats`)."""
+    segmented = [k for k, size in enumerate(stored) if size <= SEGMENTED]
+    large = [k for k, size in enumerate(stored) if size > SEGMENTED]
+    order = segmented + large
+    parts = []
+    if segmented:
+        joined = _flatten([values[k] for k in segmented]).to(torch.float64)
+        parts.append(_segment_summary(joined, [stored[k] for k in segmented]))
+    if large:
+        parts.append(_kernel_summary([values[k] for k in large]))
+    numbers = torch.cat([torch.cat(parts), _extremes([values[k] for k in order])], dim=1).tolist()
+    rows: list = [None] * len(values)
+    for k, row in zip(order, numbers):
+        rows[k] = row
+    return rows
 
 
 def grad_stats(grads: Sequence[torch.Tensor | None]) -> list[GradStat | None]:
@@ -143,7 +163,7 @@ def grad_stats(grads: Sequence[torch.Tensor | None]) -> list[GradStat | None]:
             seen = first_of.setdefault(_same_data(grad), i)
             if seen != i:
                 same_as.append((i, seen))
-            elif _flat_size(grad) == 0:
+            elif _stored_size(grad) == 0:
                 result[i] = _empty(grad)
             else:
                 by_device.setdefault(grad.device, []).append(i)
@@ -158,11 +178,11 @@ def grad_stats(grads: Sequence[torch.Tensor | None]) -> list[GradStat | None]:
 def _same_data(grad: torch.Tensor) -> tuple:
     """What makes two dense gradients hold the same values: the same memory, read the same
     way (only within one batch; other layouts are compared as objects)."""
-    if grad.layout is not torch.strided:
+    if grad.layout is not _STRIDED:
         return (id(grad),)
     return grad.data_ptr(), grad.shape, grad.stride(), grad.dtype, grad.device
 
 
-def _flat_size(grad: torch.Tensor) -> int:
+def _stored_size(grad: torch.Tensor) -> int:
     """Number of stored values (a sparse gradient may store none)."""
     return grad._nnz() if grad.is_sparse else grad.numel()
