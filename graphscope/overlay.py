@@ -2,7 +2,8 @@
 
 Hooks go on the autograd nodes of a `Walk` just before the real backward runs and are
 removed right after it, also when it fails. Their own torch calls run with torch-function
-handling off, so the source-tracking mode neither sees nor pays for them. Gradients wait in
+handling off, so the source-tracking mode neither sees nor pays for them, and only on
+detached gradients, so they record nothing even under create_graph. Gradients wait in
 a buffer and their statistics are computed in batches (graphscope.stats), on their own
 device; the buffer is flushed whenever it holds more than FLUSH_ELEMENTS values, so memory
 stays bounded.
@@ -24,8 +25,9 @@ FLUSH_ELEMENTS = 1 << 23
 
 
 def _sum(grads: list[torch.Tensor | None]) -> torch.Tensor | None:
-    """Sum of the gradients that are present; None when none is."""
-    present = [g for g in grads if g is not None]
+    """Sum of the gradients that are present, detached (so it records nothing even under
+    create_graph); None when none is."""
+    present = [g.detach() for g in grads if g is not None]
     if not present:
         return None
     total = present[0]
@@ -63,11 +65,21 @@ class _Recorder:
         for fi, nr, edge in walk.produced:
             self.produced[fi].append((nr, edge))
 
+    def needs_hook(self, fi: int) -> bool:
+        """Every function needs its hook, for what it sends to its inputs. A leaf's
+        AccumulateGrad needs one only where what it receives can differ from what its
+        consumers sent (a hook on the leaf tensor may change it) or is drawn on an output:
+        otherwise the consumers' hooks tell its share."""
+        node = self.walk.first_function + fi
+        if self.walk.nodes[node].kind is not NodeKind.LEAF or self.produced[fi]:
+            return True
+        return bool(getattr(self.walk.tensors.get(node), "_backward_hooks", None))
+
     def hook_for(self, fi: int) -> Callable[[tuple, tuple], None]:
         """The post-hook of autograd node number `fi` of the walk."""
 
         def hook(grad_inputs: tuple, grad_outputs: tuple) -> None:
-            with torch.no_grad(), torch._C.DisableTorchFunction():
+            with torch._C.DisableTorchFunction():
                 self.record(fi, grad_inputs, grad_outputs)
 
         return hook
@@ -160,7 +172,7 @@ class _History:
         """Hook an earlier step's function: record what it sends to its inputs, hook those."""
 
         def hook(grad_inputs: tuple, grad_outputs: tuple) -> None:
-            with torch.no_grad(), torch._C.DisableTorchFunction():
+            with torch._C.DisableTorchFunction():
                 self.record(fn, key, grad_inputs, grad_outputs)
 
         self.hooked.add(key)
@@ -171,7 +183,7 @@ class _History:
 
         def hook(_: tuple, grad_outputs: tuple) -> None:
             if grad_outputs and grad_outputs[0] is not None:
-                with torch.no_grad(), torch._C.DisableTorchFunction():
+                with torch._C.DisableTorchFunction():
                     self.recorder.accumulated_into(key, grad_outputs[0])
 
         self.hooked.add(key)
@@ -214,7 +226,8 @@ def hooked(walk: Walk) -> Iterator[_Recorder]:
     history = _History(walk, recorder) if walk.stopped_early else None
     try:
         for fi, fn in enumerate(walk.functions):
-            recorder.handles.append(fn.register_hook(recorder.hook_for(fi)))
+            if recorder.needs_hook(fi):
+                recorder.handles.append(fn.register_hook(recorder.hook_for(fi)))
             if history is not None and fi in walk.refs and not hasattr(fn, "variable"):
                 history.follow(fn, walk.refs[fi])
         yield recorder

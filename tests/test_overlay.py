@@ -152,9 +152,9 @@ def test_hooks_are_removed_after_capture(monkeypatch):
                         lambda self, *args: calls.append(1) or original(self, *args))
     w = torch.ones(3, requires_grad=True)
     y = (w * 2).sum()
-    graphscope.capture(y, retain_graph=True)
+    snap = graphscope.capture(y, retain_graph=True)
     during = len(calls)
-    assert during == 3
+    assert during == len(snap.of_kind("function")) == 2  # the leaf's share comes from its consumer
     y.backward()
     assert len(calls) == during and w.grad.tolist() == [4.0, 4.0, 4.0]
 
