@@ -74,7 +74,8 @@ class GradStat(NamedTuple):
             "nonfinite": self.nonfinite,
         }
         if self.values is not None:
-            data["values"] = [_json_float(v) for v in self.values]
+            values = self.values
+            data["values"] = list(values) if all(map(math.isfinite, values)) else [_json_float(v) for v in values]
         return data
 
     @classmethod
