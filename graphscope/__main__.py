@@ -1,5 +1,5 @@
 """`python -m graphscope` is the `graphscope` command."""
 
-from graphscope.cli import main
+from graphscope.cli import run
 
-main(prog_name="graphscope")
+run()

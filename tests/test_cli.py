@@ -104,6 +104,23 @@ def test_script_arguments_and_exit_status_pass_through(tmp_path):
     assert "argv ['4', '-o', 'x']" in after_dashes.stdout
 
 
+def test_script_garbage_is_still_collected_while_imports_are_left_alone(tmp_path):
+    script = tmp_path / "cycles.py"
+    script.write_text(
+        "import gc, weakref, torch\n"
+        "class Cycle:\n"
+        "    pass\n"
+        "a = Cycle(); a.me = a; alive = weakref.ref(a); del a\n"
+        "gc.collect()\n"
+        "print('cycle collected', alive() is None, 'imports frozen', gc.get_freeze_count() > 0)\n"
+        "x = torch.ones(1, requires_grad=True)\n"
+        "(x * 2).sum().backward()\n"
+    )
+    done = run_graphscope("render", str(script), "-o", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert "cycle collected True imports frozen True" in done.stdout
+
+
 def test_argparse_script_with_its_own_flag(tmp_path):
     plain = run_graphscope("render", str(EXAMPLES / "rnn_hidden_state.py"), "-o", str(tmp_path / "a"), "--format", "json")
     fixed = run_graphscope("render", str(EXAMPLES / "rnn_hidden_state.py"), "--detach", "-o", str(tmp_path / "b"),
