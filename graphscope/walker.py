@@ -328,12 +328,17 @@ class Walk:
         children = []
         for fi, fn in enumerate(self.functions):
             inputs = () if fi in stopped else tuple(
-                (-1 if child is None else index[child], nr) for child, nr in fn.next_functions)
+                [(-1 if child is None else index[child], nr) for child, nr in fn.next_functions])
             children.append(inputs)
+            target = first + fi
             for slot, (child, nr) in enumerate(inputs):
                 if child >= 0:
-                    source = tensor_node.get((child, nr), first + child)
-                    slots_of.setdefault((source, first + fi), []).append(slot)
+                    pair = (tensor_node.get((child, nr), first + child), target)
+                    slots = slots_of.get(pair)
+                    if slots is None:
+                        slots_of[pair] = [slot]
+                    else:
+                        slots.append(slot)
         self.children = tuple(children)
         end = first + len(self.functions)
         self.edge_slots = [tuple(slots_of[pair]) if first <= pair[1] < end else None for pair in self.edges]
@@ -350,12 +355,12 @@ class Walk:
         """The torch-free Snapshot of this walk; drops every reference to the graph."""
         with paused_gc():
             self.build()
-            nodes = self.nodes
-            for i in sorted(self.node_grad.keys() | self.node_grad_step.keys()):
-                nodes[i] = nodes[i]._replace(grad=self.node_grad.get(i), grad_step=self.node_grad_step.get(i))
+            nodes, grads, steps = self.nodes, self.node_grad, self.node_grad_step
+            for i in grads.keys() | steps.keys():
+                nodes[i] = _new(Node, (*nodes[i][:10], grads.get(i), steps.get(i), *nodes[i][12:]))
             ids = [node.id for node in nodes]
             grads = self.edge_grad
-            edges = tuple(_new(Edge, (ids[s], ids[t], grads.get(i))) for i, (s, t) in enumerate(self.edges))
+            edges = tuple([_new(Edge, (ids[s], ids[t], grads.get(i))) for i, (s, t) in enumerate(self.edges)])
             self.release()
             return Snapshot(nodes=tuple(nodes), edges=edges, step=step, call=call, notes=tuple(self.notes))
 
@@ -402,28 +407,26 @@ class _Builder:
         pending.leaf_names = list(map(self.names.leaves.get, map(id, variables)))
 
     def identify_all(self) -> None:
-        """Stamp every function of a session's walk (see `identify`)."""
-        nodes, first = self.walk.nodes, self.walk.first_function
-        for fi, fn in enumerate(self.walk.functions):
-            nodes[first + fi] = self.identify(fn, fi, nodes[first + fi])
-
-    def identify(self, fn: Any, fi: int, node: Node) -> Node:
-        """Stamp `fn` with the step it was first captured in and where; read back its step and
-        source, and note where an earlier step captured it."""
-        stamp = self.stamp
-        metadata = fn.metadata
-        first_step = metadata.setdefault(stamp.key, stamp.step)
-        if first_step == stamp.step:
-            key = metadata[stamp.at_key] = (stamp.step, fi)
-        else:
-            key = self.walk.refs[fi] = metadata[stamp.at_key]
-        name = node.name
-        if node.kind is NodeKind.LEAF:
-            if first_step == stamp.step:
-                stamp.leaves.tensors[key] = weakref.ref(fn.variable)
-            name = stamp.leaves.name(key, name, stamp.step, first_step)
-        return node._replace(name=name, first_step=first_step, source=metadata.get(SOURCE_KEY),
-                             module=metadata.get(MODULE_KEY))
+        """Stamp every function of a session's walk with the step it was first captured in
+        and where; read back its step, source and module, and note where an earlier step
+        captured it. A leaf keeps the first name it was given in the session."""
+        walk, stamp = self.walk, self.stamp
+        nodes, first = walk.nodes, walk.first_function
+        key, step, at_key, leaves, leaf = stamp.key, stamp.step, stamp.at_key, stamp.leaves, NodeKind.LEAF
+        for fi, fn in enumerate(walk.functions):
+            metadata, node = fn.metadata, nodes[first + fi]
+            first_step = metadata.setdefault(key, step)
+            if first_step == step:
+                place = metadata[at_key] = (step, fi)
+            else:
+                place = walk.refs[fi] = metadata[at_key]
+            name = node[3]
+            if node[1] is leaf:
+                if first_step == step:
+                    leaves.tensors[place] = weakref.ref(fn.variable)
+                name = leaves.name(place, name, step, first_step)
+            nodes[first + fi] = _new(Node, (*node[:3], name, *node[4:13], first_step, metadata.get(SOURCE_KEY),
+                                            metadata.get(MODULE_KEY), node[16]))
 
     def next_id(self, prefix: str) -> str:
         """`tensor_3`: the prefix and how many tensor nodes of that prefix came before."""
