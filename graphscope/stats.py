@@ -50,8 +50,9 @@ def _empty(grad: torch.Tensor) -> GradStat:
 
 
 def _extremes(values: list[torch.Tensor]) -> torch.Tensor:
-    """Smallest and largest value of each tensor as two float64 columns, by multi-tensor
-    kernels where PyTorch has them (the minimum as the largest of the negated values)."""
+    """Smallest and largest value of each of many small tensors as two float64 columns, by
+    multi-tensor kernels where PyTorch has them (the minimum as the largest of the negated
+    values: a copy, which costs little at this size)."""
     if hasattr(torch, "_foreach_max"):
         return torch.stack([-_column(torch._foreach_max(torch._foreach_neg(values))),
                             _column(torch._foreach_max(values))], dim=1)
@@ -77,8 +78,11 @@ def _column(results: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def _kernel_summary(values: list[torch.Tensor]) -> torch.Tensor:
-    """Norm and sum of large tensors, by kernels that copy nothing."""
-    return torch.stack([_column(torch._foreach_norm(values)), _column([v.sum() for v in values])], dim=1)
+    """Norm, sum, min and max of large tensors, by kernels that copy nothing (min and max
+    in one pass each)."""
+    extremes = [torch.aminmax(v) for v in values]
+    return torch.stack([_column(torch._foreach_norm(values)), _column([v.sum() for v in values]),
+                        _column([low for low, _ in extremes]), _column([high for _, high in extremes])], dim=1)
 
 
 def _segment_summary(joined: torch.Tensor, sizes: list[int]) -> torch.Tensor:
@@ -138,10 +142,11 @@ def _reduced_rows(values: list[torch.Tensor], stored: list[int]) -> list[list[fl
     parts = []
     if segmented:
         joined = _flatten([values[k] for k in segmented]).to(torch.float64)
-        parts.append(_segment_summary(joined, [stored[k] for k in segmented]))
+        extremes = _extremes([values[k] for k in segmented])
+        parts.append(torch.cat([_segment_summary(joined, [stored[k] for k in segmented]), extremes], dim=1))
     if large:
         parts.append(_kernel_summary([values[k] for k in large]))
-    numbers = torch.cat([torch.cat(parts), _extremes([values[k] for k in order])], dim=1).tolist()
+    numbers = torch.cat(parts).tolist()
     rows: list = [None] * len(values)
     for k, row in zip(order, numbers):
         rows[k] = row
