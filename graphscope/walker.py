@@ -559,13 +559,13 @@ def _attach_saved(builder: _Builder) -> None:
         node = walk.first_function + fi
         if walk.nodes[node].kind is NodeKind.LEAF:
             continue
-        for attr in [a for a in dir(fn) if a.startswith("_saved_")]:
+        for attr in _saved_attributes(fn):
             try:
                 value = getattr(fn, attr)
             except RuntimeError:
                 walk.nodes[node] = walk.nodes[node]._replace(saved_freed=True)
                 continue
-            for label, tensor in _saved_tensors(attr[len("_saved_"):], value):
+            for label, tensor in _saved_tensors(attr.removeprefix("_saved_"), value):
                 saved = walk.place(Node(
                     builder.next_id("saved"), NodeKind.SAVED, label, _tensor_name(builder.names, tensor),
                     **tensor_fields(tensor),
@@ -578,6 +578,15 @@ def _attach_saved(builder: _Builder) -> None:
             f"saved tensors of {freed} function(s) were already freed: a backward ran through "
             "this graph without retain_graph=True"
         )
+
+
+def _saved_attributes(fn: Any) -> list[str]:
+    """Where a function keeps what it saved for backward: one `_saved_<name>` attribute per
+    saved value for PyTorch's own ops, `saved_tensors` for a custom autograd.Function (what
+    its forward passed to ctx.save_for_backward)."""
+    if isinstance(fn, torch.autograd.function.BackwardCFunction):
+        return ["saved_tensors"]
+    return [a for a in dir(fn) if a.startswith("_saved_")]
 
 
 def _saved_tensors(label: str, value: Any) -> list[tuple[str, torch.Tensor]]:

@@ -197,6 +197,37 @@ def test_saved_tensors_and_freed_graph():
     assert any("already freed" in note for note in freed.notes)
 
 
+class _ScaledSquare(torch.autograd.Function):
+    """x * x * y, saving both inputs for its own backward."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * x * y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        return grad * 2 * x * y, grad * x * x
+
+
+def test_saved_tensors_of_a_custom_function():
+    x = torch.tensor([2.0, 1.0], requires_grad=True)
+    scale = torch.tensor([3.0, 4.0], requires_grad=True)
+    scaled = scale * 2
+    y = _ScaledSquare.apply(x, scaled).sum()
+    snap = graphscope.trace(y, saved=True)
+    custom = next(n for n in snap.nodes if n.op == "_ScaledSquareBackward")
+    feeding = {e.source for e in snap.edges if e.target == custom.id}
+    saved = [n for n in snap.of_kind("saved") if n.id in feeding]
+    assert [(n.op, n.name, n.shape) for n in saved] == [
+        ("saved_tensors[0]", "x", (2,)), ("saved_tensors[1]", "scaled", (2,))]
+    assert [t.tolist() for t in y.grad_fn.next_functions[0][0].saved_tensors] == [[2.0, 1.0], [6.0, 8.0]]
+    y.backward()
+    freed = graphscope.trace(y, saved=True)
+    assert next(n for n in freed.nodes if n.op == "_ScaledSquareBackward").saved_freed
+
+
 def test_snapshot_keeps_no_tensor_and_no_autograd_node():
     x = torch.randn(1000, 1000, requires_grad=True)
     y = (x * 2).sum()
