@@ -496,16 +496,23 @@ def _raw_name(fn: Any) -> str:
 
 
 def _attach_outputs(builder: _Builder, outputs: list[torch.Tensor]) -> list[Any]:
-    """Output nodes first (in the order given); returns the root autograd nodes."""
+    """Output nodes first (in the order given; a tensor given twice is one node, with a
+    note); returns the root autograd nodes."""
     roots = []
-    for tensor in outputs:
+    given: dict[tuple[Any, int], int] = {}
+    for position, tensor in enumerate(outputs):
+        root = tensor.grad_fn if tensor.grad_fn is not None else _leaf_accumulator(tensor)
+        key = (root, 0 if tensor.grad_fn is None else tensor.output_nr)
+        if key in given:
+            builder.walk.notes.append(f"output {position} is output {given[key]} again (the same tensor): "
+                                      "drawn once, with the gradients of both")
+            continue
+        given[key] = position
         name = _tensor_name(builder.names, tensor)
         node = builder.add_tensor(NodeKind.OUTPUT, tensor, name)
-        root = tensor.grad_fn
-        if root is None:
-            root = _leaf_accumulator(tensor)
+        if tensor.grad_fn is None:
             builder.walk.notes.append(f"output {name or node} is itself a leaf tensor")
-        builder.output_keys.append(((root, 0 if tensor.grad_fn is None else tensor.output_nr), node))
+        builder.output_keys.append((key, node))
         roots.append(root)
     return roots
 

@@ -302,3 +302,16 @@ def test_a_leafs_grad_that_is_its_consumers_gradient_has_the_same_statistics():
     leaf = snap.find("w")
     [edge] = [e for e in snap.edges if e.source == leaf.id]
     assert leaf.grad.values == edge.grad.values == leaf.grad_step.values == tuple(w.grad.tolist())
+
+
+def test_an_output_given_twice_is_one_node_with_both_gradients():
+    w = torch.tensor([2.0], requires_grad=True)
+    loss = (w * 3).sum()
+    with graphscope.record() as session:
+        torch.autograd.backward([loss, loss], [torch.tensor(1.0), torch.tensor(2.0)])
+    snap = session[0]
+    (output,) = snap.of_kind("output")
+    assert values(output.grad_step) == [3.0]
+    assert [e.source for e in snap.edges if e.target == output.id] == [loss.grad_fn.name() + "_0"]
+    assert values(snap.find("w").grad_step) == w.grad.tolist() == [9.0]
+    assert any("output 1 is output 0 again" in note for note in snap.notes)
