@@ -101,6 +101,16 @@ def _kept_row(values: tuple[float, ...]) -> list[float] | None:
     return [math.hypot(*values), sum(values), min(values), max(values)]
 
 
+def _kept_values(values: list[torch.Tensor], kept: list[int], sizes: list[int]) -> dict[int, tuple[float, ...]]:
+    """The values of the small gradients at positions `kept`, copied out in one float64
+    concatenation."""
+    copied = _flatten([values[k] for k in kept]).to(torch.float64).tolist()
+    own, at = {}, 0
+    for k in kept:
+        own[k], at = tuple(copied[at: at + sizes[k]]), at + sizes[k]
+    return own
+
+
 def _device_stats(grads: Sequence[torch.Tensor]) -> list[GradStat]:
     """Statistics of non-empty gradients that live on one device. The values of small ones
     are copied out in one float64 concatenation and reduced in Python; the others are
@@ -111,14 +121,8 @@ def _device_stats(grads: Sequence[torch.Tensor]) -> list[GradStat]:
     stored = [v.numel() for v in values]
     sizes = [g.numel() for g in grads]
     kept = [k for k, (grad, size) in enumerate(zip(grads, sizes)) if size <= SMALL_TENSOR and not grad.is_sparse]
-    own: dict[int, tuple[float, ...]] = {}
-    rows: list = [None] * len(grads)
-    if kept:
-        copied = _flatten([values[k] for k in kept]).to(torch.float64).tolist()
-        at = 0
-        for k in kept:
-            own[k], at = tuple(copied[at: at + sizes[k]]), at + sizes[k]
-            rows[k] = _kept_row(own[k])
+    own = _kept_values(values, kept, sizes) if kept else {}
+    rows = [_kept_row(own[k]) if k in own else None for k in range(len(grads))]
     reduced = [k for k in range(len(grads)) if rows[k] is None]
     if reduced:
         for k, row in zip(reduced, _reduced_rows([values[k] for k in reduced], [stored[k] for k in reduced])):
