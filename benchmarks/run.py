@@ -25,7 +25,7 @@ import torch
 
 from graphscope.safety import on_thread_stack
 
-from benchmarks import graphs, recording, rendering, scripts, walks
+from benchmarks import graphs, memory, recording, rendering, scripts, walks
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
 STACK_SIZE = 1 << 30  # PyTorch frees deep graphs recursively once Python has touched their nodes
@@ -82,6 +82,11 @@ def record_section(cfg: Config) -> str:
     return recording.markdown(rows, cfg.record_limit)
 
 
+def memory_section(cfg: Config) -> str:
+    """What a recording keeps per captured node."""
+    return memory.markdown(memory.suite(cfg.quick))
+
+
 def render_section(cfg: Config) -> str:
     """One transformer step drawn by each tool."""
     return rendering.markdown(rendering.measure(cfg.render_layers, cfg.layout_limit), cfg.layout_limit)
@@ -97,10 +102,11 @@ def script_section(cfg: Config) -> str:
 
 
 def run_sections(cfg: Config, durations: dict[str, float]) -> list[str]:
-    """All four sections in order."""
+    """All five sections in order."""
     return [
         timed_section("walk", lambda: walk_section(cfg), durations),
         timed_section("record", lambda: record_section(cfg), durations),
+        timed_section("memory", lambda: memory_section(cfg), durations),
         timed_section("render", lambda: render_section(cfg), durations),
         timed_section("scripts", lambda: script_section(cfg), durations),
     ]
