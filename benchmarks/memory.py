@@ -28,41 +28,35 @@ class MemoryRow:
     grown: int
 
 
-def mlp_loop() -> Callable[[int], None]:
-    """The 1,000-step MLP script's training loop (8 -> 32 -> 32 -> 1, Adam), `n` steps a call."""
-    torch.manual_seed(0)
-    x = torch.randn(64, 8)
-    y = torch.sin(x.sum(dim=1, keepdim=True))
-    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+def _training(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, lr: float) -> Callable[[int], None]:
+    """`n` steps of mean-square-error training with Adam, a call."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
 
     def run(steps: int) -> None:
         for _ in range(steps):
-            loss = nn.functional.mse_loss(model(x), y)
+            loss = nn.functional.mse_loss(model(inputs), target)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
 
     return run
+
+
+def mlp_loop() -> Callable[[int], None]:
+    """The 1,000-step MLP script's training loop (8 -> 32 -> 32 -> 1, Adam)."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 8)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
+    return _training(model, x, torch.sin(x.sum(dim=1, keepdim=True)), lr=1e-2)
 
 
 def transformer_loop() -> Callable[[int], None]:
     """The 200-step transformer script's training loop (2 encoder layers, d_model 32, Adam)."""
     torch.manual_seed(0)
     tokens = torch.randn(8, 16, 32)
-    target = tokens.flip(1)
     layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True)
     model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def run(steps: int) -> None:
-        for _ in range(steps):
-            loss = nn.functional.mse_loss(model(tokens), target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-    return run
+    return _training(model, tokens, tokens.flip(1), lr=1e-3)
 
 
 def measure(label: str, loop: Callable[[int], None], steps: int) -> MemoryRow:
