@@ -32,6 +32,9 @@ from graphscope.sources import MODULE_KEY, SOURCE_KEY
 ACCUMULATE_GRAD = "torch::autograd::AccumulateGrad"
 # Records are built with tuple.__new__, a C call: per node it is most of a build's cost.
 _new = tuple.__new__
+# Positions of the fields a capture fills in after a record is first made.
+_NAME, _GRAD, _GRAD_STEP, _FIRST_STEP, _SOURCE, _MODULE = map(
+    Node._fields.index, ("name", "grad", "grad_step", "first_step", "source", "module"))
 _EMPTY_NODE = Node("", NodeKind.FUNCTION)[3:]
 _LEAF_REST = Node("", NodeKind.LEAF)[10:]
 _TENSOR_ATTRIBUTES = attrgetter("shape", "dtype", "device", "is_leaf", "requires_grad", "retains_grad")
@@ -333,12 +336,7 @@ class Walk:
             target = first + fi
             for slot, (child, nr) in enumerate(inputs):
                 if child >= 0:
-                    pair = (tensor_node.get((child, nr), first + child), target)
-                    slots = slots_of.get(pair)
-                    if slots is None:
-                        slots_of[pair] = [slot]
-                    else:
-                        slots.append(slot)
+                    slots_of.setdefault((tensor_node.get((child, nr), first + child), target), []).append(slot)
         self.children = tuple(children)
         end = first + len(self.functions)
         self.edge_slots = [tuple(slots_of[pair]) if first <= pair[1] < end else None for pair in self.edges]
@@ -357,7 +355,9 @@ class Walk:
             self.build()
             nodes, grads, steps = self.nodes, self.node_grad, self.node_grad_step
             for i in grads.keys() | steps.keys():
-                nodes[i] = _new(Node, (*nodes[i][:10], grads.get(i), steps.get(i), *nodes[i][12:]))
+                values = list(nodes[i])
+                values[_GRAD], values[_GRAD_STEP] = grads.get(i), steps.get(i)
+                nodes[i] = _new(Node, values)
             ids = [node.id for node in nodes]
             grads = self.edge_grad
             edges = tuple([_new(Edge, (ids[s], ids[t], grads.get(i))) for i, (s, t) in enumerate(self.edges)])
@@ -420,13 +420,14 @@ class _Builder:
                 place = metadata[at_key] = (step, fi)
             else:
                 place = walk.refs[fi] = metadata[at_key]
-            name = node[3]
-            if node[1] is leaf:
+            values = list(node)
+            if node.kind is leaf:
                 if first_step == step:
                     leaves.tensors[place] = weakref.ref(fn.variable)
-                name = leaves.name(place, name, step, first_step)
-            nodes[first + fi] = _new(Node, (*node[:3], name, *node[4:13], first_step, metadata.get(SOURCE_KEY),
-                                            metadata.get(MODULE_KEY), node[16]))
+                values[_NAME] = leaves.name(place, node.name, step, first_step)
+            values[_FIRST_STEP], values[_SOURCE], values[_MODULE] = (
+                first_step, metadata.get(SOURCE_KEY), metadata.get(MODULE_KEY))
+            nodes[first + fi] = _new(Node, values)
 
     def next_id(self, prefix: str) -> str:
         """`tensor_3`: the prefix and how many tensor nodes of that prefix came before."""
