@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 JSON_FORMAT_VERSION = 1
 
 
+def compact_json(value: Any) -> str:
+    """Deterministic compact JSON, as every file graphscope writes has it: sorted keys, no
+    spaces, UTF-8 as is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 class NodeKind(str, enum.Enum):
     """What a node of the graph stands for."""
 
@@ -263,7 +269,7 @@ class Snapshot:
 
     def to_json(self) -> str:
         """Compact node-link JSON, deterministic: sorted keys, walk order, strict floats."""
-        return json.dumps(to_node_link(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+        return compact_json(to_node_link(self)) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Snapshot:

@@ -12,14 +12,9 @@ from graphscope.diff import SnapshotDiff, diff
 from graphscope.errors import GraphscopeError
 from graphscope.files import write_atomic
 from graphscope.growth import GrowthRow, growth
-from graphscope.model import JSON_FORMAT_VERSION, Finding, Snapshot, from_node_link, to_node_link
+from graphscope.model import JSON_FORMAT_VERSION, Finding, Snapshot, compact_json, from_node_link, to_node_link
 
 SESSION_FILE = "session.json"
-
-
-def _compact(value: object) -> str:
-    """Deterministic compact JSON: sorted keys, no spaces, UTF-8 as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass
@@ -53,11 +48,11 @@ class Run:
     def json_pieces(self) -> Iterator[str]:
         """The text of `to_json` a step at a time, so a long run is never held as one string:
         `steps` sorts last among the keys, so it is written after the others."""
-        head = _compact({"format": JSON_FORMAT_VERSION, "script": self.script, "status": self.status,
+        head = compact_json({"format": JSON_FORMAT_VERSION, "script": self.script, "status": self.status,
                          "findings": [f.to_dict() for f in self.findings]})
         yield head[:-1] + ',"steps":['
         for i, snapshot in enumerate(self.snapshots):
-            yield ("," if i else "") + _compact(to_node_link(snapshot))
+            yield ("," if i else "") + compact_json(to_node_link(snapshot))
         yield "]}\n"
 
     @classmethod

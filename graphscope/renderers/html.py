@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import json
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -21,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from graphscope.diff import diff
 from graphscope.files import write_atomic
 from graphscope.growth import HEIGHT, MARGIN, WIDTH, growth_svg, is_growing
-from graphscope.model import GradStat, Node, NodeKind, Snapshot
+from graphscope.model import GradStat, Node, NodeKind, Snapshot, compact_json
 from graphscope.renderers import labels, to_svg
 from graphscope.renderers.dot import LEGEND
 from graphscope.steps import select
@@ -47,7 +46,7 @@ def inline_svg(svg: str) -> str:
 
 def json_block(element_id: str, data: Any) -> str:
     """Inert `<script type="application/json">`; `<`, `>` and `&` escaped so no text can close it."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = compact_json(data)
     text = text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
