@@ -221,19 +221,22 @@ class _History:
 @contextlib.contextmanager
 def hooked(walk: Walk) -> Iterator[_Recorder]:
     """Hook every node of `walk` for the duration of the block, then remove the hooks; where
-    the walk stopped at an earlier step's nodes, hooks follow the gradient into that history."""
+    the walk stopped at an earlier step's nodes, hooks follow the gradient into that history.
+    Like the walk, hooking and reading the results run no `__torch_function__`."""
     recorder = _Recorder(walk)
     history = _History(walk, recorder) if walk.stopped_early else None
     try:
-        for fi, fn in enumerate(walk.functions):
-            if recorder.needs_hook(fi):
-                recorder.handles.append(fn.register_hook(recorder.hook_for(fi)))
-            if history is not None and fi in walk.refs and not hasattr(fn, "variable"):
-                history.follow(fn, walk.refs[fi])
+        with torch._C.DisableTorchFunction():
+            for fi, fn in enumerate(walk.functions):
+                if recorder.needs_hook(fi):
+                    recorder.handles.append(fn.register_hook(recorder.hook_for(fi)))
+                if history is not None and fi in walk.refs and not hasattr(fn, "variable"):
+                    history.follow(fn, walk.refs[fi])
         yield recorder
     finally:
         for handle in recorder.handles:
             handle.remove()
-        recorder.finish()
-        if history is not None:
-            history.finish()
+        with torch._C.DisableTorchFunction():
+            recorder.finish()
+            if history is not None:
+                history.finish()

@@ -621,10 +621,10 @@ def _saved_tensors(label: str, value: Any) -> list[tuple[str, torch.Tensor]]:
 
 
 def resolve_names(names: Mapping[str, Any] | torch.nn.Module | None, frame: Any) -> NameTable:
-    """A NameTable from an explicit `names=` argument, or from the user's frames."""
-    if names is None:
-        return names_from_frames(frame)
-    return names_from_argument(names)
+    """A NameTable from an explicit `names=` argument, or from the user's frames (tensors read
+    as `walk` reads them)."""
+    with torch._C.DisableTorchFunction():
+        return names_from_frames(frame) if names is None else names_from_argument(names)
 
 
 def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: Stamp | None = None) -> Walk:
@@ -634,11 +634,13 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
     and the source line stamped on it while sources were tracked; unless `saved` is asked
     for, the walk stops at nodes an earlier step of the same stamp captured (see history).
     A plain walk leaves its records to be built; a stamped or `saved` one builds them.
+    Tensors are read past any `__torch_function__` (of a tensor subclass, or a mode such as
+    `torch.device(...)` as a context manager): reading the graph runs no user code.
     """
-    tensors = check_outputs(outputs)
     result = Walk()
     builder = _Builder(result, names, stamp)
-    with paused_gc():
+    with paused_gc(), torch._C.DisableTorchFunction():
+        tensors = check_outputs(outputs)
         roots = _attach_outputs(builder, tensors)
         stop = None if stamp is None or saved else stamp.key
         result.index, order, result.pending.reads, result.stopped = _visit_order(roots, stop)

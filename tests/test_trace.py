@@ -315,6 +315,48 @@ def test_naming_never_touches_the_users_namespaces():
     assert held_locals() == ["env", "w"]
 
 
+class _Logged(torch.Tensor):
+    """A tensor subclass that notes every torch function called on it."""
+
+    calls: list = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        cls.calls.append(getattr(func, "__name__", str(func)))
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+@pytest.mark.parametrize("capture", [graphscope.trace, graphscope.capture])
+def test_walking_a_subclass_graph_runs_none_of_its_torch_function(capture):
+    w = torch.ones(3, 2).as_subclass(_Logged).requires_grad_()
+    loss = (w * 2).sum()
+    _Logged.calls.clear()
+    snap = capture(loss, names={"w": w, "loss": loss})
+    assert _Logged.calls == ([] if capture is graphscope.trace else ["backward"])  # capture runs the user's backward
+    grad = snap.find("w").grad
+    assert grad is None if capture is graphscope.trace else list(grad.values) == w.grad.flatten().tolist()
+    leaf, out = snap.find("w"), snap.find("loss")
+    assert (leaf.shape, leaf.dtype, leaf.requires_grad, leaf.is_leaf) == (tuple(w.shape), "float32", True, True)
+    assert out.shape == tuple(loss.shape) and type(loss) is _Logged
+
+
+def test_tracing_under_a_torch_function_mode_runs_none_of_it():
+    from torch.overrides import TorchFunctionMode
+
+    class Counting(TorchFunctionMode):
+        calls = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            Counting.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    w = torch.ones(2, requires_grad=True)
+    loss = (w * 3).sum()
+    with Counting():
+        snap = graphscope.trace(loss)
+    assert Counting.calls == 0 and snap.find("w").shape == (2,) and snap.find("loss").op == "SumBackward0"
+
+
 def test_outputs_of_split_that_nothing_reads_are_not_in_the_graph():
     x = torch.randn(6, requires_grad=True)
     a, b, c = torch.split(x, 2)
