@@ -28,7 +28,7 @@ from conftest import EXAMPLES, run_graphscope
 
 CORRECT = ["linear_fit.py", "sgd_by_hand.py", "linear_model.py", "mlp.py", "logistic_regression.py",
            "two_paths.py", "weighted_root.py", "higher_order.py", "d2l_linear_regression.py",
-           "dot_product.py", "control_flow.py", "training_loop.py"]
+           "dot_product.py", "control_flow.py", "training_loop.py", "transformer.py"]
 FIXED = [("rnn_hidden_state.py", "--detach"), ("inplace_leaf.py", "--no-grad"),
          ("inplace_modified.py", "--out-of-place"), ("nonleaf_grad.py", "--retain-grad"),
          ("unused_parameter.py", "--use-all")]

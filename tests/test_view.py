@@ -40,6 +40,33 @@ def test_dot_groups_functions_in_nested_module_clusters():
     assert dot.count("{") == dot.count("}")
 
 
+def innermost_clusters(dot: str) -> dict[str, str | None]:
+    """Node id -> label of the innermost cluster its statement sits in, from DOT text."""
+    where: dict[str, str | None] = {}
+    labels: list[str | None] = []
+    for line in dot.splitlines():
+        text = line.strip()
+        if text.startswith("subgraph"):
+            labels.append(None)
+        elif text.startswith("graph [") and labels:
+            labels[-1] = re.search(r'label="([^"]+)"', text).group(1)
+        elif text == "}" and labels:
+            labels.pop()
+        elif text.startswith('"') and "->" not in text:
+            where[text[1:text.index('"', 1)]] = labels[-1] if labels else None
+    return where
+
+
+def test_collapsed_module_boxes_sit_in_the_cluster_of_their_parent_call():
+    view = readable(transformer_step(3), ViewOptions(depth=4))
+    where = innermost_clusters(to_dot(view))
+    boxes = view.of_kind("module")
+    assert len(boxes) > 6
+    assert all(where[box.id] == box.name.rsplit(".", 1)[0] for box in boxes)
+    functions = [n for n in view.nodes if n.kind is NodeKind.FUNCTION and n.module]
+    assert functions and all(where[n.id] == n.module for n in functions)
+
+
 def test_small_graphs_are_drawn_whole():
     snap = transformer_step(1)
     assert len(snap.nodes) < 150

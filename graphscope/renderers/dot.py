@@ -233,11 +233,15 @@ def title(snapshot: Snapshot) -> str:
     return f"step {snapshot.step} · {snapshot.call} · {len(snapshot.nodes)} nodes"
 
 
+_CLUSTERED = (NodeKind.FUNCTION, NodeKind.MODULE)
+
+
 def _cluster_tree(snapshot: Snapshot) -> dict[str, list[str]]:
-    """Module path -> ids of the function nodes made directly inside it, in walk order."""
+    """Module path -> ids of the function nodes made directly inside it, and of the collapsed
+    module calls directly inside it, in walk order."""
     members: dict[str, list[str]] = {}
     for node in snapshot.nodes:
-        if node.module and node.kind is NodeKind.FUNCTION:
+        if node.module and node.kind in _CLUSTERED:
             members.setdefault(node.module, []).append(node.id)
     return members
 
