@@ -96,12 +96,15 @@ def failure_of(exc: BaseException, root: str) -> Failure:
 
 
 def run_script(path: str, args: Sequence[str] = ()) -> ScriptResult:
-    """Run `path` as `__main__` the way `python path args...` would; returns how it ended."""
-    script = check_script(path)
+    """Run `path` as `__main__` the way `python path args...` would (its `__file__` absolute);
+    returns how it ended. The working directory is given back afterwards: a script that
+    changes it moves neither graphscope's output nor its reading of the script."""
+    given = check_script(path)
+    script = given.resolve()
     safety.raise_stack_limit()
-    saved_argv, saved_path = sys.argv[:], sys.path[:]
-    sys.argv = [str(script), *args]
-    sys.path.insert(0, str(script.resolve().parent))
+    saved_argv, saved_path, saved_cwd = sys.argv[:], sys.path[:], os.getcwd()
+    sys.argv = [str(given), *args]
+    sys.path.insert(0, str(script.parent))
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exc:
@@ -111,9 +114,10 @@ def run_script(path: str, args: Sequence[str] = ()) -> ScriptResult:
         return ScriptResult(130, "KeyboardInterrupt")
     except BaseException as exc:  # the user's script failed: show it as Python would
         traceback.print_exception(type(exc), exc, _user_traceback(exc.__traceback__))
-        return ScriptResult(1, f"{type(exc).__name__}: {exc}", failure_of(exc, str(script.resolve().parent)))
+        return ScriptResult(1, f"{type(exc).__name__}: {exc}", failure_of(exc, str(script.parent)))
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
+        os.chdir(saved_cwd)
     return ScriptResult(0)
 
 

@@ -178,3 +178,25 @@ def test_console_script_is_installed(tmp_path):
 
     done = subprocess.run(["graphscope", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and "graphscope" in done.stdout
+
+
+def test_a_script_that_changes_folder_moves_neither_output_nor_locations(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    script = tmp_path / "wander.py"
+    script.write_text(
+        "import os, torch\n"
+        "os.chdir('elsewhere')\n"
+        "print('file', __file__)\n"
+        "w = torch.ones(1, requires_grad=True)\n"
+        "for _ in range(3):\n"
+        "    loss = (w * 2).sum()\n"
+        "    grad, = torch.autograd.grad(loss, w)\n"
+        "    w = w - 0.1 * grad\n"
+    )
+    done = run_graphscope("render", "wander.py", "-o", "out", "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"file {script.resolve()}" in done.stdout  # absolute, as `python wander.py` gives it
+    assert (tmp_path / "out" / "session.json").exists() and not (tmp_path / "elsewhere" / "out").exists()
+    step = json.loads((tmp_path / "out" / "step-0002.json").read_text())
+    assert {n.get("source") for n in step["nodes"] if n["kind"] == "function"} >= {"wander.py:6", "wander.py:8"}
+    assert "wander.py:8" in done.stderr and "torch.no_grad()" in done.stderr  # the doctor read the script
