@@ -423,9 +423,20 @@ def grad_text(stat: GradStat) -> str:
     return f"{value:.4f}" if 1e-3 <= abs(value) < 1e4 else labels.number(value)
 
 
-def _contributions(history: list[tuple[Snapshot, Node]], limit: int = 5) -> str:
+def _added_steps(evidence: Evidence, name: str, first: int, last: int) -> list[GradStat]:
+    """What each backward step from `first` to `last` added to the leaf `name`, a backward
+    through the same graph again included (it adds to `.grad` too)."""
+    added = []
+    for snapshot in evidence.snapshots:
+        if snapshot.call == "backward" and first <= snapshot.step <= last:
+            added.extend(leaf.grad_step for leaf in snapshot.of_kind(NodeKind.LEAF)
+                         if (leaf.name or leaf.id) == name and leaf.grad_step is not None)
+    return added
+
+
+def _contributions(added: list[GradStat], limit: int = 5) -> str:
     """`-0.5801, -0.5269, -0.4251`: what each step added."""
-    parts = [grad_text(leaf.grad_step) for _, leaf in history]
+    parts = [grad_text(stat) for stat in added]
     if len(parts) > limit:
         parts = parts[:limit - 2] + ["…", parts[-1]]
     return ", ".join(parts)
@@ -436,11 +447,12 @@ def _accumulation_finding(evidence: Evidence, names: list[str],
     """One finding for the leaves that accumulated over the same steps."""
     first = histories[0]
     last_snapshot, last_leaf = first[-1]
+    added = _added_steps(evidence, names[0], first[0][0].step, last_snapshot.step)
     grads = names_text([f"{n}.grad" for n in names])
     message = (f"{grads} {'was' if len(names) == 1 else 'were'} never zeroed between steps, so each "
                f"backward() added to the old gradient: after step {last_snapshot.step}, "
-               f"{names[0]}.grad is {grad_text(last_leaf.grad)}, the sum of {len(first)} steps' gradients "
-               f"({_contributions(first)}), not step {last_snapshot.step}'s own "
+               f"{names[0]}.grad is {grad_text(last_leaf.grad)}, the sum of {len(added)} steps' gradients "
+               f"({_contributions(added)}), not step {last_snapshot.step}'s own "
                f"{grad_text(last_leaf.grad_step)}.")
     fix = ("zero the gradients once per step before backward(): `optimizer.zero_grad()`, or "
            f"`{names[0]}.grad = None` / `{names[0]}.grad.zero_()`; to accumulate on purpose, zero "

@@ -214,6 +214,33 @@ def test_no_zero_grad_accumulates_the_seed_values():
     assert "`w.grad` and `b.grad` were never zeroed" in found.message and "zero_grad()" in found.fix
 
 
+def test_a_second_backward_through_the_same_graph_is_one_of_the_sums_terms(tmp_path):
+    script = write_script(tmp_path, "twice_a_step.py", """\
+        import torch
+        w = torch.tensor(2.0, requires_grad=True)
+        for step in range(2):
+            loss = w * w * (step + 3)
+            loss.backward(retain_graph=True)
+            loss.backward()
+            with torch.no_grad():
+                w -= 0.01 * w.grad
+        """)
+    w, added, grads = torch.tensor(2.0, requires_grad=True), [], []
+    for step in range(2):
+        loss = w * w * (step + 3)
+        for _ in range(2):
+            before = w.grad.item() if w.grad is not None else 0.0
+            loss.backward(retain_graph=True)
+            added.append(w.grad.item() - before)
+            grads.append(w.grad.item())
+        with torch.no_grad():
+            w -= 0.01 * w.grad
+    [found] = findings(script)
+    assert found.rule == "grad-accumulation" and found.step == 2  # the last backward through a new graph
+    listed = "(" + ", ".join(f"{g:.4f}" for g in added[:3]) + ")"
+    assert f"after step 2, w.grad is {grads[2]:.4f}, the sum of 3 steps' gradients {listed}" in found.message
+
+
 def test_zeroing_every_n_steps_is_deliberate(tmp_path):
     script = write_script(tmp_path, "every_two.py", """\
         import torch
