@@ -123,7 +123,8 @@ def summary(run: Run, report: Report, directory: Path, formats: Sequence[str]) -
     lines.append(report.selection.reason)
     drawn = [f"step-{snapshots[i].step:04d}" for i in report.selection.steps]
     shown = ", ".join(drawn[:6]) + (f", … {drawn[-1]}" if len(drawn) > 6 else "")
-    lines.append(f"wrote {shown} ({', '.join(formats)}), {GROWTH_FILE} and {SESSION_FILE} to {directory}/")
+    steps = f"{shown} ({', '.join(formats)}), " if drawn else ""
+    lines.append(f"wrote {steps}{GROWTH_FILE} and {SESSION_FILE} to {directory}/")
     if directory / REPORT_FILE in report.paths:
         lines.append(f"open {directory / REPORT_FILE} in a browser to step through the run")
     return "\n".join(lines) + "\n\n" + doctor_report(run.findings, run.script)

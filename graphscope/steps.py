@@ -54,13 +54,13 @@ def auto(snapshots: Sequence[Snapshot]) -> Selection:
     changed = [i for i in changed_steps(snapshots) if i not in fixed]
     room = max(AUTO_LIMIT - len(fixed), 0)
     chosen = sorted(set(fixed) | set(_spread(changed, room)))
+    if len(chosen) == total:
+        return Selection(tuple(chosen), f"drew every step ({total})")
     reason = f"drew {len(chosen)} of {total} step(s): the first {min(FIRST_STEPS, total)}, the last"
     if changed:
         shown = len(set(chosen) & set(changed))
         reason += f", and {shown} of {len(changed)} where the structure changed"
-    if len(chosen) < total:
-        reason += "; --steps all draws every step"
-    return Selection(tuple(chosen), reason)
+    return Selection(tuple(chosen), reason + "; --steps all draws every step")
 
 
 def _parse_part(part: str) -> tuple[str, int]:
@@ -95,17 +95,22 @@ def _expand(item: tuple[str, int], snapshots: Sequence[Snapshot]) -> list[int]:
     if kind == "every":
         return list(range(0, total, number))
     index = number + total if number < 0 else number
-    if not 0 <= index < total:
-        raise GraphscopeError(f"--steps {number}: there are {total} step(s) (0 to {total - 1})")
-    return [index]
+    return [index] if 0 <= index < total else []
 
 
 def select(spec: str, snapshots: Sequence[Snapshot]) -> Selection:
-    """The steps a --steps value names (positions in the run)."""
+    """The steps a --steps value names (positions in the run). A step number the run does not
+    have is left out and said in the reason: the run was recorded, and losing it to a typo
+    after a long script would be worse."""
     items = parse_spec(spec)
     if not snapshots:
         return Selection((), "no step to draw")
     if items == [("auto", 0)]:
         return auto(snapshots)
     chosen = sorted({i for item in items for i in _expand(item, snapshots)})
-    return Selection(tuple(chosen), f"drew {len(chosen)} of {len(snapshots)} step(s) (--steps {spec})")
+    reason = f"drew {len(chosen)} of {len(snapshots)} step(s) (--steps {spec})"
+    missing = [str(number) for kind, number in items if kind == "step" and not _expand((kind, number), snapshots)]
+    if missing:
+        reason += (f"; the run has no step {', '.join(missing)}: its steps are 0 to {len(snapshots) - 1}"
+                   " (negative numbers count from the end)")
+    return Selection(tuple(chosen), reason)

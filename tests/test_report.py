@@ -428,6 +428,16 @@ def test_finding_link_shows_its_node(browser, tmp_path):
 
 
 @needs_browser
+def test_a_run_with_no_step_drawn_says_why_not_that_nothing_was_captured(browser, tmp_path):
+    run = sample_run()
+    (tmp_path / REPORT_FILE).write_text(report_html(run, {}, "drew 0 of 2 step(s) (--steps 7)"), encoding="utf-8")
+    page = Page(browser)
+    page.open(tmp_path / REPORT_FILE)
+    assert page.text("gs-graph").startswith("No step was drawn (drew 0 of 2 step(s) (--steps 7))")
+    assert page.problems() == []
+
+
+@needs_browser
 def test_hundred_drawn_steps_open_quickly(browser, tmp_path):
     w = torch.ones(3, requires_grad=True)
     with graphscope.record() as session:

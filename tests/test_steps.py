@@ -228,12 +228,27 @@ def test_step_specs(spec, expected):
     assert list(select(spec, snaps).steps) == expected
 
 
-@pytest.mark.parametrize("spec, message", [("every:0", "positive"), ("first", "use auto"), ("12", "0 to 9")])
+@pytest.mark.parametrize("spec, message", [("every:0", "positive"), ("first", "use auto")])
 def test_bad_step_specs(spec, message):
     x = torch.ones(1, requires_grad=True)
     snaps = [graphscope.trace(x * 2).with_step(i) for i in range(10)]
     with pytest.raises(GraphscopeError, match=message):
         select(spec, snaps)
+
+
+def test_steps_the_run_does_not_have_are_left_out_and_said():
+    x = torch.ones(1, requires_grad=True)
+    snaps = [graphscope.trace(x * 2).with_step(i) for i in range(10)]
+    chosen = select("1,12,-11,-1", snaps)
+    assert chosen.steps == (1, 9) and "the run has no step 12, -11: its steps are 0 to 9" in chosen.reason
+
+
+def test_a_step_number_past_the_end_still_writes_the_run(tmp_path):
+    done = run_graphscope("render", str(EXAMPLES / "two_paths.py"), "--steps", "7", "-o", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert len(load(tmp_path)) == 2 and not list(tmp_path.glob("step-*.svg"))
+    assert "no step 7: its steps are 0 to 1" in done.stderr
+    assert "wrote growth.svg and session.json" in done.stderr
 
 
 def test_bad_steps_option_fails_before_running(tmp_path):

@@ -195,6 +195,7 @@ def page_data(run: Run, views: Mapping[int, Snapshot], drawn: Sequence[int], not
     return {
         "title": run.script or "autograd graph",
         "summary": _summary(run),
+        "captured": len(run.snapshots),
         "note": note,
         "steps": [_step_info(run, pos) for pos in drawn],
         "findings": [finding_data(views, drawn, f) for f in findings],
@@ -648,6 +649,8 @@ const chart = $("gs-growth").querySelector("svg");
 if (chart) chart.addEventListener("click", chartClick);
 renderFindings();
 if (data.steps.length) show(0);
-else pane.replaceChildren(el("p", "Nothing was captured: the script made no backward() or autograd.grad() call.", "gs-empty"));
+else pane.replaceChildren(el("p", data.captured
+  ? "No step was drawn (" + data.note + "); session.json holds every captured step."
+  : "Nothing was captured: the script made no backward() or autograd.grad() call.", "gs-empty"));
 document.documentElement.dataset.ready = "true";
 """
