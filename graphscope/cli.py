@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 from pathlib import Path
@@ -149,7 +150,8 @@ def diff(old: str, new: str, out_file: str | None, engine: str) -> None:
 @click.option("--fail-on", type=click.Choice(FAIL_LEVELS), default="error",
               show_default=True, help="Exit with status 1 when a finding is at least this severe.")
 @click.option("--json", "json_file", default=None, help="Also write the findings as JSON to this file "
-                                                        "(- for standard output).")
+                                                        "(- for standard output, and then the script's "
+                                                        "own output goes to standard error).")
 def doctor(script: str, script_args: tuple[str, ...], fail_on: str, json_file: str | None) -> None:
     """Run SCRIPT and name the autograd mistakes it makes: rule, line, and the fix.
 
@@ -160,7 +162,8 @@ def doctor(script: str, script_args: tuple[str, ...], fail_on: str, json_file: s
     from graphscope.diagnose import doctor as examine, fails, findings_json, report
     from graphscope.files import write_atomic
 
-    run = examine(script, script_args)
+    with contextlib.redirect_stdout(sys.stderr) if json_file == "-" else contextlib.nullcontext():
+        run = examine(script, script_args)
     sys.stdout.flush()
     click.echo(report(run.findings, run.script), err=True)
     if json_file == "-":

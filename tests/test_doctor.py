@@ -601,6 +601,14 @@ def test_doctor_command_reports_and_fails_on_errors(tmp_path):
     assert [(f["rule"], f["location"]) for f in listed] == [("backward-twice", expected)]
 
 
+def test_doctor_json_on_standard_output_is_only_the_json(tmp_path):
+    done = run_graphscope("doctor", str(EXAMPLES / "backward_twice.py"), "--json", "-")
+    assert done.returncode == 1
+    listed = json.loads(done.stdout)
+    assert [f["rule"] for f in listed] == ["backward-twice"]
+    assert "w.grad after the first backward" in done.stderr  # the script's own print
+
+
 def test_doctor_fail_on_threshold():
     runner = CliRunner()
     assert runner.invoke(main, ["doctor", str(EXAMPLES / "truthiness.py")]).exit_code == 0
