@@ -49,6 +49,15 @@ def test_embedded_svg_is_valid_xml_with_node_ids_and_legend():
     assert ".grad [5]" in text
 
 
+def test_legend_names_the_not_stored_kind_only_for_a_tensor_that_is_not_retained():
+    retained_only = to_dot(sample())
+    assert "retain_grad()" in retained_only and ".grad not stored" not in retained_only
+    w = torch.tensor([1.0], requires_grad=True)
+    hidden = w * 2
+    both = to_dot(graphscope.capture((hidden * hidden).sum(), names={"w": w, "hidden": hidden}))
+    assert ".grad not stored" in both and "retain_grad()" not in both
+
+
 def test_embedded_engine_renders_many_times_in_one_process():
     snap = sample()
     outputs = {to_svg(snap) for _ in range(5)}

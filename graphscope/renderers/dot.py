@@ -155,7 +155,7 @@ def edge_attributes(edge: Edge, snapshot: Snapshot, scale: tuple[float, float] |
 
 def _legend_entries(snapshot: Snapshot) -> list[tuple[str, dict[str, str]]]:
     """(text, style) for each legend line: the node kinds present, then the edge scale."""
-    kinds = {node.kind for node in snapshot.nodes}
+    kinds = {node.kind for node in snapshot.nodes if not (node.kind is NodeKind.TENSOR and node.retains_grad)}
     retained = any(n.retains_grad and n.kind is not NodeKind.LEAF for n in snapshot.nodes)
     entries = []
     for key, text in LEGEND:
