@@ -8,7 +8,6 @@ import sys
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from graphscope import safety
@@ -67,18 +66,30 @@ def _exit_status(code: object) -> int:
 
 
 def _is_runner_frame(filename: str) -> bool:
-    """Frames of graphscope itself and of runpy, which the user's traceback should not show."""
+    """Frames that `python script.py` would not have: graphscope's own, runpy's, and torch's
+    dispatch to graphscope's torch-function mode (torch/overrides.py)."""
+    import torch.overrides
+
     if filename == "<frozen runpy>":
         return True
     path = os.path.abspath(filename)
-    return path.startswith(GRAPHSCOPE_DIR) or path == os.path.abspath(runpy.__file__)
+    return path.startswith(GRAPHSCOPE_DIR) or path in (os.path.abspath(runpy.__file__),
+                                                      os.path.abspath(torch.overrides.__file__))
 
 
-def _user_traceback(tb: TracebackType | None) -> TracebackType | None:
-    """The traceback without graphscope's and runpy's own frames in front."""
-    while tb is not None and _is_runner_frame(tb.tb_frame.f_code.co_filename):
-        tb = tb.tb_next
-    return tb
+def _print_user_traceback(exc: BaseException) -> None:
+    """Print the exception as Python would for the script alone: without the runner's frames,
+    in its own traceback and in those of the exceptions it was raised from."""
+    shown = traceback.TracebackException.from_exception(exc)
+    pending, seen = [shown], set()
+    while pending:
+        part = pending.pop()
+        if part is None or id(part) in seen:
+            continue
+        seen.add(id(part))
+        part.stack = traceback.StackSummary.from_list([f for f in part.stack if not _is_runner_frame(f.filename)])
+        pending += [part.__cause__, part.__context__]
+    print("".join(shown.format()), end="", file=sys.stderr)
 
 
 def failure_of(exc: BaseException, root: str) -> Failure:
@@ -113,7 +124,7 @@ def run_script(path: str, args: Sequence[str] = ()) -> ScriptResult:
         print("KeyboardInterrupt", file=sys.stderr)
         return ScriptResult(130, "KeyboardInterrupt")
     except BaseException as exc:  # the user's script failed: show it as Python would
-        traceback.print_exception(type(exc), exc, _user_traceback(exc.__traceback__))
+        _print_user_traceback(exc)
         return ScriptResult(1, f"{type(exc).__name__}: {exc}", failure_of(exc, str(script.parent)))
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -85,6 +86,10 @@ def test_failed_backward_says_so_in_the_step(tmp_path):
     assert done.returncode == 1
     notes = json.loads((tmp_path / "step-0001.json").read_text())["graph"]["notes"]
     assert any("Trying to backward through the graph a second time" in n for n in notes)
+    trace = done.stderr[done.stderr.index("Traceback"):done.stderr.index("RuntimeError: Trying")]
+    files = re.findall(r'File "([^"]+)"', trace)
+    assert files[0].endswith("backward_twice.py") and any(f.endswith("torch/autograd/graph.py") for f in files)
+    assert not any("/graphscope/" in f or f.endswith("overrides.py") for f in files), files
 
 
 def test_script_arguments_and_exit_status_pass_through(tmp_path):
