@@ -867,7 +867,10 @@ def _unexplained_failure(evidence: Evidence, findings: Sequence[Finding]) -> lis
     if any(f.explains_failure for f in findings):
         return []
     failure = evidence.failure
-    if failure is not None:
+    if failure is not None and failure.type == "KeyboardInterrupt":
+        message = f"the script was interrupted (Ctrl-C) at {evidence.at(failure.location)}, before it ended."
+        fix = "graphscope kept every step captured before it; run the script to its end to check the rest."
+    elif failure is not None:
         message = (f"the script failed at {evidence.at(failure.location)}: {failure.first_line} "
                    "(no doctor rule explains this error).")
         fix = "fix the error the traceback shows; graphscope kept every step captured before it."

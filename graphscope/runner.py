@@ -120,9 +120,9 @@ def run_script(path: str, args: Sequence[str] = ()) -> ScriptResult:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exc:
         return ScriptResult(_exit_status(exc.code))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("KeyboardInterrupt", file=sys.stderr)
-        return ScriptResult(130, "KeyboardInterrupt")
+        return ScriptResult(130, "KeyboardInterrupt", failure_of(exc, str(script.parent)))
     except BaseException as exc:  # the user's script failed: show it as Python would
         _print_user_traceback(exc)
         return ScriptResult(1, f"{type(exc).__name__}: {exc}", failure_of(exc, str(script.parent)))

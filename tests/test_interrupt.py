@@ -37,6 +37,7 @@ def test_sigint_writes_what_was_captured_and_only_complete_files(tmp_path):
         process.kill()
     assert process.returncode == 130, stderr
     assert "KeyboardInterrupt" in stderr
+    assert "error script-failed at long.py:" in stderr and "the script was interrupted (Ctrl-C) at long.py:" in stderr
     steps = sorted(out.glob("step-*.json"))
     assert len(steps) >= 4
     for path in steps:
