@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import html
 import json
@@ -415,11 +416,12 @@ def test_hostile_names_stay_text_in_a_browser(browser, tmp_path):
 @needs_browser
 def test_finding_link_shows_its_node(browser, tmp_path):
     run = sample_run()
-    run.findings = [finding(1, "w")]
+    run.findings = [dataclasses.replace(finding(1, "w"), explains_failure=True)]
     (tmp_path / REPORT_FILE).write_text(report_of(run), encoding="utf-8")
     page = Page(browser)
     page.open(tmp_path / REPORT_FILE)
     assert "w.grad accumulates" in page.text("gs-findings") and "Fix: call w.grad.zero_()" in page.text("gs-findings")
+    assert "why the script stopped" not in page.text("gs-findings")  # a finding's message says it when it does
     page.js("document.querySelector('#gs-findings button').click()")
     assert page.text("gs-step-label").startswith("step 1 ")
     assert page.details()["name"] == "w"

@@ -575,7 +575,6 @@ function renderFinding(f) {
   const head = el("p");
   head.append(el("span", f.severity || "note", "gs-badge"), el("strong", f.rule));
   card.append(head, el("p", f.message));
-  if (f.explains_failure) card.append(el("p", "This is why the script stopped."));
   if (f.fix) card.append(el("p", "Fix: " + f.fix, "gs-fix"));
   const where = [f.location, f.step === null ? null : "step " + f.step].filter((x) => x !== null && x !== "");
   if (where.length) card.append(el("p", where.join(" · "), "gs-where"));
