@@ -804,8 +804,13 @@ def _nonleaf_grad_finding(evidence: Evidence, warned: Warned, non_leaves: set[st
     explains = failed_on_none_grad(evidence, [name]) and evidence.failure.location == warned.location
     if explains:
         message += failure_sentence(evidence)
-    fix = (f"call `{name}.retain_grad()` before backward() to keep this gradient, or read `.grad` of the "
-           "leaf it was computed from (a parameter must stay a leaf: update it under torch.no_grad()).")
+    if name in _parameter_names(evidence):
+        fix = (f"`{name}` was a leaf in an earlier step: keep it one by updating it in place under "
+               f"torch.no_grad() (`with torch.no_grad(): {name} -= lr * {name}.grad`), so backward() fills "
+               f"{name}.grad; retain_grad() would keep the gradient of the copy and leave the graph growing.")
+    else:
+        fix = (f"call `{name}.retain_grad()` before backward() to keep this gradient, or read `.grad` of the "
+               "leaf it was computed from (a parameter must stay a leaf: update it under torch.no_grad()).")
     return Finding("nonleaf-grad-access", "warning", message, fix, warned.location, None, (), explains)
 
 

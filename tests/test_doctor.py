@@ -461,6 +461,14 @@ def test_nonleaf_grad_read_is_found_and_still_shown_at_the_users_line():
     assert "`a.grad`" in found.message and "a.retain_grad()" in found.fix
 
 
+def test_reading_grad_of_a_parameter_the_update_made_a_non_leaf_points_to_no_grad_not_retain_grad():
+    found = {f.rule: f for f in findings("wrong_update.py")}
+    read = found["nonleaf-grad-access"]
+    assert read.location == line_of("wrong_update.py", "w = w - lr * w.grad")
+    assert "torch.no_grad(): w -= lr * w.grad" in read.fix and "call `w.retain_grad()`" not in read.fix
+    assert "torch.no_grad()" in found["non-leaf-parameter"].fix
+
+
 # --- tensor-truthiness ---------------------------------------------------------------------
 
 
