@@ -56,6 +56,9 @@ class SnapshotDiff:
             lines.append("  same structure")
         return "\n".join(lines)
 
+    def __str__(self) -> str:
+        return self.summary()
+
 
 def _describe(node: Node) -> str:
     """`SubBackward0 (SubBackward0_1) @ train.py:30`."""

@@ -33,6 +33,11 @@ class Run:
     def __getitem__(self, step: int) -> Snapshot:
         return self.snapshots[step]
 
+    def __str__(self) -> str:
+        findings = f", {len(self.findings)} finding(s)" if self.findings else ""
+        status = "" if self.status is None else f", exit status {self.status}"
+        return f"run of {self.script or 'an unnamed script'}: {len(self)} step(s){status}{findings}"
+
     def growth(self) -> list[GrowthRow]:
         """Size and carried-over nodes per step."""
         return growth(self.snapshots)

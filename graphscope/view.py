@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from graphscope.errors import GraphscopeError
 from graphscope.model import Edge, Node, NodeKind, Snapshot
 
 DEFAULT_BUDGET = 150
@@ -26,6 +27,14 @@ class ViewOptions:
     budget: int = DEFAULT_BUDGET
     depth: int | None = None
     full: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse a budget or depth that could draw nothing, as the command line does."""
+        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
+            raise GraphscopeError(f"budget must be a whole number of nodes, at least 1, not {self.budget!r}")
+        if self.depth is not None and (isinstance(self.depth, bool) or not isinstance(self.depth, int)
+                                       or self.depth < 1):
+            raise GraphscopeError(f"depth must be None or a whole number, at least 1, not {self.depth!r}")
 
 
 def _depth(path: str | None) -> int:

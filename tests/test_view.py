@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 import torch
 from torch import nn
 
@@ -91,6 +93,14 @@ def test_depth_option_and_full_view():
     deeper = readable(snap, ViewOptions(depth=4))
     assert {b.name for b in deeper.of_kind("module")} >= {"model.layers.0.self_attn", "model.layers.2.linear1"}
     assert readable(snap, ViewOptions(full=True)) is snap
+
+
+@pytest.mark.parametrize("options, message", [({"budget": 0}, "budget must be"), ({"budget": 2.5}, "budget must be"),
+                                              ({"depth": 0}, "depth must be")])
+def test_a_view_that_could_draw_nothing_is_refused(tmp_path, options, message):
+    w = torch.ones(1, requires_grad=True)
+    with pytest.raises(graphscope.GraphscopeError, match=message):
+        graphscope.render((w * 2).sum(), tmp_path / "x.svg", **options)
 
 
 def test_long_chain_is_folded_into_one_node_that_says_how_many():
