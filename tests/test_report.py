@@ -436,6 +436,8 @@ def test_a_run_with_no_step_drawn_says_why_not_that_nothing_was_captured(browser
     page = Page(browser)
     page.open(tmp_path / REPORT_FILE)
     assert page.text("gs-graph").startswith("No step was drawn (drew 0 of 2 step(s) (--steps 7))")
+    assert page.js("['gs-prev', 'gs-next', 'gs-slider', 'gs-view-changes']"
+                   ".every((id) => document.getElementById(id).disabled)") is True
     assert page.problems() == []
 
 

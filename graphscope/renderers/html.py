@@ -647,9 +647,14 @@ $("gs-selection").textContent = data.note;
 const chart = $("gs-growth").querySelector("svg");
 if (chart) chart.addEventListener("click", chartClick);
 renderFindings();
+function showNothing() {
+  for (const id of ["gs-prev", "gs-next", "gs-slider", "gs-view-changes"]) $(id).disabled = true;
+  pane.replaceChildren(el("p", data.captured
+    ? "No step was drawn (" + data.note + "); session.json holds every captured step."
+    : "Nothing was captured: the script made no backward() or autograd.grad() call.", "gs-empty"));
+}
+
 if (data.steps.length) show(0);
-else pane.replaceChildren(el("p", data.captured
-  ? "No step was drawn (" + data.note + "); session.json holds every captured step."
-  : "Nothing was captured: the script made no backward() or autograd.grad() call.", "gs-empty"));
+else showNothing();
 document.documentElement.dataset.ready = "true";
 """
