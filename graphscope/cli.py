@@ -164,8 +164,10 @@ def doctor(script: str, script_args: tuple[str, ...], fail_on: str, json_file: s
     SCRIPT go to the script (after -- when they clash with graphscope's own options).
     """
     from graphscope.diagnose import doctor as examine, fails, findings_json, report
-    from graphscope.files import write_atomic
+    from graphscope.files import check_file_target, write_atomic
 
+    if json_file not in (None, "-"):
+        check_file_target(Path(json_file))
     with contextlib.redirect_stdout(sys.stderr) if json_file == "-" else contextlib.nullcontext():
         run = examine(script, script_args)
     sys.stdout.flush()

@@ -10,6 +10,18 @@ from typing import Iterable
 from graphscope.errors import GraphscopeError
 
 
+def check_file_target(path: Path) -> None:
+    """Fail before any work when `path` cannot become a file: it is a folder, or a file
+    stands where one of its folders would be."""
+    if path.is_dir():
+        raise GraphscopeError(f"cannot write {str(path)!r}: it is a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GraphscopeError(f"cannot write {str(path)!r}: {str(parent)!r} is a file, not a folder")
+            return
+
+
 def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> Path:
     """Write `data` (bytes, or pieces of it) to a temporary file beside `path`, then rename
     it into place."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graphscope.diagnose import diagnose_script
+from graphscope.errors import GraphscopeError
 from graphscope.files import write_atomic
 from graphscope.growth import growth_svg, is_growing
 from graphscope.renderers import to_svg
@@ -144,7 +145,11 @@ def index(examples: list[Example]) -> str:
 
 def contents(examples_dir: Path) -> dict[str, bytes]:
     """Every file of the gallery, by path relative to the docs folder."""
-    examples = [run_example(path) for path in sorted(examples_dir.glob("*.py"))]
+    scripts = sorted(examples_dir.glob("*.py"))
+    if not scripts:
+        raise GraphscopeError(f"no example scripts (*.py) in {str(examples_dir)!r}: "
+                              "pass the folder that holds them with --examples")
+    examples = [run_example(path) for path in scripts]
     files = {INDEX: index(examples).encode("utf-8")}
     for example in examples:
         files[f"{example.name}.md"] = page(example).encode("utf-8")

@@ -629,6 +629,12 @@ def test_doctor_fail_on_threshold():
 def test_doctor_bad_input_is_a_usage_error(tmp_path):
     done = CliRunner().invoke(main, ["doctor", str(tmp_path / "missing.py")])
     assert done.exit_code == 2 and "no such script" in done.output and "Traceback" not in done.output
+    script = EXAMPLES / "backward_twice.py"
+    under_a_file = CliRunner().invoke(main, ["doctor", str(script), "--json", str(script / "found.json")])
+    assert under_a_file.exit_code == 2 and "is a file, not a folder" in under_a_file.output
+    assert "w.grad after the first backward" not in under_a_file.output  # refused before the script ran
+    into_a_folder = CliRunner().invoke(main, ["doctor", str(script), "--json", str(tmp_path)])
+    assert into_a_folder.exit_code == 2 and "it is a folder" in into_a_folder.output
 
 
 def test_render_shows_findings_in_summary_svg_and_session(tmp_path):

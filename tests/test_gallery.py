@@ -100,3 +100,8 @@ def test_committed_gallery_covers_every_example():
         assert f"]({example.stem}.md)" in index
         assert example.read_text().strip() in page
         assert all((docs / image).is_file() for image in linked_images(page))
+
+
+def test_docs_without_example_scripts_says_so(tmp_path):
+    done = CliRunner().invoke(main, ["docs", "--check", "--examples", str(tmp_path / "none"), "-o", str(tmp_path)])
+    assert done.exit_code == 2 and "no example scripts (*.py)" in done.output and "--examples" in done.output

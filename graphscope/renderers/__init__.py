@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from graphscope.errors import GraphscopeError
-from graphscope.files import write_atomic
+from graphscope.files import check_file_target, write_atomic
 from graphscope.model import Finding, Snapshot
 from graphscope.diff import SnapshotDiff
 from graphscope.renderers.diffdot import diff_to_dot
@@ -71,6 +71,7 @@ def check_diff_output(path: Path, fmt: str | None = None, engine: str = "embedde
         raise GraphscopeError(f"a diff is drawn as svg, png, pdf or dot, not {chosen}")
     if chosen != "dot":
         choose_engine(engine, chosen)
+    check_file_target(path)
     return chosen
 
 
