@@ -453,22 +453,21 @@ class _Builder:
 
 
 def _visit_order(roots: list[Any], stop: str | None = None) -> tuple[dict[Any, int], list[Any], list, list[int]]:
-    """Autograd nodes reachable from `roots`, numbered in the order a depth-first walk
-    (explicit stack) first reaches them: their numbers, the nodes, every input read as
-    (input's number, reader's number, output number), and the nodes not gone past.
-    A node whose metadata holds `stop` is numbered, but the walk does not go past it."""
+    """Autograd nodes reachable from `roots`, numbered in the order a breadth-first walk first
+    reaches them (the list of nodes found is the queue: no recursion, no stack to pop): their
+    numbers, the nodes, every input read as (input's number, reader's number, output number),
+    and the nodes not gone past. A node whose metadata holds `stop` is numbered, but the walk
+    does not go past it."""
     index: dict[Any, int] = dict.fromkeys(roots)
-    for i, root in enumerate(index):
+    order = list(index)
+    for i, root in enumerate(order):
         index[root] = i
-    stack = list(index)[::-1]
-    count = len(index)
+    count = len(order)
     reads: list[tuple[int, int, int]] = []
     stopped: list[int] = []
-    pop, push, read = stack.pop, stack.append, reads.append
+    found, read = order.append, reads.append
     # Operators (`in`, subscripts) rather than method calls: this loop runs once per edge.
-    while stack:
-        fn = pop()
-        i = index[fn]
+    for i, fn in enumerate(order):  # a list iterator sees what is appended while it runs
         if stop is not None and stop in fn.metadata:
             stopped.append(i)
             continue
@@ -477,9 +476,9 @@ def _visit_order(roots: list[Any], stop: str | None = None) -> tuple[dict[Any, i
                 if child not in index:
                     index[child] = count
                     count += 1
-                    push(child)
+                    found(child)
                 read((index[child], i, nr))
-    return index, list(index), reads, stopped
+    return index, order, reads, stopped
 
 
 _NAME_OF_TYPE: dict[type, str | None] = {}
