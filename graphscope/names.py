@@ -36,10 +36,14 @@ class NameTable:
         """Remember `name` for `tensor` unless the tensor already has a name."""
         if not tensor.requires_grad:
             return
-        if tensor.grad_fn is None:
+        try:
+            fn = tensor.grad_fn
+        except RuntimeError:  # a view made under no_grad and changed in place: no graph can use it
+            return
+        if fn is None:
             self.leaves.setdefault(id(tensor), name)
         else:
-            self.nonleaves.setdefault((tensor.grad_fn, tensor.output_nr), (name, tensor))
+            self.nonleaves.setdefault((fn, tensor.output_nr), (name, tensor))
 
     def leaf_name(self, tensor: torch.Tensor) -> str | None:
         """The name of a leaf tensor, if the user gave it one."""

@@ -80,6 +80,16 @@ def display_path(filename: str, root: str) -> str:
     return os.path.basename(path)
 
 
+def _readable_grad_fn(value: Any) -> Any:
+    """`value.grad_fn` of a tensor, or None when it has none or PyTorch refuses to give it."""
+    if not isinstance(value, torch.Tensor):
+        return None
+    try:
+        return value.grad_fn
+    except RuntimeError:
+        return None
+
+
 class _SourceMode(TorchFunctionMode):
     """Stamps the grad_fn of every tensor a torch call returns with the caller's location."""
 
@@ -91,16 +101,22 @@ class _SourceMode(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         result = func(*args, **(kwargs or {}))
-        self._stamp(result)
+        if torch.is_grad_enabled():  # under no_grad a call makes no autograd node to stamp
+            self._stamp(result)
         return result
 
     def _stamp(self, result: Any) -> None:
         """Stamp each new grad_fn of `result`, and the new nodes behind it, with the caller's
         location and module: ops inside a composite torch function run with this mode off."""
         outputs = result if isinstance(result, (tuple, list)) else (result,)
-        fresh = [out.grad_fn for out in outputs
-                 if isinstance(out, torch.Tensor) and out.grad_fn is not None
-                 and SOURCE_KEY not in out.grad_fn.metadata]
+        try:
+            fresh = [out.grad_fn for out in outputs
+                     if isinstance(out, torch.Tensor) and out.grad_fn is not None
+                     and SOURCE_KEY not in out.grad_fn.metadata]
+        except RuntimeError:
+            # Reading grad_fn raises for a view made under no_grad whose base changed in place
+            # since: PyTorch itself refuses such a tensor only when it is used in the graph.
+            fresh = [fn for fn in map(_readable_grad_fn, outputs) if fn is not None and SOURCE_KEY not in fn.metadata]
         if not fresh:
             return
         location = self._caller()

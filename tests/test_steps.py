@@ -117,6 +117,22 @@ def test_api_sources_point_at_this_file():
     assert all(n.source is None for n in quiet[0].nodes)
 
 
+def test_sources_never_break_code_that_changes_a_no_grad_view_in_place():
+    torch.manual_seed(0)
+    with graphscope.record() as session:
+        emb = nn.Embedding(5, 3, padding_idx=0)  # fills row 0 with zeros in place, under no_grad
+        with torch.no_grad():
+            row = emb.weight[1]
+            row.fill_(0.5)
+        same = row.contiguous()  # grad mode, and returns the changed view itself
+        loss = emb(torch.tensor([0, 1, 2])).sum()
+        loss.backward()
+    assert same is row and emb.weight.grad.tolist() == [[0.0] * 3, [1.0] * 3, [1.0] * 3, [0.0] * 3, [0.0] * 3]
+    lookup = next(n for n in session[0].nodes if n.op == "EmbeddingBackward0")
+    assert lookup.source.endswith(f"test_steps.py:{line_of(Path(__file__), 'loss = emb(torch.tensor([0, 1, 2])).sum()')}")
+    assert session[0].find("emb.weight").grad.values == tuple(emb.weight.grad.flatten().tolist())
+
+
 def test_optimizer_steps_skip_source_tracking_but_closures_keep_it():
     modes: list[int] = []
 
