@@ -66,7 +66,7 @@ def main() -> None:
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Collapse module calls at this depth of their path (model.layers.0 is 3).")
 @click.option("--full", is_flag=True, help="Draw every node, however large (layout may take long; "
-                                           "it stops after 120 s).")
+                                           "a picture not laid out after 120 s is skipped, the rest written).")
 def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str, engine: str,
            steps: str, saved: bool, no_source: bool, no_report: bool, budget: int, depth: int | None,
            full: bool) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from graphscope.errors import GraphscopeError
+from graphscope.errors import GraphscopeError, LayoutError
 from graphscope.files import write_atomic
 from graphscope.growth import GrowthRow, growth_svg, growth_table, is_growing
 from graphscope.diagnose import report as doctor_report
@@ -59,17 +59,21 @@ def clear_stale(directory: Path, formats: Sequence[str]) -> None:
 
 def write_steps(snapshots: Sequence[Snapshot], directory: Path, formats: Sequence[str],
                 engine: str = "embedded", progress: Callable[[int, int], None] | None = None,
-                findings: Sequence[Finding] = (), view: ViewOptions = ViewOptions()) -> list[Path]:
+                findings: Sequence[Finding] = (), view: ViewOptions = ViewOptions()) -> tuple[list[Path], list[str]]:
     """Write the given snapshots in every format, pictures badged with the doctor's findings;
-    returns the paths in step order."""
-    paths = []
+    returns the paths in step order, and a line for each picture Graphviz could not lay out
+    (the others are still written)."""
+    paths, not_drawn = [], []
     for done, snapshot in enumerate(snapshots, 1):
         for fmt in formats:
-            paths.append(write(snapshot, step_path(directory, snapshot.step, fmt), fmt, engine,
-                               view=view, findings=findings))
+            path = step_path(directory, snapshot.step, fmt)
+            try:
+                paths.append(write(snapshot, path, fmt, engine, view=view, findings=findings))
+            except LayoutError as exc:
+                not_drawn.append(f"{path.name}: {exc}")
         if progress:
             progress(done, len(snapshots))
-    return paths
+    return paths, not_drawn
 
 
 @dataclass(frozen=True)
@@ -79,32 +83,39 @@ class Report:
     selection: Selection
     rows: list[GrowthRow]
     paths: list[Path]
+    not_drawn: list[str] = field(default_factory=list)
 
 
 def _report_svgs(run: Run, positions: Sequence[int], directory: Path, formats: Sequence[str], engine: str,
-                 progress: Callable[[int, int], None] | None, view: ViewOptions) -> dict[int, bytes]:
-    """The SVG of each drawn step for the report: the files just written, else a fresh layout."""
+                 progress: Callable[[int, int], None] | None, view: ViewOptions,
+                 not_drawn: list[str]) -> dict[int, bytes]:
+    """The SVG of each drawn step for the report: the files just written (a step whose layout
+    failed has none), else a fresh layout."""
     if "svg" not in formats:
-        return layout_steps(run, positions, engine, progress, view)
-    return {i: step_path(directory, run.snapshots[i].step, "svg").read_bytes() for i in positions}
+        return layout_steps(run, positions, engine, progress, view, not_drawn)
+    paths = {i: step_path(directory, run.snapshots[i].step, "svg") for i in positions}
+    return {i: path.read_bytes() for i, path in paths.items() if path.exists()}
 
 
 def write_run(run: Run, directory: Path, formats: Sequence[str], steps: str = "auto",
               engine: str = "embedded", progress: Callable[[int, int], None] | None = None,
               report: bool = True, view: ViewOptions = ViewOptions()) -> Report:
-    """Everything a run produces: the chosen steps, growth.svg, session.json (all steps) and index.html."""
+    """Everything a run produces: session.json (all steps) and growth.svg first, so no picture
+    can lose them, then the chosen steps and index.html."""
     clear_stale(directory, FORMATS)
     selection = select(steps, run.snapshots)
-    chosen = [run.snapshots[i] for i in selection.steps]
-    paths = write_steps(chosen, directory, formats, engine, progress, run.findings, view)
+    paths = [save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings)]
     rows = run.growth()
     if rows:
         paths.append(write_atomic(directory / GROWTH_FILE, growth_svg(rows).encode("utf-8")))
-    paths.append(save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings))
+    chosen = [run.snapshots[i] for i in selection.steps]
+    written, not_drawn = write_steps(chosen, directory, formats, engine, progress, run.findings, view)
+    paths += written
     if report:
-        svgs = _report_svgs(run, selection.steps, directory, formats, engine, progress, view)
-        paths.append(write_report(run, directory / REPORT_FILE, svgs, selection.reason, view))
-    return Report(selection, rows, paths)
+        svgs = _report_svgs(run, selection.steps, directory, formats, engine, progress, view, not_drawn)
+        note = selection.reason + "".join(f"; not drawn: {line}" for line in not_drawn)
+        paths.append(write_report(run, directory / REPORT_FILE, svgs, note, view))
+    return Report(selection, rows, paths, not_drawn)
 
 
 def summary(run: Run, report: Report, directory: Path, formats: Sequence[str]) -> str:
@@ -125,6 +136,9 @@ def summary(run: Run, report: Report, directory: Path, formats: Sequence[str]) -
     shown = ", ".join(drawn[:6]) + (f", … {drawn[-1]}" if len(drawn) > 6 else "")
     steps = f"{shown} ({', '.join(formats)}), " if drawn else ""
     lines.append(f"wrote {steps}{GROWTH_FILE} and {SESSION_FILE} to {directory}/")
+    lines += [f"not drawn: {line}" for line in report.not_drawn]
+    if report.not_drawn:
+        lines.append("every step is in session.json; without --full a picture is drawn within --budget nodes")
     if directory / REPORT_FILE in report.paths:
         lines.append(f"open {directory / REPORT_FILE} in a browser to step through the run")
     return "\n".join(lines) + "\n\n" + doctor_report(run.findings, run.script)

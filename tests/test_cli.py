@@ -205,3 +205,24 @@ def test_a_script_that_changes_folder_moves_neither_output_nor_locations(tmp_pat
     step = json.loads((tmp_path / "out" / "step-0002.json").read_text())
     assert {n.get("source") for n in step["nodes"] if n["kind"] == "function"} >= {"wander.py:6", "wander.py:8"}
     assert "wander.py:8" in done.stderr and "torch.no_grad()" in done.stderr  # the doctor read the script
+
+
+def test_a_picture_graphviz_cannot_lay_out_is_skipped_and_the_run_still_written(tmp_path, monkeypatch):
+    from graphscope.errors import LayoutError
+    from graphscope.renderers import engine
+
+    real = engine._run_embedded
+
+    def slow_on_step_1(source, fmt, timeout):
+        if 'label="step 1 ' in source:
+            raise LayoutError(f"Graphviz layout took longer than {timeout:g} s and was stopped")
+        return real(source, fmt, timeout)
+
+    monkeypatch.setattr(engine, "_run_embedded", slow_on_step_1)
+    done = CliRunner().invoke(main, ["render", str(EXAMPLES / "two_paths.py"), "-o", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "step-0000.svg").exists() and not (tmp_path / "step-0001.svg").exists()
+    assert "not drawn: step-0001.svg: Graphviz layout took longer than 120 s and was stopped" in done.output
+    assert len(json.loads((tmp_path / "session.json").read_text())["steps"]) == 2
+    page = (tmp_path / "index.html").read_text()
+    assert "not drawn: step-0001.svg" in page and 'id="gs-step-0"' in page and 'id="gs-step-1"' not in page

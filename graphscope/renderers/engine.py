@@ -16,7 +16,7 @@ import subprocess
 import threading
 from typing import Any
 
-from graphscope.errors import GraphscopeError
+from graphscope.errors import GraphscopeError, LayoutError
 from graphscope.safety import on_thread_stack
 
 ENGINES = ("embedded", "system", "auto")
@@ -67,9 +67,9 @@ def _run_system(dot_source: str, fmt: str, timeout: float | None) -> bytes:
             capture_output=True, timeout=timeout, check=False,
         )
     except subprocess.TimeoutExpired:
-        raise GraphscopeError(f"Graphviz layout took longer than {timeout:g} s and was stopped") from None
+        raise LayoutError(f"Graphviz layout took longer than {timeout:g} s and was stopped") from None
     if done.returncode != 0:
-        raise GraphscopeError("Graphviz failed: " + done.stderr.decode("utf-8", "replace").strip())
+        raise LayoutError("Graphviz failed: " + done.stderr.decode("utf-8", "replace").strip())
     return done.stdout
 
 
@@ -128,8 +128,8 @@ def _render_wasm(dot_source: str, fmt: str, timeout: float | None) -> bytes:
         return _call_render(store, exports, dot_source, fmt)
     except wasmtime.Trap as trap:
         if "interrupt" in str(trap):
-            raise GraphscopeError(f"Graphviz layout took longer than {timeout:g} s and was stopped") from None
-        raise GraphscopeError(f"the embedded Graphviz failed: {trap}") from None
+            raise LayoutError(f"Graphviz layout took longer than {timeout:g} s and was stopped") from None
+        raise LayoutError(f"the embedded Graphviz failed: {trap}") from None
     finally:
         if timer:
             timer.cancel()
@@ -150,6 +150,6 @@ def _call_render(store: Any, exports: Any, dot_source: str, fmt: str) -> bytes:
     if out == 0:
         start = exports["graphviz_last_error"](store)
         message = bytes(memory.read(store, start, min(start + 4096, memory.data_len(store))))
-        raise GraphscopeError("Graphviz failed: " + message.split(b"\0", 1)[0].decode("utf-8", "replace"))
+        raise LayoutError("Graphviz failed: " + message.split(b"\0", 1)[0].decode("utf-8", "replace"))
     length = int.from_bytes(bytes(memory.read(store, length_at, length_at + 4)), "little")
     return bytes(memory.read(store, out, out + length))

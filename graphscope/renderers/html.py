@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from graphscope.diff import diff
+from graphscope.errors import LayoutError
 from graphscope.files import write_atomic
 from graphscope.growth import HEIGHT, MARGIN, WIDTH, growth_svg, is_growing
 from graphscope.model import GradStat, Node, NodeKind, Snapshot, compact_json
@@ -232,12 +233,19 @@ def _csp() -> str:
 
 def layout_steps(run: Run, positions: Iterable[int], engine: str = "embedded",
                  progress: Callable[[int, int], None] | None = None,
-                 view: ViewOptions = ViewOptions()) -> dict[int, bytes]:
-    """SVG of each chosen step, keyed by position in the run, badged with the run's findings."""
+                 view: ViewOptions = ViewOptions(), not_drawn: list[str] | None = None) -> dict[int, bytes]:
+    """SVG of each chosen step, keyed by position in the run, badged with the run's findings.
+    With a `not_drawn` list, a step Graphviz cannot lay out is left out and said there."""
     positions = list(positions)
     svgs = {}
     for done, pos in enumerate(positions, 1):
-        svgs[pos] = to_svg(run.snapshots[pos], engine, view=view, findings=getattr(run, "findings", ()))
+        snapshot = run.snapshots[pos]
+        try:
+            svgs[pos] = to_svg(snapshot, engine, view=view, findings=getattr(run, "findings", ()))
+        except LayoutError as exc:
+            if not_drawn is None:
+                raise
+            not_drawn.append(f"step {snapshot.step} in the report: {exc}")
         if progress:
             progress(done, len(positions))
     return svgs
