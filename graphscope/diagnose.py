@@ -489,10 +489,15 @@ def no_grad_param(evidence: Evidence) -> Iterator[Finding]:
     yield from _none_grad_failure(evidence)
 
 
+def _first_when(step: int | None) -> str:
+    """`first at step 3`, or `first before any backward` when no step was captured yet."""
+    return "first before any backward" if step is None else f"first at step {step}"
+
+
 def _all_idle_finding(evidence: Evidence, idle: IdleParameter) -> Finding:
     """No parameter of an optimizer had a gradient when it stepped."""
     message = (f"none of the optimizer's parameters had a gradient when optimizer.step() ran at "
-               f"{evidence.at(idle.location)} (first at step {idle.step}), so the step changed nothing: "
+               f"{evidence.at(idle.location)} ({_first_when(idle.step)}), so the step changed nothing: "
                "zero_grad() runs between backward() and step(), or no backward() reached them.")
     fix = "call optimizer.zero_grad() before the forward pass (or before backward()), and step() right after backward()."
     return Finding("no-grad-param", "warning", message, fix, idle.location, idle.step)
@@ -503,7 +508,7 @@ def _idle_finding(evidence: Evidence, idles: list[IdleParameter], cut: str | Non
     first = idles[0]
     names = names_text([i.name for i in idles])
     it = "it" if len(idles) == 1 else "them"
-    when = f"{first.times} optimizer step(s), first at step {first.step}"
+    when = f"{first.times} optimizer step(s), {_first_when(first.step)}"
     if not first.requires_grad:
         message = (f"{names} {'has' if len(idles) == 1 else 'have'} requires_grad=False, so no gradient comes, "
                    f"yet the optimizer stepping at {evidence.at(first.location)} is asked to update {it} ({when}).")

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 import torch
-from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 from graphscope.diagnose import IdleParameter, Warned
 from graphscope.names import GRAPHSCOPE_DIR, _scopes, is_internal, user_frames
@@ -102,13 +102,24 @@ class Watch:
 
     def before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """Optimizer step pre-hook: note after which captured step it ran, and every parameter it
-        is about to update without a .grad."""
+        is about to update without a .grad (unless a closure, run by the step, makes them)."""
         self.optimizer_steps.append(self.current_step())
+        if not _has_closure(args, kwargs):
+            self.check_gradients(optimizer)
+
+    def after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Optimizer step post-hook: a step given a closure has run it, so its parameters'
+        gradients are the ones it used."""
+        if _has_closure(args, kwargs):
+            self.check_gradients(optimizer)
+
+    def check_gradients(self, optimizer: torch.optim.Optimizer) -> None:
+        """Note every parameter of `optimizer` that has no .grad, where the user's step call is."""
         params = [p for group in optimizer.param_groups for p in group["params"]]
         idle = [p for p in params if p.grad is None]
         if not idle:
             return
-        frame = user_frame(sys._getframe(1))
+        frame = user_frame(sys._getframe(2))
         names = parameter_names(frame)
         position = {id(p): i for i, p in enumerate(params)}
         step = self.current_step()
@@ -124,6 +135,13 @@ class Watch:
         self.idle[idle.name] = idle if known is None else replace(known, times=known.times + 1)
 
 
+def _has_closure(args: tuple, kwargs: dict) -> bool:
+    """Whether an optimizer's step(closure) call (`args` starts with the optimizer, as step
+    hooks get them) was given a closure."""
+    closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+    return closure is not None
+
+
 @contextlib.contextmanager
 def watching(root: str, current_step: Callable[[], int]) -> Iterator[Watch]:
     """Watch warnings and optimizer steps for the duration of the block."""
@@ -131,8 +149,10 @@ def watching(root: str, current_step: Callable[[], int]) -> Iterator[Watch]:
         warnings.filterwarnings("always", module=GRAPHSCOPE_MODULES)
         watch = Watch(root, current_step)
         warnings.showwarning = watch.show
-        handle = register_optimizer_step_pre_hook(watch.before_step)
+        handles = [register_optimizer_step_pre_hook(watch.before_step),
+                   register_optimizer_step_post_hook(watch.after_step)]
         try:
             yield watch
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()

@@ -346,6 +346,32 @@ def test_zero_grad_between_backward_and_step(tmp_path):
     assert found.rule == "no-grad-param" and "none of the optimizer's parameters" in found.message
 
 
+LBFGS_LOOP = """\
+    import torch
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x = torch.randn(20, 3)
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=5)
+    def closure():
+        optimizer.zero_grad()
+        loss = model(x).pow(2).mean()
+        {backward}
+        return loss
+    for _ in range(2):
+        optimizer.step(closure)
+    """
+
+
+def test_a_closure_step_is_judged_by_the_gradients_its_closure_made(tmp_path):
+    fine = write_script(tmp_path, "lbfgs.py", LBFGS_LOOP.format(backward="loss.backward()"))
+    session, result, _ = recorded(fine)
+    assert len(session) >= 2 and result.idle_parameters == ()
+    assert findings(fine) == []
+    forgot = write_script(tmp_path, "lbfgs_no_backward.py", LBFGS_LOOP.format(backward="pass"))
+    [found] = findings(forgot)
+    assert found.rule == "no-grad-param" and found.location == line_of(forgot, "optimizer.step(closure)")
+
+
 def test_manual_update_of_an_unused_tensor_explains_the_failure(tmp_path):
     script = write_script(tmp_path, "manual.py", """\
         import torch
