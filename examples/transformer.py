@@ -15,7 +15,8 @@ model = nn.TransformerEncoder(layer, num_layers=3, enable_nested_tensor=False)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 
 tokens = torch.randn(2, 5, 16)  # a batch of 2 sequences of 5 tokens
-loss = model(tokens).pow(2).mean()
+target = torch.randn(2, 5, 16)
+loss = (model(tokens) - target).pow(2).mean()
 optimizer.zero_grad()
 loss.backward()
 optimizer.step()

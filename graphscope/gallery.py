@@ -15,6 +15,9 @@ import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+
+import torch
 
 from graphscope.diagnose import diagnose_script
 from graphscope.errors import GraphscopeError
@@ -52,9 +55,22 @@ class Example:
         return sorted({0, len(snapshots) - 1, *changed_steps(snapshots)[:1]})
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch on one thread: how many it uses changes the order of float sums, and so the
+    last digits the pictures show; the gallery must be the same bytes on every machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def run_example(path: Path) -> Example:
-    """Run one example with its output hidden, recording every backward and what the doctor finds."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    """Run one example with its output hidden (on one thread), recording every backward and
+    what the doctor finds."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), _one_thread():
         session, result = record_script(str(path))
     findings = diagnose_script(session, result, path)
     return Example(path, Run(session.snapshots, path.name, result.status, findings), result.error)
