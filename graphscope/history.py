@@ -32,7 +32,8 @@ class Partial:
     leaf of the session still alive, and `deep_grads` the gradients that flowed there: by
     (source, target key) for edges, ("out", key, output) for what a producer sent to a named
     tensor, and ("step", key) for a leaf's share. `first_names` (shared by the session's
-    steps) holds the first name each leaf was given, and in which step.
+    steps) holds the first name each leaf was given, and in which step. `freed` holds the
+    earlier steps' functions whose saved tensors this step's failed backward found freed.
     """
 
     snapshot: Snapshot
@@ -45,6 +46,7 @@ class Partial:
     deep_leaves: dict[Key, int] = field(default_factory=dict)
     deep_grads: dict[tuple, GradStat | None] = field(default_factory=dict)
     first_names: Mapping[Key, tuple[int, str]] = field(default_factory=dict)
+    freed: frozenset[Key] = frozenset()
 
 
 Inputs = tuple[tuple["Key | None", int], ...]
@@ -115,7 +117,7 @@ class _Rebuild:
         step, fi = key
         node = self.partials[step].snapshot.nodes[self.partials[step].first + fi]
         if node.kind is not NodeKind.LEAF:
-            return node
+            return node._replace(saved_freed=True) if key in own.freed else node
         now = own.snapshot.nodes[own.deep_leaves[key]] if key in own.deep_leaves else node._replace(name=None, grad=None)
         name = now.name
         first = own.first_names.get(key)

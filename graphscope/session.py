@@ -145,6 +145,8 @@ class Session:
                 return original(*args, **kwargs)
         except BaseException as exc:
             captured.notes.append(f"this {kind} call failed: {_first_line(exc)}")
+            if isinstance(exc, RuntimeError) and not self.saved:
+                captured.find_freed()  # a saved walk has marked them already
             raise
         finally:
             self._busy = False

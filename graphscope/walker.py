@@ -291,6 +291,7 @@ class Walk:
     at_key: str | None = None
     stopped_early: bool = False
     first_names: dict[Key, tuple[int, str]] = field(default_factory=dict)
+    freed: set[Key] = field(default_factory=set)
 
     @property
     def first_function(self) -> int:
@@ -372,7 +373,26 @@ class Walk:
     def partial(self, step: int, call: str) -> Partial:
         """The torch-free record of a stamped walk, for a session to rebuild the step from."""
         return Partial(self.freeze(step, call), self.first_function, self.children, not self.stopped_early,
-                       self.refs, self.roots, self.tensor_keys, self.deep_leaves, self.deep_grads, self.first_names)
+                       self.refs, self.roots, self.tensor_keys, self.deep_leaves, self.deep_grads, self.first_names,
+                       frozenset(self.freed))
+
+    def find_freed(self) -> None:
+        """After a failed backward: mark each function of the graph, in this walk or in the
+        history it stopped at, whose saved tensors are already freed (PyTorch names none)."""
+        first = self.first_function
+        stack, seen = list(self.functions), set(self.functions)
+        while stack:
+            fn = stack.pop()
+            if _saved_freed(fn):
+                if fn in self.index:
+                    node = first + self.index[fn]
+                    self.nodes[node] = self.nodes[node]._replace(saved_freed=True)
+                elif self.at_key in fn.metadata:
+                    self.freed.add(fn.metadata[self.at_key])
+            for child, _ in fn.next_functions:
+                if child is not None and child not in seen:
+                    seen.add(child)
+                    stack.append(child)
 
 
 class _Builder:
@@ -583,8 +603,9 @@ def _attach_saved(builder: _Builder) -> None:
         for attr in _saved_attributes(fn):
             try:
                 value = getattr(fn, attr)
-            except RuntimeError:
-                walk.nodes[node] = walk.nodes[node]._replace(saved_freed=True)
+            except RuntimeError as exc:
+                if _is_freed(exc):
+                    walk.nodes[node] = walk.nodes[node]._replace(saved_freed=True)
                 continue
             for label, tensor in _saved_tensors(attr.removeprefix("_saved_"), value):
                 saved = walk.place(Node(
@@ -599,6 +620,23 @@ def _attach_saved(builder: _Builder) -> None:
             f"saved tensors of {freed} function(s) were already freed: a backward ran through "
             "this graph without retain_graph=True"
         )
+
+
+def _saved_freed(fn: Any) -> bool:
+    """Whether a backward already freed what `fn` saved for backward."""
+    for attr in _saved_attributes(fn):
+        try:
+            getattr(fn, attr)
+        except RuntimeError as exc:
+            if _is_freed(exc):
+                return True
+    return False
+
+
+def _is_freed(exc: RuntimeError) -> bool:
+    """Whether reading a saved tensor failed because a backward freed it (rather than, say,
+    because an in-place op changed it since)."""
+    return "freed" in str(exc)
 
 
 def _saved_attributes(fn: Any) -> list[str]:

@@ -441,6 +441,10 @@ def test_backward_twice_without_saved_tensors_still_names_the_function():
     session, result = record_script(str(EXAMPLES / "backward_twice.py"))
     [found] = diagnose_script(session, result, EXAMPLES / "backward_twice.py")
     assert found.rule == "backward-twice" and "MulBackward0" in found.message and "(self)" not in found.message
+    assert "AddBackward0" not in found.message  # an add saves no tensor, so a backward frees nothing of it
+    freed = {n.op: bool(n.saved_freed) for n in session[1].of_kind(NodeKind.FUNCTION)}
+    assert freed == {"MulBackward0": True, "AddBackward0": False}
+    assert found.nodes == tuple(n.id for n in session[1].of_kind(NodeKind.FUNCTION) if n.op == "MulBackward0")
 
 
 # --- inplace-leaf / inplace-modified ---------------------------------------------------------
@@ -468,6 +472,9 @@ def test_inplace_change_of_a_saved_tensor_points_at_the_change():
     assert line_of("inplace_modified.py", "y = torch.exp(x)") in found.message and "version 0 → 1" in found.message
     snapshot = recorded("inplace_modified.py")[0][found.step]
     assert snapshot[found.nodes[0]].op == "ExpBackward0"
+    assert not snapshot[found.nodes[0]].saved_freed  # changed in place, not freed by a backward
+    plain = record_script(str(EXAMPLES / "inplace_modified.py"))[0][found.step]  # saved=False: probed on failure
+    assert not any(n.saved_freed for n in plain.nodes)
 
 
 # --- nonleaf-grad-access -------------------------------------------------------------------
