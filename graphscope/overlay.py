@@ -114,6 +114,17 @@ class _Recorder:
         self.accumulated.add(leaf)
         self.leaf_sums[leaf] = grad.detach()
 
+    def returned(self, inputs: Any, grads: tuple) -> None:
+        """What `autograd.grad` returned for its `inputs` (a tensor or a sequence, in the order
+        of `grads`): for a named non-leaf input, what flowed into it (the engine stops there,
+        so its producer's hook never runs)."""
+        node_of = {id(tensor): node for node, tensor in self.walk.tensors.items()
+                   if self.walk.nodes[node].kind is NodeKind.TENSOR}
+        for tensor, grad in zip([inputs] if isinstance(inputs, torch.Tensor) else inputs, grads):
+            node = node_of.get(id(tensor))
+            if node is not None and grad is not None:
+                self.defer(self.walk.node_grad_step, node, grad)
+
     def defer(self, store: dict, key: Any, grad: torch.Tensor | None) -> None:
         """Keep a gradient for the next batch of statistics, which go to `store[key]`."""
         self.pending.append((store, key, None if grad is None else grad.detach()))

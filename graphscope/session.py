@@ -141,8 +141,11 @@ class Session:
             if arguments.get("is_grads_batched"):
                 captured.notes.append("gradients not recorded: is_grads_batched=True runs backward under vmap")
                 return original(*args, **kwargs)
-            with hooked(captured):
-                return original(*args, **kwargs)
+            with hooked(captured) as recorder:
+                result = original(*args, **kwargs)
+                if kind == "grad":
+                    recorder.returned(arguments.get("inputs", ()), result)
+                return result
         except BaseException as exc:
             captured.notes.append(f"this {kind} call failed: {_first_line(exc)}")
             if isinstance(exc, RuntimeError) and not self.saved:

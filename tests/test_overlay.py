@@ -275,6 +275,19 @@ def test_autograd_grad_does_not_claim_to_fill_grad():
     assert values(session[0].find("v").grad) == [1.0, 1.0]
 
 
+def test_autograd_grad_of_a_named_non_leaf_shows_what_it_returned_for_it():
+    w0 = torch.tensor([1.5, -2.0], requires_grad=True)
+    w = w0 * 2
+    b = torch.tensor([0.5], requires_grad=True)
+    with graphscope.record() as session:
+        loss = ((w * 3 + b) ** 2).sum()
+        grad_w, grad_b = torch.autograd.grad(loss, (w, b))
+    step = session[0]
+    assert step.find("w").kind is NodeKind.TENSOR
+    assert values(step.find("w").grad_step) == grad_w.tolist()
+    assert values(step.find("b").grad_step) == grad_b.tolist()
+
+
 def test_batched_grad_is_recorded_without_breaking_the_call():
     x = torch.randn(3, requires_grad=True)
     with graphscope.record() as session:
