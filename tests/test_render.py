@@ -58,6 +58,15 @@ def test_legend_names_the_not_stored_kind_only_for_a_tensor_that_is_not_retained
     assert ".grad not stored" in both and "retain_grad()" not in both
 
 
+@pytest.mark.parametrize("scale", [1.0, 1e-5, 1e3])
+def test_gradient_values_are_labelled_with_the_digits_pytorch_prints(scale):
+    w = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    snap = graphscope.capture((w * torch.tensor([-1.10694, 0.33, 2.5]) * scale).sum())
+    printed = str(w.grad).removeprefix("tensor([").removesuffix("])")  # as print(w.grad) shows it
+    label = "[" + ", ".join(part.strip() for part in printed.split(",")) + "]"
+    assert f".grad {label}" in to_dot(snap), (label, to_dot(snap))
+
+
 def test_embedded_engine_renders_many_times_in_one_process():
     snap = sample()
     outputs = {to_svg(snap) for _ in range(5)}

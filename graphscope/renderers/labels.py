@@ -27,12 +27,23 @@ def shape(dims: tuple[int, ...] | None) -> str:
     return "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
 
 
+def printed(values: tuple[float, ...]) -> list[str]:
+    """The values as `print(tensor)` shows them (PyTorch's default precision): four decimals,
+    or scientific notation when they span more than a factor 1,000 or are very small or large;
+    whole numbers without decimals. So a picture shows the digits a learner sees printed."""
+    finite = [abs(v) for v in values if math.isfinite(v) and v != 0]
+    whole = all(v == math.floor(v) for v in finite)
+    wide = bool(finite) and (max(finite) / min(finite) > 1000 or max(finite) > 1e8 or (not whole and min(finite) < 1e-4))
+    spec = ".4e" if wide else ".0f" if whole else ".4f"
+    return [number(v) if not math.isfinite(v) else f"{abs(v) if v == 0 else v:{spec}}" for v in values]
+
+
 def grad_value(stat: GradStat) -> str:
     """The gradient in a few characters: its value, its values, or its norm."""
     if stat.values is not None and len(stat.values) <= INLINE_VALUES:
         if len(stat.values) == 1 and stat.shape == ():
-            return number(stat.values[0])
-        return "[" + ", ".join(number(v) for v in stat.values) + "]"
+            return printed(stat.values)[0]
+        return "[" + ", ".join(printed(stat.values)) + "]"
     return f"‖{number(stat.norm)}‖"
 
 
@@ -52,7 +63,7 @@ def grad_details(stat: GradStat) -> str:
     if stat.nonfinite:
         text += f", {stat.nonfinite} NaN/Inf"
     if stat.values is not None and len(stat.values) > 1:
-        text += ", values [" + ", ".join(number(v) for v in stat.values) + "]"
+        text += ", values [" + ", ".join(printed(stat.values)) + "]"
     return text
 
 
