@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import networkx as nx
@@ -65,6 +66,15 @@ def test_gradient_values_are_labelled_with_the_digits_pytorch_prints(scale):
     printed = str(w.grad).removeprefix("tensor([").removesuffix("])")  # as print(w.grad) shows it
     label = "[" + ", ".join(part.strip() for part in printed.split(",")) + "]"
     assert f".grad {label}" in to_dot(snap), (label, to_dot(snap))
+
+
+def test_long_notes_are_wrapped_so_the_picture_keeps_a_readable_width():
+    note = "this backward call failed: " + "a long PyTorch message " * 12
+    snap = sample()
+    dot = to_dot(Snapshot(nodes=snap.nodes, edges=snap.edges, notes=(note,)))
+    label = next(line for line in dot.splitlines() if "this backward call failed" in line)
+    text = re.search(r'label="([^"]*)"', label).group(1)
+    assert text.count("\\n") >= 3 and max(len(part) for part in text.split("\\n")) <= 72
 
 
 def test_embedded_engine_renders_many_times_in_one_process():

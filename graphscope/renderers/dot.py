@@ -178,7 +178,7 @@ def _legend_entries(snapshot: Snapshot) -> list[tuple[str, dict[str, str]]]:
                         f"{low} thin … {high} thick", plain))
     if any(labels.nonfinite(e.grad) for e in snapshot.edges):
         entries.append(("red: gradient with NaN/Inf", {**plain, "fontcolor": NONFINITE_COLOR}))
-    entries.extend((f"note: {note}", plain) for note in snapshot.notes)
+    entries.extend((textwrap.fill(f"note: {note}", 72), plain) for note in snapshot.notes)
     return entries
 
 
