@@ -732,11 +732,27 @@ def _modified_error(evidence: Evidence) -> tuple[re.Match[str], Snapshot | None]
     return None
 
 
-def _changer(evidence: Evidence, producer: Node) -> str | None:
-    """The first line after the producer's that changes its result in place."""
+def _error_shape(error: re.Match[str]) -> tuple[int, ...] | None:
+    """The shape of the tensor a version-counter error names: `torch.FloatTensor [8, 4]` -> (8, 4)."""
+    found = re.search(r"\[([\d, ]*)\]$", error["tensor"])
+    return None if found is None else tuple(int(d) for d in found.group(1).replace(" ", "").split(",") if d)
+
+
+def _holds_shape(snapshot: Snapshot | None, name: str, shape: tuple[int, ...] | None) -> bool:
+    """False only when the step shows the tensor named `name` with another shape than `shape`."""
+    if snapshot is None or shape is None:
+        return True
+    node = next((n for n in snapshot.nodes if n.name == name and n.shape is not None), None)
+    return node is None or tuple(node.shape) == shape
+
+
+def _changer(evidence: Evidence, producer: Node, error: re.Match[str], snapshot: Snapshot | None) -> str | None:
+    """The first line after the producer's that changes its result in place: in a variable the
+    producer's line assigned, whose tensor has the shape PyTorch names (else it is not the one)."""
     where = code.split_location(producer.source)
     statement = evidence.statement(producer.source)
     names = set(code.assigned_names(statement)) if statement is not None else set()
+    names = {name for name in names if _holds_shape(snapshot, name, _error_shape(error))}
     tree = evidence.tree(where[0]) if where else None
     failure = code.split_location(evidence.failure.location) if evidence.failure else None
     until = failure[1] if failure and where and failure[0] == where[0] and failure[1] > where[1] else None
@@ -774,7 +790,7 @@ def inplace_modified(evidence: Evidence) -> Iterator[Finding]:
         return
     error, snapshot = found
     producer = _producer(snapshot, error["op"])
-    changer = _changer(evidence, producer) if producer is not None else None
+    changer = _changer(evidence, producer, error, snapshot) if producer is not None else None
     message = _modified_message(evidence, error, snapshot, producer, changer)
     explains = failure_matches(evidence, "modified by an inplace operation")
     if explains:

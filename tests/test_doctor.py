@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 from click.testing import CliRunner
 
 import graphscope
@@ -475,6 +476,27 @@ def test_inplace_change_of_a_saved_tensor_points_at_the_change():
     assert not snapshot[found.nodes[0]].saved_freed  # changed in place, not freed by a backward
     plain = record_script(str(EXAMPLES / "inplace_modified.py"))[0][found.step]  # saved=False: probed on failure
     assert not any(n.saved_freed for n in plain.nodes)
+
+
+def test_an_in_place_change_of_another_tensor_on_the_next_line_is_not_blamed(tmp_path):
+    script = write_script(tmp_path, "inside_the_model.py", """\
+        import torch
+        from torch import nn
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True), nn.Dropout(0.5, inplace=True), nn.Linear(4, 1))
+        h = model(torch.randn(8, 3))
+        h += 1.0
+        h.pow(2).mean().backward()
+        """)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True), nn.Dropout(0.5, inplace=True), nn.Linear(4, 1))
+    h = model(torch.randn(8, 3))
+    h += 1.0
+    with pytest.raises(RuntimeError, match=r"\[torch.FloatTensor \[8, 4\]\], which is output 0 of Relu"):
+        h.pow(2).mean().backward()  # the ReLU output the Dropout changed, not h, which is [8, 1]
+    [found] = findings(script)
+    assert found.rule == "inplace-modified" and found.location == line_of(script, "h = model(")
+    assert "an in-place op changed it afterwards" in found.message and "`h += 1.0`" not in found.message
 
 
 # --- nonleaf-grad-access -------------------------------------------------------------------
