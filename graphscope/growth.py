@@ -39,8 +39,13 @@ def growth(snapshots: Sequence[Snapshot]) -> list[GrowthRow]:
 
 
 def is_growing(rows: Sequence[GrowthRow]) -> bool:
-    """True when the graph carries history and gets bigger over the run."""
-    return len(rows) > 1 and rows[-1].carried > 0 and rows[-1].nodes > rows[0].nodes
+    """True when the graph carries history and ends bigger, and carrying more, than any step of
+    the run's first half: a loop whose steps differ in size (an autograd.grad step, then a
+    backward through it) repeats its sizes, and does not grow."""
+    if len(rows) < 2 or rows[-1].carried == 0:
+        return False
+    first_half = rows[: len(rows) // 2]
+    return rows[-1].nodes > max(r.nodes for r in first_half) and rows[-1].carried > max(r.carried for r in first_half)
 
 
 def growth_table(rows: Sequence[GrowthRow], limit: int = 12) -> str:

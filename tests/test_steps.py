@@ -13,6 +13,7 @@ import graphscope
 from graphscope import GraphscopeError, NodeKind
 from graphscope.diagnose import diagnose_script
 from graphscope.diff import diff
+from graphscope.growth import growth, is_growing
 from graphscope.runner import record_script
 from graphscope.steps import select
 from graphscope.store import Run, load
@@ -203,6 +204,25 @@ def test_diff_command_between_steps(tmp_path):
     run_graphscope("render", str(idle), "-o", str(empty), "--format", "json")
     nothing = run_graphscope("diff", f"{empty}:0", f"{out}:0")
     assert nothing.returncode == 2 and "holds no step" in nothing.stderr
+
+
+def test_a_loop_that_repeats_its_sizes_does_not_grow_but_the_wrong_update_does():
+    torch.manual_seed(0)
+    critic = nn.Linear(2, 1)
+    with graphscope.record() as penalty:
+        for _ in range(3):  # a gradient penalty: autograd.grad with create_graph, then backward through it
+            x = torch.randn(4, 2, requires_grad=True)
+            (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+            (critic(x).mean() + grad.norm(dim=1).sub(1).pow(2).mean()).backward()
+    rows = growth(penalty.snapshots)
+    assert [r.nodes for r in rows[::2]] == [rows[0].nodes] * 3 and rows[-1].carried > 0
+    assert not is_growing(rows)
+    w = torch.ones(1, requires_grad=True)
+    with graphscope.record() as wrong:
+        for _ in range(4):
+            (grad,) = torch.autograd.grad((w * 3).sum(), w)
+            w = w - 0.1 * grad
+    assert is_growing(growth(wrong.snapshots))
 
 
 def test_growth_chart_and_session_are_written(tmp_path):
