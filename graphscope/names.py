@@ -130,21 +130,43 @@ def _container_items(name: str, value: Any) -> Iterator[tuple[str, torch.Tensor]
 _CONTAINERS = (list, tuple, dict, torch.optim.Optimizer)
 
 
+def _sort_variables(items: Iterable[tuple[str, Any]], modules: list, tensors: list, containers: list,
+                    objects: list) -> None:
+    """Put each (name, value) in the list of its kind; objects of the user's own classes (a
+    Trainer holding `self.model`) go to `objects`, to be looked into one level deep."""
+    for name, value in items:
+        if isinstance(value, torch.Tensor):
+            tensors.append((name, value))
+        elif isinstance(value, torch.nn.Module):
+            modules.append((name, value))
+        elif isinstance(value, _CONTAINERS):
+            containers.append((name, value))
+        elif _user_object(value):
+            objects.append((name, value))
+
+
+def _user_object(value: Any) -> bool:
+    """An instance of a class defined in the user's own code (not torch's, not a library's)."""
+    if isinstance(value, type) or not hasattr(value, "__dict__"):
+        return False
+    filename = getattr(sys.modules.get(type(value).__module__), "__file__", None)
+    return filename is not None and not is_internal(filename)
+
+
 def add_scope_names(table: NameTable, scopes: Iterable[Mapping[str, Any]]) -> None:
     """Fill `table` from variable scopes: module paths, then plain tensors, then containers.
 
     Module paths come first because they are stable, where a loop variable (`for p in
     params`) would otherwise name whichever parameter it last held.
     """
-    modules, tensors, containers = [], [], []
+    modules, tensors, containers, objects = [], [], [], []
     for scope in scopes:
-        for name, value in _public(scope.items()):
-            if isinstance(value, torch.Tensor):
-                tensors.append((name, value))
-            elif isinstance(value, torch.nn.Module):
-                modules.append((name, value))
-            elif isinstance(value, _CONTAINERS):
-                containers.append((name, value))
+        _sort_variables(_public(scope.items()), modules, tensors, containers, objects)
+    for name, value in objects:  # after every plain variable, whose names come first
+        attributes = vars(value)
+        if len(attributes) <= _MAX_CONTAINER_ITEMS:
+            _sort_variables(((f"{name}.{key}", item) for key, item in _public(attributes.items())),
+                            modules, tensors, containers, [])
     for name, module in modules:
         add_module_names(table, module, prefix=name)
     for name, tensor in tensors:

@@ -107,6 +107,27 @@ def test_module_parameters_get_their_dotted_path():
     assert snap.find("loss").kind is NodeKind.OUTPUT
 
 
+class _Trainer:
+    """A user's class holding the model, as training code often is."""
+
+    def __init__(self):
+        self.model = nn.Sequential(nn.Linear(3, 2), nn.Tanh(), nn.Linear(2, 1))
+        self.scale = torch.tensor([2.0], requires_grad=True)
+
+    def traced_step(self, x):
+        loss = (self.model(x) * self.scale).sum()
+        return graphscope.trace(loss)
+
+
+def test_parameters_held_by_a_users_object_are_named_through_it():
+    trainer = _Trainer()
+    snap = trainer.traced_step(torch.randn(4, 3))
+    leaves = {n.name for n in snap.of_kind(NodeKind.LEAF)}
+    assert leaves == {"self.model.0.weight", "self.model.0.bias", "self.model.2.weight", "self.model.2.bias",
+                      "self.scale"}
+    assert {n for n, _ in trainer.model.named_parameters()} == {"0.weight", "0.bias", "2.weight", "2.bias"}
+
+
 def test_explicit_names_dict_and_module():
     layer = nn.Linear(2, 1)
     out = layer(torch.ones(1, 2)).sum()
