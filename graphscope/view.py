@@ -10,6 +10,7 @@ said in the snapshot's notes, which the legend shows.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 
 from graphscope.errors import GraphscopeError
@@ -49,7 +50,8 @@ def _prefix(path: str, depth: int) -> str:
 
 def _homes(snapshot: Snapshot, depth: int) -> dict[str, str]:
     """Node id -> the module box it disappears into when modules at `depth` are collapsed;
-    a leaf goes with the one module that uses it."""
+    a leaf goes with the one module that uses it. A module call of one node stays that node:
+    a box would hide its op and show nothing more."""
     target = {
         node.id: f"module:{_prefix(node.module, depth)}"
         for node in snapshot.nodes if node.module and _depth(node.module) >= depth
@@ -58,7 +60,8 @@ def _homes(snapshot: Snapshot, depth: int) -> dict[str, str]:
         homes = {target.get(u) for u in users}
         if snapshot[node_id].kind is NodeKind.LEAF and len(homes) == 1 and None not in homes:
             target[node_id] = homes.pop()
-    return target
+    sizes = Counter(target.values())
+    return {node_id: box for node_id, box in target.items() if sizes[box] > 1}
 
 
 def _visible_at(snapshot: Snapshot, depth: int) -> int:

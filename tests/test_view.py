@@ -69,6 +69,17 @@ def test_collapsed_module_boxes_sit_in_the_cluster_of_their_parent_call():
     assert functions and all(where[n.id] == n.module for n in functions)
 
 
+def test_a_module_call_of_one_node_is_drawn_as_that_node_not_as_a_box():
+    snap = transformer_step(3)
+    singles = {n.module for n in snap.of_kind(NodeKind.FUNCTION)
+               if n.module and "dropout" in n.module and sum(m.module == n.module for m in snap.nodes) == 1}
+    assert singles  # dropout calls: one node each, and no parameter
+    view = readable(snap, ViewOptions(depth=4))
+    assert not {b.name for b in view.of_kind("module")} & singles
+    assert all(b.folded > 1 for b in view.of_kind("module"))
+    assert {n.module for n in view.of_kind(NodeKind.FUNCTION)} >= singles
+
+
 def test_small_graphs_are_drawn_whole():
     snap = transformer_step(1)
     assert len(snap.nodes) < 150
