@@ -110,6 +110,11 @@ class Session:
     def __getitem__(self, step: int) -> Snapshot:
         return self.snapshots[step]
 
+    def __repr__(self) -> str:
+        state = "recording" if self._active else "recorded"
+        calls = ", ".join(sorted({p.snapshot.call for p in self._partials}))
+        return f"<graphscope session, {state}: {len(self._partials)} step(s)" + (f" ({calls})>" if calls else ">")
+
     def _repr_svg_(self) -> str | None:
         """Jupyter: the graph of the latest step, if there is one."""
         if not self.snapshots:

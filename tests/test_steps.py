@@ -309,6 +309,7 @@ def test_saved_run_reloads_and_rerenders(tmp_path):
     again = graphscope.render(run[1], tmp_path / "again.svg").read_bytes()
     assert live == again
     assert str(run) == "run of two_paths.py: 2 step(s)"
+    assert repr(session) == "<graphscope session, recorded: 2 step(s) (backward)>"
     change = graphscope.diff(run[0], run[1])
     assert str(change) == change.summary() and str(change).startswith("step 0 (8 nodes) -> step 1 (8 nodes)")
     with pytest.raises(GraphscopeError, match="not a graphscope run"):
