@@ -29,6 +29,10 @@ from graphscope.names import NameTable, names_from_argument, names_from_frames
 from graphscope.sources import MODULE_KEY, SOURCE_KEY
 
 ACCUMULATE_GRAD = "torch::autograd::AccumulateGrad"
+REENTRANT_CHECKPOINT = "CheckpointFunctionBackward"
+REENTRANT_NOTE = ("CheckpointFunctionBackward (checkpoint with use_reentrant=True) recomputes its block in "
+                  "a backward of its own: the block's ops and parameters are not in this graph; "
+                  "use_reentrant=False shows them")
 # Records are built with tuple.__new__, a C call: per node it is most of a build's cost.
 _new = tuple.__new__
 # Positions of the fields a capture fills in after a record is first made.
@@ -687,6 +691,8 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
         result.stopped_early = any(result.pending.kind_names[result.pending.types[fi]] != ACCUMULATE_GRAD
                                    for fi in result.stopped)
         safety.guard_deep_graph(len(order))
+        if REENTRANT_CHECKPOINT in result.pending.kind_names.values():
+            result.notes.append(REENTRANT_NOTE)
         _attach_tensor_nodes(builder)
         if stamp is None and not saved:
             return result

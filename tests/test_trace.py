@@ -378,6 +378,22 @@ def test_tracing_under_a_torch_function_mode_runs_none_of_it():
     assert Counting.calls == 0 and snap.find("w").shape == (2,) and snap.find("loss").op == "SumBackward0"
 
 
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_a_reentrant_checkpoint_says_its_block_is_not_in_the_graph(reentrant):
+    from torch.utils.checkpoint import checkpoint
+
+    block = nn.Linear(3, 3)
+    x = torch.randn(2, 3, requires_grad=True)
+    y = checkpoint(block, x, use_reentrant=reentrant).sum()
+    snap = graphscope.trace(y, names={"x": x, "block": block})
+    leaves = {n.name for n in snap.of_kind(NodeKind.LEAF)}
+    said = any("use_reentrant=False shows them" in note for note in snap.notes)
+    if reentrant:
+        assert said and leaves == {"x"}
+    else:
+        assert not said and leaves == {"x", "block.weight", "block.bias"}
+
+
 def test_outputs_of_split_that_nothing_reads_are_not_in_the_graph():
     x = torch.randn(6, requires_grad=True)
     a, b, c = torch.split(x, 2)
