@@ -147,10 +147,15 @@ def _sort_variables(items: Iterable[tuple[str, Any]], modules: list, tensors: li
 
 def _user_object(value: Any) -> bool:
     """An instance of a class defined in the user's own code (not torch's, not a library's)."""
-    if isinstance(value, type) or not hasattr(value, "__dict__"):
-        return False
-    filename = getattr(sys.modules.get(type(value).__module__), "__file__", None)
-    return filename is not None and not is_internal(filename)
+    return _user_class(type(value)) and hasattr(value, "__dict__")
+
+
+@functools.lru_cache(maxsize=256)
+def _user_class(kind: type) -> bool:
+    """Whether instances of `kind` are the user's own objects; decided once per class, since
+    every variable in sight is asked about at every capture."""
+    filename = getattr(sys.modules.get(kind.__module__), "__file__", None)
+    return filename is not None and not is_internal(filename) and not issubclass(kind, type)
 
 
 def add_scope_names(table: NameTable, scopes: Iterable[Mapping[str, Any]]) -> None:

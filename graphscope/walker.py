@@ -514,11 +514,12 @@ def _positions(items: list[Any], wanted: Any) -> list[int]:
     positions: list[int] = []
     find, found = items.index, positions.append
     at = -1
-    with contextlib.suppress(ValueError):
+    try:
         while True:
             at = find(wanted, at + 1)
             found(at)
-    return positions
+    except ValueError:  # no more of them
+        return positions
 
 
 def _raw_name(fn: Any) -> str:
