@@ -141,19 +141,15 @@ def _sort_variables(items: Iterable[tuple[str, Any]], modules: list, tensors: li
             modules.append((name, value))
         elif isinstance(value, _CONTAINERS):
             containers.append((name, value))
-        elif _user_object(value):
+        elif _user_class(type(value)) and hasattr(value, "__dict__"):
             objects.append((name, value))
-
-
-def _user_object(value: Any) -> bool:
-    """An instance of a class defined in the user's own code (not torch's, not a library's)."""
-    return _user_class(type(value)) and hasattr(value, "__dict__")
 
 
 @functools.lru_cache(maxsize=256)
 def _user_class(kind: type) -> bool:
-    """Whether instances of `kind` are the user's own objects; decided once per class, since
-    every variable in sight is asked about at every capture."""
+    """Whether instances of `kind` are the user's own objects (its class is defined in the
+    user's code, not torch's or a library's); decided once per class, since every variable
+    in sight is asked about at every capture."""
     filename = getattr(sys.modules.get(kind.__module__), "__file__", None)
     return filename is not None and not is_internal(filename) and not issubclass(kind, type)
 
