@@ -107,10 +107,15 @@ def select(spec: str, snapshots: Sequence[Snapshot]) -> Selection:
         return Selection((), "no step to draw")
     if items == [("auto", 0)]:
         return auto(snapshots)
-    chosen = sorted({i for item in items for i in _expand(item, snapshots)})
+    chosen: set[int] = set()
+    missing = []
+    for kind, number in items:
+        named = _expand((kind, number), snapshots)
+        chosen.update(named)
+        if kind == "step" and not named:
+            missing.append(str(number))
     reason = f"drew {len(chosen)} of {len(snapshots)} step(s) (--steps {spec})"
-    missing = [str(number) for kind, number in items if kind == "step" and not _expand((kind, number), snapshots)]
     if missing:
         reason += (f"; the run has no step {', '.join(missing)}: its steps are 0 to {len(snapshots) - 1}"
                    " (negative numbers count from the end)")
-    return Selection(tuple(chosen), reason)
+    return Selection(tuple(sorted(chosen)), reason)
