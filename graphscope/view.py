@@ -31,11 +31,15 @@ class ViewOptions:
 
     def __post_init__(self) -> None:
         """Refuse a budget or depth that could draw nothing, as the command line does."""
-        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
+        if not _at_least_one(self.budget):
             raise GraphscopeError(f"budget must be a whole number of nodes, at least 1, not {self.budget!r}")
-        if self.depth is not None and (isinstance(self.depth, bool) or not isinstance(self.depth, int)
-                                       or self.depth < 1):
+        if self.depth is not None and not _at_least_one(self.depth):
             raise GraphscopeError(f"depth must be None or a whole number, at least 1, not {self.depth!r}")
+
+
+def _at_least_one(value: object) -> bool:
+    """A whole number (not a bool) of at least 1."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _depth(path: str | None) -> int:
