@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+import torch.overrides
+
 from graphscope import safety
 from graphscope.names import GRAPHSCOPE_DIR
 from graphscope.diagnose import Failure, IdleParameter, Warned
@@ -68,8 +70,6 @@ def _exit_status(code: object) -> int:
 def _is_runner_frame(filename: str) -> bool:
     """Frames that `python script.py` would not have: graphscope's own, runpy's, and torch's
     dispatch to graphscope's torch-function mode (torch/overrides.py)."""
-    import torch.overrides
-
     if filename == "<frozen runpy>":
         return True
     path = os.path.abspath(filename)
