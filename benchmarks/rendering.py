@@ -9,7 +9,7 @@ import graphscope
 from graphscope.errors import GraphscopeError
 from graphscope.renderers.dot import to_dot
 from graphscope.renderers.engine import layout
-from graphscope.view import readable
+from graphscope.analysis.view import readable
 
 from benchmarks import report
 from benchmarks.graphs import transformer

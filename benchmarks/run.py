@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from graphscope.safety import on_thread_stack
+from graphscope.threads import on_thread_stack
 
 from benchmarks import graphs, memory, recording, rendering, scripts, walks
 

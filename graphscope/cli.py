@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import gc
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from graphscope.diagnose import FAIL_LEVELS
+from graphscope.analysis.view import DEFAULT_BUDGET, ViewOptions
+from graphscope.doctor.report import FAIL_LEVELS
 from graphscope.errors import GraphscopeError
 from graphscope.model import Snapshot
 from graphscope.renderers.engine import ENGINES
-from graphscope.view import DEFAULT_BUDGET, ViewOptions
 
 USAGE_ERROR = 2
 
@@ -76,33 +77,31 @@ def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str
     numbered from 0. Arguments after SCRIPT go to the script, except graphscope's own
     options; put the script's arguments after -- when they clash (render train.py -- -o x).
     """
-    from graphscope.diagnose import diagnose_script
+    from graphscope.analysis.steps import StepSpec
+    from graphscope.capture.runner import record_script
+    from graphscope.doctor import diagnose
     from graphscope.output import check_output, parse_formats, summary, write_run
     from graphscope.progress import Progress
-    from graphscope.runner import record_script
-    from graphscope.steps import parse_spec
-    from graphscope.store import Run
 
     directory = Path(out_dir)
     chosen = parse_formats(formats)
-    parse_spec(steps)
+    spec = StepSpec.parse(steps)
     check_output(directory, chosen, engine)
     captured: list[int] = []
     with Progress() as progress:
         with progress.watching(lambda: f"graphscope: captured {len(captured)} step(s)"):
-            session, result = record_script(script, script_args, saved=saved, source=not no_source,
-                                            on_step=captured.append)
-        snapshots = list(session.snapshots)
-        run = Run(snapshots, Path(script).name, result.status, diagnose_script(snapshots, result, script))
+            run = record_script(script, script_args, saved=saved, source=not no_source, on_step=captured.append)
+        run = replace(run, snapshots=list(run.snapshots))
+        run = replace(run, findings=diagnose(run))
         view = ViewOptions(budget=budget, depth=depth, full=full)
         try:
-            report = write_run(run, directory, chosen, steps, engine, progress.drawing, not no_report, view)
+            report = write_run(run, directory, chosen, spec, engine, progress.drawing, not no_report, view)
         except KeyboardInterrupt:
             click.echo("graphscope: interrupted while writing; every file written is complete", err=True)
             sys.exit(130)
     sys.stdout.flush()
     click.echo(summary(run, report, directory, chosen), err=True)
-    sys.exit(result.status)
+    sys.exit(run.status)
 
 
 def _load_step(spec: str) -> Snapshot:
@@ -136,7 +135,7 @@ def diff(old: str, new: str, out_file: str | None, engine: str) -> None:
     OLD and NEW are a run folder or session.json with a step (graphscope-out:0,
     graphscope-out:-1) or a step's JSON file (graphscope-out/step-0003.json).
     """
-    from graphscope.diff import diff as compare
+    from graphscope.analysis.diff import diff as compare
     from graphscope.renderers import check_diff_output, write_diff
 
     if out_file:
@@ -163,13 +162,14 @@ def doctor(script: str, script_args: tuple[str, ...], fail_on: str, json_file: s
     one reaches --fail-on, so the command can guard a training script in CI. Arguments after
     SCRIPT go to the script (after -- when they clash with graphscope's own options).
     """
-    from graphscope.diagnose import doctor as examine, fails, findings_json, report
+    import graphscope
+    from graphscope.doctor.report import fails, findings_json, report
     from graphscope.files import check_file_target, write_atomic
 
     if json_file not in (None, "-"):
         check_file_target(Path(json_file))
     with contextlib.redirect_stdout(sys.stderr) if json_file == "-" else contextlib.nullcontext():
-        run = examine(script, script_args)
+        run = graphscope.doctor(script, script_args)
     sys.stdout.flush()
     click.echo(report(run.findings, run.script), err=True)
     if json_file == "-":
@@ -177,24 +177,3 @@ def doctor(script: str, script_args: tuple[str, ...], fail_on: str, json_file: s
     elif json_file:
         write_atomic(Path(json_file), findings_json(run.findings).encode("utf-8"))
     sys.exit(1 if fails(run.findings, fail_on) else 0)
-
-
-@main.command()
-@click.option("--check", is_flag=True, help="Change nothing; exit 1 listing the files that are out of date.")
-@click.option("--examples", "examples_dir", default="examples", show_default=True, help="Folder of example scripts.")
-@click.option("-o", "--out", "docs_dir", default="docs", show_default=True, help="Folder of the gallery.")
-def docs(check: bool, examples_dir: str, docs_dir: str) -> None:
-    """Build the docs gallery: one page per example, its script beside its graphs."""
-    from graphscope import gallery
-
-    if not check:
-        written = gallery.build(Path(examples_dir), Path(docs_dir))
-        click.echo(f"graphscope: wrote {len(written)} files to {docs_dir}/")
-        return
-    problems = gallery.check(Path(examples_dir), Path(docs_dir))
-    for line in problems:
-        click.echo(line, err=True)
-    if problems:
-        click.echo("graphscope: the gallery is out of date: run `graphscope docs` and commit docs/", err=True)
-        sys.exit(1)
-    click.echo(f"graphscope: {docs_dir}/ is up to date")

@@ -12,8 +12,9 @@ import functools
 import json
 import math
 import threading
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+import re
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -145,6 +146,24 @@ class Node(NamedTuple):
         return self.name or self.op or self.id
 
 
+def _close(a: float, b: float) -> bool:
+    """Equal up to float rounding (the engine and the hooks may sum in another order)."""
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+
+
+def accumulated(node: Node, call: str = "backward") -> bool:
+    """True when `.grad` holds more than this step contributed (gradients were not zeroed);
+    never for autograd.grad, which leaves `.grad` alone."""
+    grad, step = node.grad, node.grad_step
+    if grad is None or step is None or call == "grad":
+        return False
+    if grad.values is not None and step.values is not None:
+        return not all(_close(a, b) for a, b in zip(grad.values, step.values))
+    return not (_close(grad.norm, step.norm) and _close(grad.mean, step.mean))
+
+
 class Edge(NamedTuple):
     """Forward data flow from `source` to `target`, with the gradient that flowed back."""
 
@@ -222,7 +241,7 @@ class Snapshot:
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the records themselves, built first if they were deferred."""
         self.nodes  # noqa: B018 - reading builds deferred records
-        return {key: value for key, value in self.__dict__.items() if key != "_building"}
+        return {name: self.__dict__[name] for name in ("nodes", "edges", "step", "call", "notes")}
 
     @functools.cached_property
     def _index(self) -> dict[str, Node]:
@@ -276,21 +295,29 @@ class Snapshot:
         """Read a snapshot written by `to_json`."""
         return from_node_link(json.loads(text))
 
-    def __str__(self) -> str:
-        from graphscope.renderers.text import text_tree
+    @functools.cached_property
+    def _inputs(self) -> dict[str, list[str]]:
+        """Node id -> the ids of the nodes it was computed from, in edge order (built once)."""
+        inputs: dict[str, list[str]] = {node.id: [] for node in self.nodes}
+        for edge in self.edges:
+            inputs[edge.target].append(edge.source)
+        return inputs
 
-        return text_tree(self)
+    @functools.cached_property
+    def _users(self) -> dict[str, list[str]]:
+        """Node id -> the ids of the nodes its output flows into, in edge order (built once)."""
+        users: dict[str, list[str]] = {node.id: [] for node in self.nodes}
+        for edge in self.edges:
+            users[edge.source].append(edge.target)
+        return users
 
-    def _repr_svg_(self) -> str:
-        from graphscope.renderers import to_svg
+    def inputs_of(self, node_id: str) -> list[str]:
+        """The ids of the nodes `node_id` was computed from (forward edges into it)."""
+        return self._inputs[node_id]
 
-        return to_svg(self).decode("utf-8")
-
-    def _repr_html_(self) -> str:
-        """Jupyter: the interactive view of this graph, where the notebook runs scripts."""
-        from graphscope.renderers.html import notebook_html
-
-        return notebook_html([self])
+    def users_of(self, node_id: str) -> list[str]:
+        """The ids of the nodes that use the output of `node_id` (forward edges out of it)."""
+        return self._users[node_id]
 
 
 def to_node_link(snapshot: Snapshot) -> dict[str, Any]:
@@ -375,3 +402,79 @@ class Finding:
         """Inverse of `to_dict`."""
         return cls(data["rule"], data["severity"], data["message"], data["fix"], data.get("location"),
                    data.get("step"), tuple(data.get("nodes", ())), bool(data.get("explains_failure", False)))
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a script failed: the exception's type and message, and the user line it came from."""
+
+    type: str
+    message: str
+    location: str | None = None
+
+    @property
+    def first_line(self) -> str:
+        """`RuntimeError: Trying to backward through the graph a second time`: the first sentence."""
+        lines = self.message.strip().splitlines()
+        sentence = re.split(r"(?<=\.)\s", lines[0], maxsplit=1)[0] if lines else ""
+        sentence = re.sub(r" \([^()]*\)$", "", sentence.rstrip("."))
+        if len(sentence) > 100:
+            sentence = sentence.split(": ")[0][:100]
+        return self.type + (f": {sentence}" if sentence else "")
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Warned:
+    """A warning a script triggered, and the user line that triggered it."""
+
+    category: str
+    message: str
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class IdleParameter:
+    """A parameter an optimizer was about to update while its `.grad` was None."""
+
+    name: str
+    requires_grad: bool
+    step: int | None
+    location: str | None
+    times: int = 1
+    everything: bool = False
+
+
+@dataclass
+class Run:
+    """The steps of one recorded run, live or reloaded, with what the script did and what the
+    doctor found in it.
+
+    `status` is the script's exit status and `failure` its exception, if it raised one;
+    `warnings` what it warned, `optimizer_steps` after which captured step each
+    optimizer.step() ran, `idle_parameters` what an optimizer stepped without a gradient;
+    `root` is the folder the steps' `file:line` sources are relative to.
+    """
+
+    snapshots: Sequence[Snapshot] = ()
+    script: str | None = None
+    status: int | None = None
+    findings: list[Finding] = field(default_factory=list)
+    failure: Failure | None = None
+    warnings: tuple[Warned, ...] = ()
+    optimizer_steps: tuple[int, ...] = ()
+    idle_parameters: tuple[IdleParameter, ...] = ()
+    root: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.snapshots)
+
+    def __getitem__(self, step: int) -> Snapshot:
+        return self.snapshots[step]
+
+    def __str__(self) -> str:
+        findings = f", {len(self.findings)} finding(s)" if self.findings else ""
+        status = "" if self.status is None else f", exit status {self.status}"
+        return f"run of {self.script or 'an unnamed script'}: {len(self)} step(s){status}{findings}"

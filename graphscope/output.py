@@ -6,17 +6,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from graphscope.analysis.growth import GrowthRow, growth, is_growing
+from graphscope.analysis.steps import AUTO, Selection, StepSpec, select
+from graphscope.analysis.view import ViewOptions
+from graphscope.doctor.report import report as doctor_report
 from graphscope.errors import GraphscopeError, LayoutError
 from graphscope.files import write_atomic
-from graphscope.growth import GrowthRow, growth_svg, growth_table, is_growing
-from graphscope.diagnose import report as doctor_report
-from graphscope.model import Finding, Snapshot
+from graphscope.model import Finding, Run, Snapshot
 from graphscope.renderers import FORMATS, write
 from graphscope.renderers.engine import choose_engine
-from graphscope.renderers.html import REPORT_FILE, layout_steps, write_report
-from graphscope.steps import Selection, select
-from graphscope.store import SESSION_FILE, Run, save
-from graphscope.view import ViewOptions
+from graphscope.renderers.growth import growth_svg, growth_table
+from graphscope.report.builder import REPORT_FILE, layout_steps, write_report
+from graphscope.store import SESSION_FILE, save
 
 GROWTH_FILE = "growth.svg"
 
@@ -97,7 +98,7 @@ def _report_svgs(run: Run, positions: Sequence[int], directory: Path, formats: S
     return {i: path.read_bytes() for i, path in paths.items() if path.exists()}
 
 
-def write_run(run: Run, directory: Path, formats: Sequence[str], steps: str = "auto",
+def write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec = AUTO,
               engine: str = "embedded", progress: Callable[[int, int], None] | None = None,
               report: bool = True, view: ViewOptions = ViewOptions()) -> Report:
     """Everything a run produces: session.json (all steps) and growth.svg first, so no picture
@@ -105,7 +106,7 @@ def write_run(run: Run, directory: Path, formats: Sequence[str], steps: str = "a
     clear_stale(directory, FORMATS)
     selection = select(steps, run.snapshots)
     paths = [save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings)]
-    rows = run.growth()
+    rows = growth(run.snapshots)
     if rows:
         paths.append(write_atomic(directory / GROWTH_FILE, growth_svg(rows).encode("utf-8")))
     chosen = [run.snapshots[i] for i in selection.steps]

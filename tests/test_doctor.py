@@ -18,12 +18,14 @@ from torch import nn
 from click.testing import CliRunner
 
 import graphscope
-from graphscope import scriptsource
+from graphscope.capture.runner import record_script
 from graphscope.cli import main
-from graphscope.diagnose import RULES, Evidence, diagnose, diagnose_script, fails, gather, report
-from graphscope.model import Finding, NodeKind
+from graphscope.doctor import diagnose
+from graphscope.doctor import scriptsource
+from graphscope.doctor.evidence import RULES, Evidence
+from graphscope.doctor.report import fails, report
+from graphscope.model import Finding, NodeKind, Run
 from graphscope.renderers.dot import to_dot
-from graphscope.runner import record_script
 
 from conftest import EXAMPLES, run_graphscope
 
@@ -36,26 +38,23 @@ FIXED = [("rnn_hidden_state.py", "--detach"), ("inplace_leaf.py", "--no-grad"),
 
 
 @functools.lru_cache(maxsize=None)
-def recorded(script: str, *args: str) -> tuple:
-    """(session, result, path) of an example or a script path, run once with saved tensors as
-    `doctor` does; the warnings it shows are kept out of pytest's summary."""
+def recorded(script: str, *args: str) -> Run:
+    """The Run of an example or a script path, run once with saved tensors as `doctor` does;
+    the warnings it shows are kept out of pytest's summary."""
     path = Path(script) if Path(script).is_absolute() else EXAMPLES / script
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("default")
-        session, result = record_script(str(path), args, saved=True)
-    return session, result, path
+        return record_script(str(path), args, saved=True)
 
 
 def findings(script: str, *args: str) -> list[Finding]:
     """The doctor's findings for a script, as `graphscope doctor` gives them."""
-    session, result, path = recorded(script, *args)
-    return diagnose_script(session, result, path)
+    return diagnose(recorded(script, *args))
 
 
 def evidence(script: str, *args: str) -> Evidence:
     """What the rules see of a script's run."""
-    session, result, path = recorded(script, *args)
-    return gather(session, result=result, root=path.parent)
+    return Evidence.of(recorded(script, *args))
 
 
 def of_rule(found: list[Finding], rule: str) -> list[Finding]:
@@ -127,7 +126,7 @@ def test_wrong_update_makes_w_a_non_leaf_at_the_update_line():
     assert first.severity == "error" and first.step == 1 and first.explains_failure
     assert "SubBackward0" in first.message and "w.grad None" in first.message
     assert "TypeError" in first.message and "torch.no_grad()" in first.fix
-    snapshot = recorded("wrong_update.py")[0][1]
+    snapshot = recorded("wrong_update.py")[1]
     assert [snapshot[n].kind for n in first.nodes] == [NodeKind.TENSOR, NodeKind.LEAF]
     assert snapshot[first.nodes[0]].name == "w" and snapshot[first.nodes[0]].is_leaf is False
 
@@ -147,7 +146,7 @@ def test_non_leaf_parameter_clean_twin():
 
 
 def test_rnn_hidden_state_growth_names_h_and_the_steps_it_spans():
-    session = recorded("rnn_hidden_state.py")[0]
+    session = recorded("rnn_hidden_state.py")
     last = session[-1]
     carried = {n.first_step for n in last.nodes if n.carried_over(last.step)}
     assert carried == {0, 1, 2}
@@ -177,7 +176,7 @@ def test_summed_loss_tensor_keeps_every_steps_graph(tmp_path):
 
 
 def test_growth_from_one_earlier_graph_is_not_growth():
-    second = recorded("two_paths.py")[0][1]
+    second = recorded("two_paths.py")[1]
     assert {n.first_step for n in second.of_kind(NodeKind.FUNCTION)} == {0}
     assert list(RULES["graph-growth"](evidence("two_paths.py"))) == []
 
@@ -253,7 +252,7 @@ def test_zeroing_every_n_steps_is_deliberate(tmp_path):
                     w -= 0.1 * w.grad
                 w.grad = None
         """)
-    session = recorded(script)[0]
+    session = recorded(script)
     assert [s.find("w").grad.values for s in session][:3] == [(1.0, 1.0), (3.0, 3.0), (3.0, 3.0)]
     assert findings(script) == []
 
@@ -283,7 +282,7 @@ def test_optimizer_stepping_on_summed_grads_and_summing_before_one_step(tmp_path
         model(x[micro::4]).pow(2).mean().backward()
     optimizer.step()
     """)
-    assert recorded(micro_batches)[1].optimizer_steps == (3,)
+    assert recorded(micro_batches).optimizer_steps == (3,)
     assert findings(micro_batches) == []
 
 
@@ -291,7 +290,7 @@ def test_optimizer_stepping_on_summed_grads_and_summing_before_one_step(tmp_path
 
 
 def test_unused_layer_gets_no_gradient():
-    session = recorded("unused_parameter.py")[0]
+    session = recorded("unused_parameter.py")
     leaves = {n.name for s in session for n in s.of_kind(NodeKind.LEAF)}
     assert "model.hidden.weight" in leaves and not leaves & {"model.skip.weight", "model.skip.bias"}
     [found] = findings("unused_parameter.py")
@@ -365,8 +364,8 @@ LBFGS_LOOP = """\
 
 def test_a_closure_step_is_judged_by_the_gradients_its_closure_made(tmp_path):
     fine = write_script(tmp_path, "lbfgs.py", LBFGS_LOOP.format(backward="loss.backward()"))
-    session, result, _ = recorded(fine)
-    assert len(session) >= 2 and result.idle_parameters == ()
+    run = recorded(fine)
+    assert len(run) >= 2 and run.idle_parameters == ()
     assert findings(fine) == []
     forgot = write_script(tmp_path, "lbfgs_no_backward.py", LBFGS_LOOP.format(backward="pass"))
     [found] = findings(forgot)
@@ -381,7 +380,7 @@ def test_manual_update_of_an_unused_tensor_explains_the_failure(tmp_path):
         (w * 2).sum().backward()
         unused.data -= 0.1 * unused.grad
         """)
-    assert recorded(script)[1].failure.type == "TypeError"
+    assert recorded(script).failure.type == "TypeError"
     [found] = findings(script)
     assert found.rule == "no-grad-param" and found.explains_failure
     assert found.location == line_of(script, "unused.data -=") and "`unused.grad`, which is None" in found.message
@@ -405,7 +404,7 @@ def test_nan_gradient_starts_at_sqrt():
     [found] = findings("nan_gradient.py")
     assert found.rule == "nonfinite-grad" and found.severity == "error" and found.step == 0
     assert found.location == line_of("nan_gradient.py", "dist = torch.sqrt(")
-    snapshot = recorded("nan_gradient.py")[0][0]
+    snapshot = recorded("nan_gradient.py")[0]
     assert snapshot[found.nodes[0]].op == "SqrtBackward0" and "pred.grad" in found.message
     assert "vector_norm" in found.fix
 
@@ -414,7 +413,7 @@ def test_vector_norm_twin_has_no_nan(tmp_path):
     fixed = (EXAMPLES / "nan_gradient.py").read_text().replace(
         "torch.sqrt(((pred - target) ** 2).sum(dim=1))", "torch.linalg.vector_norm(pred - target, dim=1)")
     script = write_script(tmp_path, "norm.py", fixed)
-    assert recorded(script)[0][0].find("pred").grad_step.nonfinite == 0
+    assert recorded(script)[0].find("pred").grad_step.nonfinite == 0
     assert findings(script) == []
 
 
@@ -439,8 +438,8 @@ def test_backward_twice_names_the_freed_saved_tensors():
 
 
 def test_backward_twice_without_saved_tensors_still_names_the_function():
-    session, result = record_script(str(EXAMPLES / "backward_twice.py"))
-    [found] = diagnose_script(session, result, EXAMPLES / "backward_twice.py")
+    session = record_script(str(EXAMPLES / "backward_twice.py"))
+    [found] = diagnose(session)
     assert found.rule == "backward-twice" and "MulBackward0" in found.message and "(self)" not in found.message
     assert "AddBackward0" not in found.message  # an add saves no tensor, so a backward frees nothing of it
     freed = {n.op: bool(n.saved_freed) for n in session[1].of_kind(NodeKind.FUNCTION)}
@@ -471,10 +470,10 @@ def test_inplace_change_of_a_saved_tensor_points_at_the_change():
     assert found.rule == "inplace-modified" and found.explains_failure
     assert found.location == line_of("inplace_modified.py", "y += 1  #")
     assert line_of("inplace_modified.py", "y = torch.exp(x)") in found.message and "version 0 → 1" in found.message
-    snapshot = recorded("inplace_modified.py")[0][found.step]
+    snapshot = recorded("inplace_modified.py")[found.step]
     assert snapshot[found.nodes[0]].op == "ExpBackward0"
     assert not snapshot[found.nodes[0]].saved_freed  # changed in place, not freed by a backward
-    plain = record_script(str(EXAMPLES / "inplace_modified.py"))[0][found.step]  # saved=False: probed on failure
+    plain = record_script(str(EXAMPLES / "inplace_modified.py"))[found.step]  # saved=False: probed on failure
     assert not any(n.saved_freed for n in plain.nodes)
 
 
@@ -508,10 +507,10 @@ def test_nonleaf_grad_read_is_found_and_still_shown_at_the_users_line():
     script = EXAMPLES / "nonleaf_grad.py"
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("default")
-        session, result = record_script(str(script))
+        session = record_script(str(script))
     where = line_of("nonleaf_grad.py", 'print("a.grad:", a.grad)')
     assert [f"{Path(w.filename).name}:{w.lineno}" for w in shown if "not a leaf" in str(w.message)] == [where]
-    [found] = diagnose_script(session, result, script)
+    [found] = diagnose(session)
     assert found.rule == "nonleaf-grad-access" and found.location == where
     assert "`a.grad`" in found.message and "a.retain_grad()" in found.fix
 
@@ -623,7 +622,7 @@ def test_diagnose_a_recorded_block_reads_this_file():
     with graphscope.record() as session:
         for _ in range(2):
             (w * 3).sum().backward()
-    [found] = diagnose(session)
+    [found] = graphscope.diagnose(session)
     path, line = scriptsource.split_location(found.location)
     assert found.rule == "grad-accumulation" and path.endswith("test_doctor.py")
     assert "(w * 3).sum().backward()" in Path(__file__).read_text().splitlines()[line - 1]
@@ -639,7 +638,7 @@ def test_fail_on_levels():
 
 def test_badges_mark_the_nodes_of_their_step():
     run_findings = findings("wrong_update.py")
-    step0, step1 = recorded("wrong_update.py")[0].snapshots
+    step0, step1 = recorded("wrong_update.py").snapshots
     badged = to_dot(step1, run_findings)
     lines = {line.split('"')[1]: line for line in badged.splitlines()
              if line.startswith('  "') and '" -> "' not in line}

@@ -12,8 +12,8 @@ import torch
 
 import graphscope
 from graphscope.model import NodeKind
-from graphscope.runner import record_script
-from graphscope.stats import SEGMENTED, grad_stats
+from graphscope.capture.runner import record_script
+from graphscope.capture.stats import SEGMENTED, grad_stats
 
 from conftest import EXAMPLES
 
@@ -46,7 +46,7 @@ def assert_same_step(rebuilt, walked) -> None:
 def quietly(script: str, **options):
     """record_script without the script's own output."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return record_script(str(EXAMPLES / script), **options)[0]
+        return record_script(str(EXAMPLES / script), **options)
 
 
 @pytest.mark.parametrize("script", HISTORY_EXAMPLES)

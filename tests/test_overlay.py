@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import graphscope
-import graphscope.overlay
+from graphscope.capture import overlay
 import graphscope.renderers.dot
 from graphscope import NodeKind
-from graphscope.runner import record_script
+from graphscope.capture.runner import record_script
 
 from conftest import EXAMPLES, needs_cuda
 
@@ -50,8 +50,8 @@ def reference_no_zero_grad(steps: int = 3) -> tuple[list[float], list[float]]:
 
 
 def test_scenario2_accumulation_is_visible():
-    session, result = record_script(str(EXAMPLES / "no_zero_grad.py"))
-    assert result.status == 0 and len(session) == 3
+    session = record_script(str(EXAMPLES / "no_zero_grad.py"))
+    assert session.status == 0 and len(session) == 3
     grads, shares = reference_no_zero_grad()
     for step, snap in enumerate(session.snapshots):
         w = snap.find("w")
@@ -93,8 +93,8 @@ def test_non_retained_tensor_shows_what_flowed_but_not_stored():
 
 
 def test_scenario9_weighted_non_scalar_root():
-    session, result = record_script(str(EXAMPLES / "weighted_root.py"))
-    assert result.status == 0
+    session = record_script(str(EXAMPLES / "weighted_root.py"))
+    assert session.status == 0
     w = torch.tensor([1.0], requires_grad=True)
     x = torch.tensor([2.0], requires_grad=True)
     a, b = x + w, w + 1
@@ -103,8 +103,8 @@ def test_scenario9_weighted_non_scalar_root():
 
 
 def test_scenario10_higher_order():
-    session, result = record_script(str(EXAMPLES / "higher_order.py"))
-    assert result.status == 0 and [s.call for s in session] == ["grad", "grad"]
+    session = record_script(str(EXAMPLES / "higher_order.py"))
+    assert session.status == 0 and [s.call for s in session] == ["grad", "grad"]
     x = torch.tensor([3.0], requires_grad=True)
     first = torch.autograd.grad(x ** 2, x, create_graph=True)[0]
     second = torch.autograd.grad(first, x)[0]
@@ -115,14 +115,14 @@ def test_scenario10_higher_order():
 
 
 def test_scenario13_dot_product():
-    session, _ = record_script(str(EXAMPLES / "dot_product.py"))
+    session = record_script(str(EXAMPLES / "dot_product.py"))
     x = torch.arange(4.0, requires_grad=True)
     (2 * torch.dot(x, x)).backward()
     assert values(session[0].find("x").grad) == x.grad.tolist() == [0.0, 4.0, 8.0, 12.0]
 
 
 def test_scenario14_control_flow():
-    session, _ = record_script(str(EXAMPLES / "control_flow.py"))
+    session = record_script(str(EXAMPLES / "control_flow.py"))
     a = torch.tensor(2.0, requires_grad=True)
     b = a * 2
     while b.norm() < 1000:
@@ -135,7 +135,7 @@ def test_scenario14_control_flow():
 
 
 def test_nan_gradient_is_counted_on_the_edges():
-    session, _ = record_script(str(EXAMPLES / "nan_gradient.py"))
+    session = record_script(str(EXAMPLES / "nan_gradient.py"))
     snap = session[0]
     bad_edges = [e for e in snap.edges if e.grad is not None and e.grad.nonfinite]
     assert bad_edges
@@ -147,8 +147,8 @@ def test_nan_gradient_is_counted_on_the_edges():
 
 def test_hooks_are_removed_after_capture(monkeypatch):
     calls = []
-    original = graphscope.overlay._Recorder.record
-    monkeypatch.setattr(graphscope.overlay._Recorder, "record",
+    original = overlay._Recorder.record
+    monkeypatch.setattr(overlay._Recorder, "record",
                         lambda self, *args: calls.append(1) or original(self, *args))
     w = torch.ones(3, requires_grad=True)
     y = (w * 2).sum()
@@ -297,7 +297,7 @@ def test_batched_grad_is_recorded_without_breaking_the_call():
 
 
 def test_gradients_sharing_memory_are_reduced_once_and_views_apart():
-    from graphscope.stats import grad_stats
+    from graphscope.capture.stats import grad_stats
 
     g = torch.tensor([[1.0, -2.0], [3.0, 4.0]])
     same, flat, transposed, row, copy = grad_stats([g, g.detach(), g.view(4), g.t(), g[1], g.clone()])[1:]

@@ -24,10 +24,12 @@ import torch
 
 import graphscope
 from graphscope.model import Finding
+from graphscope.numbers import number
 from graphscope.renderers import labels, to_svg
-from graphscope.renderers.html import REPORT_FILE, drawn_views, node_rows, notebook_html, page_data, report_html
-from graphscope.steps import select as choose_steps
-from graphscope.store import Run
+from graphscope.notebook import notebook_html
+from graphscope.report.builder import REPORT_FILE, drawn_views, node_rows, page_data, report_html
+from graphscope.analysis.steps import AUTO, select as choose_steps
+from graphscope.model import Run
 
 from conftest import EXAMPLES, run_graphscope
 
@@ -295,8 +297,8 @@ def test_node_rows_read_gradients_as_torch_computes_them():
     y = 2 * torch.dot(x, x)
     snapshot = graphscope.capture(y, names={"x": x})
     rows = dict(node_rows(snapshot.find("x"), snapshot))
-    assert rows[".grad"] == "[" + ", ".join(labels.number(v) for v in x.grad.tolist()) + "]"
-    assert "norm " + labels.number(x.grad.norm().item()) in rows[".grad statistics"]
+    assert rows[".grad"] == "[" + ", ".join(number(v) for v in x.grad.tolist()) + "]"
+    assert "norm " + number(x.grad.norm().item()) in rows[".grad statistics"]
     assert rows["kind"] == "leaf tensor: receives .grad" and rows["shape"] == "(4,)"
     assert rows["gradient from DotBackward0"] == rows[".grad"]
 
@@ -334,7 +336,7 @@ def test_notebook_view_is_a_sandboxed_frame_holding_the_report():
     assert frame.startswith('<iframe sandbox="allow-scripts"')
     page = html.unescape(re.search(r'srcdoc="([^"]*)"', frame).group(1))
     svgs = {i: to_svg(s) for i, s in enumerate(run.snapshots)}
-    assert page == report_html(Run(run.snapshots), svgs, choose_steps("auto", run.snapshots).reason)
+    assert page == report_html(Run(run.snapshots), svgs, choose_steps(AUTO, run.snapshots).reason)
     snapshot = run.snapshots[0]
     assert snapshot._repr_html_() == notebook_html([snapshot])
     assert notebook_html([]) == "<p>graphscope: no backward or autograd.grad call captured yet</p>"
@@ -361,7 +363,7 @@ def test_wrong_update_report_in_a_browser(browser, wrong_update_report, tmp_path
     torch.manual_seed(2)
     w, b = torch.randn(1, requires_grad=True), torch.randn(1, requires_grad=True)
     torch.mean((data["x_train"] * w + b - data["y_train"]) ** 2).backward()
-    assert shown["name"] == "w" and shown[".grad"] == f"[{labels.number(w.grad.item())}]"
+    assert shown["name"] == "w" and shown[".grad"] == f"[{number(w.grad.item())}]"
     for _ in range(4):
         page.key("ArrowRight", 39)
     assert page.text("gs-step-label") == f"step 4 · backward · {len(run[4])} nodes"

@@ -11,12 +11,13 @@ from torch import nn
 
 import graphscope
 from graphscope import GraphscopeError, NodeKind
-from graphscope.diagnose import diagnose_script
-from graphscope.diff import diff
-from graphscope.growth import growth, is_growing
-from graphscope.runner import record_script
-from graphscope.steps import select
-from graphscope.store import Run, load
+from graphscope.analysis.diff import diff
+from graphscope.analysis.growth import growth, is_growing
+from graphscope.analysis.steps import StepSpec, select
+from graphscope.capture.runner import record_script
+from graphscope.doctor import diagnose
+from graphscope.model import Run
+from graphscope.store import load
 
 from conftest import EXAMPLES, run_graphscope
 
@@ -58,8 +59,8 @@ def test_scenario3_as_the_seed_wrote_it(tmp_path):
 
 def test_retain_grad_variant_grows_every_step(tmp_path):
     script = EXAMPLES / "wrong_update_retain.py"
-    session, result = record_script(str(script))
-    assert result.status == 0 and len(session) == 5
+    session = record_script(str(script))
+    assert session.status == 0 and len(session) == 5
     sources = {p: f"wrong_update_retain.py:{line_of(script, f'{p} = {p} - lr * {p}.grad')}" for p in "wb"}
     for k, snap in enumerate(session.snapshots):
         for param, source in sources.items():
@@ -69,26 +70,26 @@ def test_retain_grad_variant_grows_every_step(tmp_path):
             assert all(n.carried_over(k) == (n.first_step < k) for n in subs)
     sizes = [len(s.nodes) for s in session.snapshots]
     assert sizes == sorted(set(sizes))
-    rows = Run(session.snapshots).growth()
+    rows = growth(session.snapshots)
     assert [r.carried for r in rows] == [0, 0, 2, 4, 6]
 
 
 @pytest.mark.parametrize("script", ["linear_fit.py", "training_loop.py", "linear_model.py"])
 def test_correct_loops_carry_nothing_and_keep_their_size(script):
-    session, result = record_script(str(EXAMPLES / script))
-    assert result.status == 0 and len(session) > 3
-    rows = Run(session.snapshots).growth()
+    session = record_script(str(EXAMPLES / script))
+    assert session.status == 0 and len(session) > 3
+    rows = growth(session.snapshots)
     assert {r.carried for r in rows} == {0}
     assert len({(r.nodes, r.edges) for r in rows}) == 1
     assert all(diff(session[0], s).empty for s in session.snapshots[1:])
 
 
 def test_rnn_hidden_state_carries_history_unless_detached():
-    plain, _ = record_script(str(EXAMPLES / "rnn_hidden_state.py"))
-    detached, _ = record_script(str(EXAMPLES / "rnn_hidden_state.py"), ["--detach"])
-    carried = [r.carried for r in Run(plain.snapshots).growth()]
+    plain = record_script(str(EXAMPLES / "rnn_hidden_state.py"))
+    detached = record_script(str(EXAMPLES / "rnn_hidden_state.py"), ["--detach"])
+    carried = [r.carried for r in growth(plain.snapshots)]
     assert carried[0] == 0 and all(b > a for a, b in zip(carried, carried[1:]))
-    assert {r.carried for r in Run(detached.snapshots).growth()} == {0}
+    assert {r.carried for r in growth(detached.snapshots)} == {0}
 
 
 def test_names_follow_the_users_variables_each_step():
@@ -233,7 +234,7 @@ def test_growth_chart_and_session_are_written(tmp_path):
     assert chart.startswith("<svg") and "carried over" in chart
     run = load(tmp_path / "session.json")
     assert len(run) == 5 and run.script == "wrong_update_retain.py" and run.status == 0
-    assert [r.nodes for r in run.growth()] == sorted({r.nodes for r in run.growth()})
+    assert [r.nodes for r in growth(run.snapshots)] == sorted({r.nodes for r in growth(run.snapshots)})
 
 
 def many_steps_script(tmp_path: Path, steps: int) -> Path:
@@ -269,7 +270,7 @@ def test_default_selection_draws_a_few_steps_of_a_long_run(tmp_path):
 def test_step_specs(spec, expected):
     x = torch.ones(1, requires_grad=True)
     snaps = [graphscope.trace(x * 2).with_step(i) for i in range(10)]
-    assert list(select(spec, snaps).steps) == expected
+    assert list(select(StepSpec.parse(spec), snaps).steps) == expected
 
 
 @pytest.mark.parametrize("spec, message", [("every:0", "positive"), ("first", "use auto")])
@@ -277,13 +278,13 @@ def test_bad_step_specs(spec, message):
     x = torch.ones(1, requires_grad=True)
     snaps = [graphscope.trace(x * 2).with_step(i) for i in range(10)]
     with pytest.raises(GraphscopeError, match=message):
-        select(spec, snaps)
+        select(StepSpec.parse(spec), snaps)
 
 
 def test_steps_the_run_does_not_have_are_left_out_and_said():
     x = torch.ones(1, requires_grad=True)
     snaps = [graphscope.trace(x * 2).with_step(i) for i in range(10)]
-    chosen = select("1,12,-11,-1", snaps)
+    chosen = select(StepSpec.parse("1,12,-11,-1"), snaps)
     assert chosen.steps == (1, 9) and "the run has no step 12, -11: its steps are 0 to 9" in chosen.reason
 
 
@@ -301,7 +302,7 @@ def test_bad_steps_option_fails_before_running(tmp_path):
 
 
 def test_saved_run_reloads_and_rerenders(tmp_path):
-    session, _ = record_script(str(EXAMPLES / "two_paths.py"))
+    session = record_script(str(EXAMPLES / "two_paths.py"))
     graphscope.save(session.snapshots, tmp_path / "session.json", script="two_paths.py")
     run = graphscope.load(tmp_path / "session.json")
     assert run.snapshots == session.snapshots
@@ -309,7 +310,10 @@ def test_saved_run_reloads_and_rerenders(tmp_path):
     again = graphscope.render(run[1], tmp_path / "again.svg").read_bytes()
     assert live == again
     assert str(run) == "run of two_paths.py: 2 step(s)"
-    assert repr(session) == "<graphscope session, recorded: 2 step(s) (backward)>"
+    with graphscope.record() as recording:
+        (torch.ones(1, requires_grad=True) * 2).backward()
+        (torch.ones(1, requires_grad=True) * 2).backward()
+    assert repr(recording) == "<graphscope session, recorded: 2 step(s) (backward)>"
     change = graphscope.diff(run[0], run[1])
     assert str(change) == change.summary() and str(change).startswith("step 0 (8 nodes) -> step 1 (8 nodes)")
     with pytest.raises(GraphscopeError, match="not a graphscope run"):
@@ -329,12 +333,12 @@ def test_run_output_is_byte_identical(tmp_path):
 
 
 def test_session_json_written_a_step_at_a_time_is_one_json_document(tmp_path):
-    session, result = record_script(str(EXAMPLES / "no_zero_grad.py"), (), saved=False, source=True, on_step=None)
-    run = Run(list(session.snapshots), "no_zero_grad.py", result.status,
-              diagnose_script(list(session.snapshots), result, str(EXAMPLES / "no_zero_grad.py")))
+    session = record_script(str(EXAMPLES / "no_zero_grad.py"), (), saved=False, source=True, on_step=None)
+    run = Run(list(session.snapshots), "no_zero_grad.py", session.status, diagnose(session))
     whole = {"format": 1, "script": run.script, "status": run.status, "findings": [f.to_dict() for f in run.findings],
              "steps": [json.loads(s.to_json()) for s in run.snapshots]}
     expected = json.dumps(whole, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
     graphscope.save(run.snapshots, tmp_path / "session.json", run.script, run.status, run.findings)
     assert run.findings and (tmp_path / "session.json").read_text(encoding="utf-8") == expected
-    assert Run().to_json() == '{"findings":[],"format":1,"script":null,"status":null,"steps":[]}\n'
+    graphscope.save([], tmp_path / "empty.json")
+    assert (tmp_path / "empty.json").read_text() == '{"findings":[],"format":1,"script":null,"status":null,"steps":[]}\n'

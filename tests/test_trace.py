@@ -416,8 +416,8 @@ def test_a_trace_keeps_what_the_graph_was_when_traced():
 
 
 def test_a_trace_equals_the_snapshot_a_capture_builds_at_once():
-    from graphscope.names import names_from_frames
-    from graphscope.walker import walk
+    from graphscope.capture.names import names_from_frames
+    from graphscope.capture.walker import walk
 
     w = torch.randn(3, requires_grad=True)
     parts = torch.split(w * 2, 1)
@@ -459,7 +459,7 @@ def test_threads_reading_one_trace_build_it_once():
 
 
 def test_a_first_read_that_is_interrupted_can_be_read_again(monkeypatch):
-    from graphscope import walker
+    from graphscope.capture import walker
 
     w = torch.randn(3, requires_grad=True)
     h = torch.tanh(w * 2)
@@ -480,7 +480,7 @@ def test_a_first_read_that_is_interrupted_can_be_read_again(monkeypatch):
 
 
 def test_nodes_whose_class_has_no_name_of_its_own_are_named_one_by_one(monkeypatch):
-    from graphscope import walker
+    from graphscope.capture import walker
 
     w = torch.randn(3, requires_grad=True)
     loss = ((w * 2).exp() * w).sum()

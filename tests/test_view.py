@@ -13,7 +13,7 @@ import graphscope
 from graphscope import NodeKind
 from graphscope.renderers import to_svg
 from graphscope.renderers.dot import to_dot
-from graphscope.view import MAX_LEAF_USES, ViewOptions, readable
+from graphscope.analysis.view import MAX_LEAF_USES, ViewOptions, readable
 
 
 def transformer_step(layers: int):

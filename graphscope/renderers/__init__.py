@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from graphscope.errors import GraphscopeError
 from graphscope.files import check_file_target, write_atomic
 from graphscope.model import Finding, Snapshot
-from graphscope.diff import SnapshotDiff
+from graphscope.analysis.diff import SnapshotDiff
 from graphscope.renderers.diffdot import diff_to_dot
 from graphscope.renderers.dot import to_dot
 from graphscope.renderers.engine import DEFAULT_TIMEOUT, choose_engine, layout
 from graphscope.renderers.text import text_tree
-from graphscope.view import ViewOptions, readable
+from graphscope.analysis.view import ViewOptions, readable
 
 FORMATS = ("svg", "png", "pdf", "dot", "json", "txt")
 
@@ -82,12 +82,3 @@ def write_diff(change: SnapshotDiff, path: Path, fmt: str | None = None, engine:
     source = diff_to_dot(change)
     data = source.encode("utf-8") if chosen == "dot" else layout(source, chosen, engine, timeout)
     return write_atomic(path, data)
-
-
-def as_snapshot(obj: Any) -> Snapshot:
-    """A Snapshot as it is, or the trace of a tensor."""
-    if isinstance(obj, Snapshot):
-        return obj
-    from graphscope.walker import trace
-
-    return trace(obj)

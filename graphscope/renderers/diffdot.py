@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from graphscope.diff import SnapshotDiff
+from graphscope.analysis.diff import SnapshotDiff
 from graphscope.renderers.dot import FONT, attributes, node_label, node_tooltip, quote
 
 ADDED = {"color": "#2e7d32", "fillcolor": "#c8e6c9", "penwidth": "2.5", "style": "filled,bold"}

@@ -10,7 +10,7 @@ import math
 import textwrap
 from typing import Iterable, Sequence
 
-from graphscope.model import SEVERITIES, Edge, Finding, GradStat, Node, NodeKind, Snapshot
+from graphscope.model import SEVERITIES, Edge, Finding, GradStat, Node, NodeKind, Snapshot, accumulated
 from graphscope.renderers import labels
 
 FONT = "Helvetica"
@@ -62,7 +62,7 @@ def _node_style(node: Node, step: int, call: str = "backward") -> dict[str, str]
         style.update(CARRIED)
     if labels.nonfinite(node.grad) or labels.nonfinite(node.grad_step):
         style.update({"color": NONFINITE_COLOR, "penwidth": "3", "fontcolor": NONFINITE_COLOR})
-    elif labels.accumulated(node, call):
+    elif accumulated(node, call):
         style.update({"penwidth": "3", "color": "#6a1b9a"})
     return style
 
@@ -167,7 +167,7 @@ def _legend_entries(snapshot: Snapshot) -> list[tuple[str, dict[str, str]]]:
     if any(n.carried_over(snapshot.step) for n in snapshot.nodes):
         entries.append(("carried over: made in an earlier step, still in this graph",
                         {**STYLE[NodeKind.FUNCTION], **CARRIED}))
-    if any(labels.accumulated(n, snapshot.call) for n in snapshot.nodes):
+    if any(accumulated(n, snapshot.call) for n in snapshot.nodes):
         entries.append(("purple border: .grad accumulated over steps",
                         {**STYLE[NodeKind.LEAF], "color": "#6a1b9a", "penwidth": "3"}))
     plain = {"shape": "plaintext", "style": "solid"}

@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from graphscope.errors import GraphscopeError, LayoutError
-from graphscope.safety import on_thread_stack
+from graphscope.threads import on_thread_stack
 
 ENGINES = ("embedded", "system", "auto")
 EMBEDDED_FORMATS = ("svg",)

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import math
 
-from graphscope.model import GradStat, Node, NodeKind
+from graphscope.model import GradStat, Node, NodeKind, accumulated
+from graphscope.numbers import number
 
 INLINE_VALUES = 4
-
-
-def number(value: float) -> str:
-    """Four significant digits, `nan`/`inf` spelled out, `-0` shown as `0`."""
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if value == 0:
-        return "0"
-    return f"{value:.4g}"
 
 
 def shape(dims: tuple[int, ...] | None) -> str:
@@ -87,24 +77,6 @@ def tensor_text(node: Node) -> str:
     if node.device and node.device != "cpu":
         text += f" {node.device}"
     return text
-
-
-def _close(a: float, b: float) -> bool:
-    """Equal up to float rounding (the engine and the hooks may sum in another order)."""
-    if math.isnan(a) or math.isnan(b):
-        return math.isnan(a) and math.isnan(b)
-    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
-
-
-def accumulated(node: Node, call: str = "backward") -> bool:
-    """True when `.grad` holds more than this step contributed (gradients were not zeroed);
-    never for autograd.grad, which leaves `.grad` alone."""
-    grad, step = node.grad, node.grad_step
-    if grad is None or step is None or call == "grad":
-        return False
-    if grad.values is not None and step.values is not None:
-        return not all(_close(a, b) for a, b in zip(grad.values, step.values))
-    return not (_close(grad.norm, step.norm) and _close(grad.mean, step.mean))
 
 
 def grad_lines(node: Node, call: str = "backward") -> list[str]:

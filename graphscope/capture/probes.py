@@ -10,7 +10,6 @@ graphscope. Before every `optimizer.step()` the parameters without a `.grad` are
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import types
 import warnings
@@ -20,36 +19,23 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-from graphscope.diagnose import IdleParameter, Warned
-from graphscope.names import GRAPHSCOPE_DIR, _scopes, is_internal, user_frames
-from graphscope.sources import display_path
+from graphscope.capture.frames import (display_path, is_graphscope_file, outside_user_code, scopes, user_frame,
+                                       user_frames)
+from graphscope.model import IdleParameter, Warned
 
-_WARNINGS_FILE = os.path.abspath(warnings.__file__)
 GRAPHSCOPE_MODULES = r"graphscope(\.|$)"
-
-
-def _outside_user_code(filename: str) -> bool:
-    """Frames of torch, graphscope, runpy, and the warnings machinery."""
-    return is_internal(filename) or os.path.abspath(filename) == _WARNINGS_FILE
-
-
-def user_frame(frame: types.FrameType | None) -> types.FrameType | None:
-    """The innermost frame of the user's own code at or above `frame`."""
-    while frame is not None and _outside_user_code(frame.f_code.co_filename):
-        frame = frame.f_back
-    return frame
 
 
 def parameter_names(frame: types.FrameType | None) -> dict[int, str]:
     """id -> name of every module parameter and tensor the user's frames can see, frozen ones too."""
     found: dict[int, str] = {}
-    scopes = _scopes(user_frames(frame))
-    for scope in scopes:
+    visible = scopes(user_frames(frame))
+    for scope in visible:
         for name, value in scope.items():
             if isinstance(value, torch.nn.Module) and not name.startswith("_"):
                 for path, param in value.named_parameters(prefix=name):
                     found.setdefault(id(param), path)
-    for scope in scopes:
+    for scope in visible:
         for name, value in scope.items():
             if isinstance(value, torch.Tensor) and not name.startswith("_"):
                 found.setdefault(id(value), name)
@@ -78,7 +64,7 @@ class Watch:
     def show(self, message: Any, category: type[Warning], filename: str, lineno: int,
              file: Any = None, line: str | None = None) -> None:
         """Stand-in for warnings.showwarning: record, then show as Python would."""
-        if os.path.abspath(filename).startswith(GRAPHSCOPE_DIR):
+        if is_graphscope_file(filename):
             frame = user_frame(sys._getframe(1))
             if frame is not None:
                 self.reissue(message, category, frame)
@@ -89,7 +75,7 @@ class Watch:
 
     def warning_location(self, filename: str, lineno: int) -> str | None:
         """Where a warning points in the user's code: its own line, else the innermost user frame."""
-        if not _outside_user_code(filename):
+        if not outside_user_code(filename):
             return self.location(filename, lineno)
         return self.frame_location(user_frame(sys._getframe(2)))
 

@@ -79,9 +79,27 @@ def _parse_part(part: str) -> tuple[str, int]:
                               "(negative counts from the end)") from None
 
 
-def parse_spec(spec: str) -> list[tuple[str, int]]:
-    """Check a --steps value before the script runs; the parsed items."""
-    return [_parse_part(p.strip()) for p in spec.split(",") if p.strip()] or [("auto", 0)]
+@dataclass(frozen=True)
+class StepSpec:
+    """A --steps value, parsed once (before the script runs, so a typo costs nothing): its
+    text and its items, ("auto"|"all", 0), ("every", N) or ("step", N)."""
+
+    text: str
+    items: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def parse(cls, text: str = "auto") -> StepSpec:
+        """Parse `auto`, `all`, `every:N` and step numbers, combined with commas."""
+        items = tuple(_parse_part(p.strip()) for p in text.split(",") if p.strip())
+        return cls(text, items or (("auto", 0),))
+
+    @property
+    def is_auto(self) -> bool:
+        """True for the default choice."""
+        return self.items == (("auto", 0),)
+
+
+AUTO = StepSpec("auto", (("auto", 0),))
 
 
 def _expand(item: tuple[str, int], snapshots: Sequence[Snapshot]) -> list[int]:
@@ -98,23 +116,22 @@ def _expand(item: tuple[str, int], snapshots: Sequence[Snapshot]) -> list[int]:
     return [index] if 0 <= index < total else []
 
 
-def select(spec: str, snapshots: Sequence[Snapshot]) -> Selection:
+def select(spec: StepSpec, snapshots: Sequence[Snapshot]) -> Selection:
     """The steps a --steps value names (positions in the run). A step number the run does not
     have is left out and said in the reason: the run was recorded, and losing it to a typo
     after a long script would be worse."""
-    items = parse_spec(spec)
     if not snapshots:
         return Selection((), "no step to draw")
-    if items == [("auto", 0)]:
+    if spec.is_auto:
         return auto(snapshots)
     chosen: set[int] = set()
     missing = []
-    for kind, number in items:
+    for kind, number in spec.items:
         named = _expand((kind, number), snapshots)
         chosen.update(named)
         if kind == "step" and not named:
             missing.append(str(number))
-    reason = f"drew {len(chosen)} of {len(snapshots)} step(s) (--steps {spec})"
+    reason = f"drew {len(chosen)} of {len(snapshots)} step(s) (--steps {spec.text})"
     if missing:
         reason += (f"; the run has no step {', '.join(missing)}: its steps are 0 to {len(snapshots) - 1}"
                    " (negative numbers count from the end)")

@@ -11,7 +11,6 @@ hooks keep the stack of module calls.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sys
 import weakref
@@ -22,7 +21,8 @@ from torch.nn.modules import module as nn_module
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.overrides import TorchFunctionMode
 
-from graphscope.names import is_internal, variable_name
+from graphscope.capture.frames import display_path, is_internal
+from graphscope.capture.names import variable_name
 
 SOURCE_KEY = "graphscope.source"
 MODULE_KEY = "graphscope.module"
@@ -68,16 +68,6 @@ class ModuleStack:
     def current(self) -> str | None:
         """Path of the innermost module call in progress."""
         return self.stack[-1][1] if self.stack else None
-
-
-@functools.lru_cache(maxsize=4096)
-def display_path(filename: str, root: str) -> str:
-    """`examples/train.py` when under `root`, else the file name alone (never machine-specific)."""
-    path = os.path.abspath(filename)
-    root = os.path.abspath(root)
-    if path.startswith(root + os.sep):
-        return os.path.relpath(path, root).replace(os.sep, "/")
-    return os.path.basename(path)
 
 
 def _readable_grad_fn(value: Any) -> Any:

@@ -10,25 +10,24 @@ is then dropped, and nothing of the user's graph stays alive.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import gc
 import sys
 import weakref
-from dataclasses import dataclass, field, replace
-from operator import attrgetter, itemgetter
-from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any, Mapping, Sequence
 
 import torch
 
-from graphscope import safety
+from graphscope.capture import safety
+from graphscope.capture.history import Key, Partial
+from graphscope.capture.identity import Stamp
+from graphscope.capture.names import NameTable, names_from_argument, names_from_frames
+from graphscope.capture.pending import ACCUMULATE_GRAD, TENSOR_ATTRIBUTES, Pending, paused_gc, short_op, tensor_fields
+from graphscope.capture.saved import attach_saved, saved_freed
+from graphscope.capture.sources import MODULE_KEY, SOURCE_KEY
 from graphscope.errors import GraphscopeError
-from graphscope.history import Key, Partial, preorder
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
-from graphscope.names import NameTable, names_from_argument, names_from_frames
-from graphscope.sources import MODULE_KEY, SOURCE_KEY
 
-ACCUMULATE_GRAD = "torch::autograd::AccumulateGrad"
 REENTRANT_CHECKPOINT = "CheckpointFunctionBackward"
 REENTRANT_NOTE = ("CheckpointFunctionBackward (checkpoint with use_reentrant=True) recomputes its block in "
                   "a backward of its own: the block's ops and parameters are not in this graph; "
@@ -38,39 +37,7 @@ _new = tuple.__new__
 # Positions of the fields a capture fills in after a record is first made.
 _NAME, _GRAD, _GRAD_STEP, _FIRST_STEP, _SOURCE, _MODULE = map(
     Node._fields.index, ("name", "grad", "grad_step", "first_step", "source", "module"))
-_EMPTY_NODE = Node("", NodeKind.FUNCTION)[3:]
-_LEAF_REST = Node("", NodeKind.LEAF)[10:]
-_TENSOR_ATTRIBUTES = attrgetter("shape", "dtype", "device", "is_leaf", "requires_grad", "retains_grad")
 _VARIABLE = attrgetter("variable")
-_TARGET = itemgetter(1)
-
-
-def _short_op(name: str) -> str:
-    """`torch::autograd::AccumulateGrad` -> `AccumulateGrad`."""
-    return name.rsplit("::", 1)[-1]
-
-
-@functools.cache
-def _dtype_name(dtype: torch.dtype) -> str:
-    """`torch.float32` -> `float32` (made once per dtype)."""
-    return str(dtype).replace("torch.", "")
-
-
-@functools.cache
-def _device_name(device: torch.device) -> str:
-    """`cpu`, `cuda:0` (made once per device)."""
-    return str(device)
-
-
-def _fields(attributes: tuple) -> tuple:
-    """Shape, dtype, device, is_leaf, requires_grad, retains_grad as the model stores them."""
-    shape, dtype, device, *flags = attributes
-    return (tuple(shape), _dtype_name(dtype), _device_name(device), *flags)
-
-
-def tensor_fields(tensor: torch.Tensor) -> dict[str, Any]:
-    """The tensor attributes every tensor node carries."""
-    return dict(zip(Node._fields[4:10], _fields(_TENSOR_ATTRIBUTES(tensor))))
 
 
 def check_outputs(outputs: Sequence[Any]) -> list[torch.Tensor]:
@@ -92,162 +59,6 @@ def check_outputs(outputs: Sequence[Any]) -> list[torch.Tensor]:
             )
         tensors.append(out)
     return tensors
-
-
-@dataclass
-class LeafRegistry:
-    """The leaves one session has captured: a weak reference to each tensor, and the first
-    name each was given (with the step), so a later step can show leaves deep in history."""
-
-    tensors: dict[Key, weakref.ref] = field(default_factory=dict)
-    first_names: dict[Key, tuple[int, str]] = field(default_factory=dict)
-
-    def remember(self, key: Key, given: str | None, step: int) -> None:
-        """Keep the name a leaf is given in `step` if it is the first it has had."""
-        if given is not None:
-            self.first_names.setdefault(key, (step, given))
-
-    def name(self, key: Key, given: str | None, step: int, first_step: int) -> str | None:
-        """The name a leaf shows in `step`: the one given now, else its first name, marked
-        with the step the leaf comes from."""
-        self.remember(key, given, step)
-        first = self.first_names.get(key)
-        if given is not None or first is None:
-            return given
-        return f"{first[1]} (from step {first_step})"
-
-
-@dataclass(frozen=True)
-class Stamp:
-    """Identity across the steps of one recording: a metadata key unique to it, the step,
-    and the session's leaves."""
-
-    key: str
-    step: int
-    leaves: LeafRegistry = field(default_factory=LeafRegistry)
-
-    @property
-    def at_key(self) -> str:
-        """Where a node's place in the step that captured it first is kept: (step, function number)."""
-        return self.key + ".at"
-
-
-@dataclass
-class Pending:
-    """A walk's records before they are built, holding no tensor and no autograd node: the
-    outputs (`head`), each function's class (with each class's op name, and the op name of
-    each function whose class has none of its own), the leaves (function number, attributes
-    as read, name), every input read as (function number of the input, reader, output
-    number), the outputs' functions (`roots`), which (function, output) a tensor node stands
-    for, and the named tensors as (function, output, record).
-
-    The walk numbers functions as it first reaches them; `renumber()` turns that into the
-    depth-first pre-order that ids, pictures and sessions use (inputs in slot order).
-    Leaf attributes are kept as read (torch.Size, dtype, device) and turned into the
-    model's strings when the records are built.
-    """
-
-    head: list[Node] = field(default_factory=list)
-    types: list[type] = field(default_factory=list)
-    kind_names: dict[type, str | None] = field(default_factory=dict)
-    instance_names: dict[int, str] = field(default_factory=dict)
-    leaf_at: list[int] = field(default_factory=list)
-    leaf_attributes: list[tuple] = field(default_factory=list)
-    leaf_names: list[str | None] = field(default_factory=list)
-    reads: list[tuple[int, int, int]] = field(default_factory=list)
-    roots: list[int] = field(default_factory=list)
-    tensor_node: dict[tuple[int, int], int] = field(default_factory=dict)
-    named: list[tuple[int, int, Node]] = field(default_factory=list)
-    tail: list[Node] = field(default_factory=list)
-
-    @property
-    def first(self) -> int:
-        """Node number of function 0: the outputs come first."""
-        return len(self.head)
-
-    def renumber(self) -> Renumbered:
-        """These parts with the functions in pre-order and the named tensors placed after them,
-        ordered by producer (ids `tensor_0`...); `self` is left as it was, so an interrupted
-        build can start again."""
-        inputs: list[list[tuple[int, int]]] = [[] for _ in self.types]
-        for child, reader, nr in self.reads:
-            inputs[reader].append((child, nr))
-        order = preorder(self.roots, inputs.__getitem__)
-        new_of = [0] * len(order)
-        for new, old in enumerate(order):
-            new_of[old] = new
-        named = self.named
-        placed = sorted(range(len(named)), key=lambda k: (new_of[named[k][0]], named[k][1]))
-        end = self.first + len(order)
-        tensor_node = {(new_of[fi], nr): node for (fi, nr), node in self.tensor_node.items()}
-        tensor_node.update(((new_of[named[k][0]], named[k][1]), end + count) for count, k in enumerate(placed))
-        renumbered = replace(
-            self, types=[self.types[old] for old in order],
-            instance_names={new_of[fi]: name for fi, name in self.instance_names.items()},
-            leaf_at=[new_of[fi] for fi in self.leaf_at],
-            reads=[(new_of[child], new_of[reader], nr) for child, reader, nr in self.reads],
-            roots=[new_of[fi] for fi in self.roots], tensor_node=tensor_node, named=[],
-            tail=[named[k][2]._replace(id=f"tensor_{count}") for count, k in enumerate(placed)])
-        return Renumbered(renumbered, order, new_of, placed)
-
-    def build(self) -> tuple[list[Node], list[tuple[int, int]]]:
-        """Every node (outputs, functions in pre-order, named tensors) and every edge as a
-        (source, target) pair of node numbers; on renumbered parts."""
-        return [*self.head, *self._functions(), *self.tail], self._edges()
-
-    def _functions(self) -> list[Node]:
-        """One record per function; a leaf stands in for its AccumulateGrad."""
-        leaves = dict(zip(self.leaf_at, zip(self.leaf_attributes, self.leaf_names)))
-        counters: dict[str, int] = {}
-        short_ops: dict[str, str] = {}
-        function, leaf = NodeKind.FUNCTION, NodeKind.LEAF
-        nodes = []
-        append = nodes.append
-        name_of, instance_names = self.kind_names, self.instance_names
-        for fi, kind in enumerate(self.types):
-            raw_name = name_of[kind] or instance_names[fi]
-            count = counters.get(raw_name, 0)
-            counters[raw_name] = count + 1
-            if raw_name == ACCUMULATE_GRAD:
-                attributes, name = leaves[fi]
-                append(_new(Node, (f"leaf_{count}", leaf, "AccumulateGrad", name, *_fields(attributes), *_LEAF_REST)))
-            else:
-                op = short_ops.get(raw_name) or short_ops.setdefault(raw_name, _short_op(raw_name))
-                append(_new(Node, (f"{raw_name}_{count}", function, op, *_EMPTY_NODE)))
-        return nodes
-
-    def _edges(self) -> list[tuple[int, int]]:
-        """Producer -> tensor node -> consumer, then each function's inputs (by reader, in
-        pre-order; inputs read through several slots are one edge)."""
-        first, tensor_node = self.first, self.tensor_node
-        edges = [(first + fi, node) for (fi, _), node in tensor_node.items()]
-        has_tensor = {fi for fi, _ in tensor_node}
-        seen: set[tuple[int, int]] = set()
-        add, mark = edges.append, seen.add
-        for child, reader, nr in sorted(self.reads, key=_TARGET):
-            source = tensor_node.get((child, nr), first + child) if child in has_tensor else first + child
-            pair = (source, first + reader)
-            if pair not in seen:
-                mark(pair)
-                add(pair)
-        return edges
-
-    def records(self) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
-        """Nodes and edges of the Snapshot these parts stand for (no gradients)."""
-        with paused_gc():
-            nodes, pairs = self.renumber().pending.build()
-            ids = [node.id for node in nodes]
-            return tuple(nodes), tuple(_new(Edge, (ids[s], ids[t], None)) for s, t in pairs)
-
-
-class Renumbered(NamedTuple):
-    """Parts in pre-order, the walk number of each function in its new place, the new number
-    of each walk number, and the indices in `Pending.named` in the order placed."""
-
-    pending: Pending
-    order: list[int]
-    new_of: list[int]
-    placed: list[int]
 
 
 @dataclass
@@ -387,7 +198,7 @@ class Walk:
         stack, seen = list(self.functions), set(self.functions)
         while stack:
             fn = stack.pop()
-            if _saved_freed(fn):
+            if saved_freed(fn):
                 if fn in self.index:
                     node = first + self.index[fn]
                     self.nodes[node] = self.nodes[node]._replace(saved_freed=True)
@@ -426,7 +237,7 @@ class _Builder:
         if leaf_types:
             pending.leaf_at = _positions(types, leaf_types[0])
         walk.leaf_variables = variables = list(map(_VARIABLE, map(order.__getitem__, pending.leaf_at)))
-        pending.leaf_attributes = list(map(_TENSOR_ATTRIBUTES, variables))
+        pending.leaf_attributes = list(map(TENSOR_ATTRIBUTES, variables))
         pending.leaf_names = list(map(self.names.leaves.get, map(id, variables)))
 
     def identify_all(self) -> None:
@@ -468,7 +279,7 @@ class _Builder:
     def record(self, kind: NodeKind, tensor: torch.Tensor, name: str | None, node_id: str) -> Node:
         """The record of a tensor node, with its producer's step and source in a session."""
         fn = tensor.grad_fn
-        op = None if fn is None else _short_op(fn.name())
+        op = None if fn is None else short_op(fn.name())
         record = Node(node_id, kind, op, name, **tensor_fields(tensor))
         if self.stamp is not None and fn is not None:
             record = record._replace(first_step=fn.metadata.get(self.stamp.key, self.stamp.step),
@@ -530,7 +341,7 @@ def _raw_name(fn: Any) -> str:
     if name is None:
         name = fn.name()
         if kind not in _NAME_OF_TYPE:
-            _NAME_OF_TYPE[kind] = name if _short_op(name) == kind.__name__ else None
+            _NAME_OF_TYPE[kind] = name if short_op(name) == kind.__name__ else None
     return name
 
 
@@ -547,21 +358,13 @@ def _attach_outputs(builder: _Builder, outputs: list[torch.Tensor]) -> list[Any]
                                       "drawn once, with the gradients of both")
             continue
         given[key] = position
-        name = _tensor_name(builder.names, tensor)
+        name = builder.names.name_of(tensor)
         node = builder.add_tensor(NodeKind.OUTPUT, tensor, name)
         if tensor.grad_fn is None:
             builder.walk.notes.append(f"output {name or node} is itself a leaf tensor")
         builder.output_keys.append((key, node))
         roots.append(root)
     return roots
-
-
-def _tensor_name(names: NameTable, tensor: torch.Tensor) -> str | None:
-    """The user's name for a tensor, leaf or not."""
-    if tensor.grad_fn is None:
-        return names.leaf_name(tensor)
-    entry = names.nonleaves.get((tensor.grad_fn, tensor.output_nr))
-    return None if entry is None else entry[0]
 
 
 def _leaf_accumulator(tensor: torch.Tensor) -> Any:
@@ -595,71 +398,6 @@ def _used(keys: list[tuple[int, int, Any]], reads: list[tuple[int, int, int]]) -
         return keys
     read = {(child, nr) for child, _, nr in reads if child in many}
     return [key for key in keys if key[0] not in many or key[:2] in read]
-
-
-def _attach_saved(builder: _Builder) -> None:
-    """Tensors saved for backward become `saved` nodes; freed ones are reported, not fatal."""
-    walk = builder.walk
-    freed = 0
-    for fi, fn in enumerate(walk.functions):
-        node = walk.first_function + fi
-        if walk.nodes[node].kind is NodeKind.LEAF:
-            continue
-        for attr in _saved_attributes(fn):
-            try:
-                value = getattr(fn, attr)
-            except RuntimeError as exc:
-                if _is_freed(exc):
-                    walk.nodes[node] = walk.nodes[node]._replace(saved_freed=True)
-                continue
-            for label, tensor in _saved_tensors(attr.removeprefix("_saved_"), value):
-                saved = walk.place(Node(
-                    builder.next_id("saved"), NodeKind.SAVED, label, _tensor_name(builder.names, tensor),
-                    **tensor_fields(tensor),
-                ))
-                walk.edges.append((saved, node))
-                walk.edge_slots.append(None)
-        freed += bool(walk.nodes[node].saved_freed)
-    if freed:
-        walk.notes.append(
-            f"saved tensors of {freed} function(s) were already freed: a backward ran through "
-            "this graph without retain_graph=True"
-        )
-
-
-def _saved_freed(fn: Any) -> bool:
-    """Whether a backward already freed what `fn` saved for backward."""
-    for attr in _saved_attributes(fn):
-        try:
-            getattr(fn, attr)
-        except RuntimeError as exc:
-            if _is_freed(exc):
-                return True
-    return False
-
-
-def _is_freed(exc: RuntimeError) -> bool:
-    """Whether reading a saved tensor failed because a backward freed it (rather than, say,
-    because an in-place op changed it since)."""
-    return "freed" in str(exc)
-
-
-def _saved_attributes(fn: Any) -> list[str]:
-    """Where a function keeps what it saved for backward: one `_saved_<name>` attribute per
-    saved value for PyTorch's own ops, `saved_tensors` for a custom autograd.Function (what
-    its forward passed to ctx.save_for_backward)."""
-    if isinstance(fn, torch.autograd.function.BackwardCFunction):
-        return ["saved_tensors"]
-    return [a for a in dir(fn) if a.startswith("_saved_")]
-
-
-def _saved_tensors(label: str, value: Any) -> list[tuple[str, torch.Tensor]]:
-    """The tensors inside one saved attribute (a tensor or a sequence of tensors)."""
-    if isinstance(value, torch.Tensor):
-        return [(label, value)]
-    if isinstance(value, (list, tuple)):
-        return [(f"{label}[{i}]", v) for i, v in enumerate(value) if isinstance(v, torch.Tensor)]
-    return []
 
 
 def resolve_names(names: Mapping[str, Any] | torch.nn.Module | None, frame: Any) -> NameTable:
@@ -702,7 +440,7 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
         if stamp is not None:
             builder.identify_all()
         if saved:
-            _attach_saved(builder)
+            attach_saved(builder)
         if stamp is not None:
             _keep_structure(builder)
             if result.stopped_early:
@@ -740,19 +478,6 @@ def _attach_deep_names(builder: _Builder) -> None:
             stamp.leaves.remember(key, name, stamp.step)
             walk.deep_leaves[key] = builder.add_tensor(NodeKind.LEAF, tensor, name)
     walk.tensor_keys += tuple(deep_tensors)
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause Python's cycle collector while building millions of records that hold no cycles:
-    its full passes would otherwise rescan every record already made, again and again."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def trace(

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import threading
 import warnings
-from typing import Any, Callable, TypeVar
 
 DEEP_GRAPH_NODES = 20_000
-T = TypeVar("T")
 
 try:
     import resource
@@ -45,27 +43,3 @@ def guard_deep_graph(node_count: int) -> None:
         RuntimeWarning,
         stacklevel=3,
     )
-
-
-def on_thread_stack(stack_size: int, work: Callable[[], T]) -> T:
-    """Run `work` on a new thread with a `stack_size`-byte stack (deep recursion in C code
-    needs more than the default) and hand back its result or its exception."""
-    outcome: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as exc:  # handed back to the calling thread
-            outcome["error"] = exc
-
-    previous = threading.stack_size(stack_size)
-    try:
-        thread = threading.Thread(target=body)
-        thread.start()
-    finally:
-        threading.stack_size(previous)
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-

@@ -16,10 +16,10 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from graphscope.history import Key
+from graphscope.capture.history import Key
 from graphscope.model import NodeKind
-from graphscope.stats import grad_stats
-from graphscope.walker import Walk
+from graphscope.capture.stats import grad_stats
+from graphscope.capture.walker import Walk
 
 FLUSH_ELEMENTS = 1 << 23
 

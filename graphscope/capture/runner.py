@@ -1,4 +1,6 @@
-"""Running a user's script as `__main__`, with its own argv and folder on sys.path."""
+"""Running a user's script as `__main__`, with its own argv and folder on sys.path, and
+recording it: `record_script` is the one way `render`, `doctor` and the docs gallery run a
+script, and it returns a `Run` that says what the script did."""
 
 from __future__ import annotations
 
@@ -6,34 +8,22 @@ import os
 import runpy
 import sys
 import traceback
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
-import torch.overrides
-
-from graphscope import safety
-from graphscope.names import GRAPHSCOPE_DIR
-from graphscope.diagnose import Failure, IdleParameter, Warned
+from graphscope.capture import safety
+from graphscope.capture.frames import display_path, is_internal, is_runner_frame
+from graphscope.capture.probes import watching
+from graphscope.capture.session import Session
 from graphscope.errors import GraphscopeError
-
-if TYPE_CHECKING:
-    from graphscope.session import Session
+from graphscope.model import Failure, Run
 
 
-
-@dataclass(frozen=True)
-class ScriptResult:
-    """How the script ended: its exit status and, if it failed, the exception's one-line summary
-    and the `Failure` (type, message, user line); for the doctor, what it warned, after which
-    captured step each optimizer.step() ran, and which parameters it stepped without a gradient."""
+class ScriptEnd(NamedTuple):
+    """How a script ended: its exit status and, if it raised, the exception at the user's line."""
 
     status: int
-    error: str | None = None
     failure: Failure | None = None
-    warnings: tuple[Warned, ...] = ()
-    optimizer_steps: tuple[int, ...] = ()
-    idle_parameters: tuple[IdleParameter, ...] = ()
 
 
 def check_script(path: str) -> Path:
@@ -67,16 +57,6 @@ def _exit_status(code: object) -> int:
     return 1
 
 
-def _is_runner_frame(filename: str) -> bool:
-    """Frames that `python script.py` would not have: graphscope's own, runpy's, and torch's
-    dispatch to graphscope's torch-function mode (torch/overrides.py)."""
-    if filename == "<frozen runpy>":
-        return True
-    path = os.path.abspath(filename)
-    return path.startswith(GRAPHSCOPE_DIR) or path in (os.path.abspath(runpy.__file__),
-                                                      os.path.abspath(torch.overrides.__file__))
-
-
 def _print_user_traceback(exc: BaseException) -> None:
     """Print the exception as Python would for the script alone: without the runner's frames,
     in its own traceback and in those of the exceptions it was raised from."""
@@ -87,16 +67,13 @@ def _print_user_traceback(exc: BaseException) -> None:
         if part is None or id(part) in seen:
             continue
         seen.add(id(part))
-        part.stack = traceback.StackSummary.from_list([f for f in part.stack if not _is_runner_frame(f.filename)])
+        part.stack = traceback.StackSummary.from_list([f for f in part.stack if not is_runner_frame(f.filename)])
         pending += [part.__cause__, part.__context__]
     print("".join(shown.format()), end="", file=sys.stderr)
 
 
 def failure_of(exc: BaseException, root: str) -> Failure:
     """The exception, located at the innermost line of the user's own code in its traceback."""
-    from graphscope.names import is_internal
-    from graphscope.sources import display_path
-
     location, tb = None, exc.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
@@ -106,7 +83,7 @@ def failure_of(exc: BaseException, root: str) -> Failure:
     return Failure(type(exc).__name__, str(exc), location)
 
 
-def run_script(path: str, args: Sequence[str] = ()) -> ScriptResult:
+def run_script(path: str, args: Sequence[str] = ()) -> ScriptEnd:
     """Run `path` as `__main__` the way `python path args...` would (its `__file__` absolute);
     returns how it ended. The working directory is given back afterwards: a script that
     changes it moves neither graphscope's output nor its reading of the script."""
@@ -119,35 +96,31 @@ def run_script(path: str, args: Sequence[str] = ()) -> ScriptResult:
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exc:
-        return ScriptResult(_exit_status(exc.code))
+        return ScriptEnd(_exit_status(exc.code))
     except KeyboardInterrupt as exc:
         print("KeyboardInterrupt", file=sys.stderr)
-        return ScriptResult(130, "KeyboardInterrupt", failure_of(exc, str(script.parent)))
+        return ScriptEnd(130, failure_of(exc, str(script.parent)))
     except BaseException as exc:  # the user's script failed: show it as Python would
         _print_user_traceback(exc)
-        return ScriptResult(1, f"{type(exc).__name__}: {exc}", failure_of(exc, str(script.parent)))
+        return ScriptEnd(1, failure_of(exc, str(script.parent)))
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
         os.chdir(saved_cwd)
-    return ScriptResult(0)
+    return ScriptEnd(0)
 
 
-def record_script(path: str, args: Sequence[str] = (), saved: bool = False, source: bool = True,
-                  on_step: Callable[[int], None] | None = None) -> tuple[Session, ScriptResult]:
-    """Run a script inside a recording Session; every backward it makes becomes a step
-    (`on_step` hears each step's number as it is captured).
-
-    Source lines are given relative to the script's folder, so output does not depend on
-    where the script lives on this machine.
+def record_script(path: str | os.PathLike[str], args: Sequence[str] = (), saved: bool = False,
+                  source: bool = True, on_step: Callable[[int], None] | None = None) -> Run:
+    """Run a script inside a recording Session: every backward it makes becomes a step
+    (`on_step` hears each step's number as it is captured). The Run says how the script
+    ended, what it warned and what its optimizers stepped; source lines are relative to the
+    script's folder, so output does not depend on where the script lives on this machine.
     """
-    from graphscope.probes import watching
-    from graphscope.session import Session
-
-    script = check_script(path)
+    script = check_script(str(path))
     root = str(script.resolve().parent)
     with Session(saved=saved, source=source, root=root, on_step=on_step) as session, \
             watching(root, lambda: len(session) - 1) as watch:
-        result = run_script(path, args)
-    return session, replace(result, warnings=tuple(watch.warned.values()),
-                            optimizer_steps=tuple(watch.optimizer_steps),
-                            idle_parameters=tuple(watch.idle.values()))
+        end = run_script(str(path), args)
+    return Run(session.snapshots, script.name, end.status, failure=end.failure,
+               warnings=tuple(watch.warned.values()), optimizer_steps=tuple(watch.optimizer_steps),
+               idle_parameters=tuple(watch.idle.values()), root=root)

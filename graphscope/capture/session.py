@@ -17,11 +17,12 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from graphscope.errors import GraphscopeError
-from graphscope.history import Partial, Steps
+from graphscope.capture.history import Partial, Steps
 from graphscope.model import Snapshot
-from graphscope.overlay import hooked
-from graphscope.sources import track_sources
-from graphscope.walker import LeafRegistry, Stamp, resolve_names, walk
+from graphscope.capture.overlay import hooked
+from graphscope.capture.sources import track_sources
+from graphscope.capture.identity import LeafRegistry, Stamp
+from graphscope.capture.walker import resolve_names, walk
 
 ORIGINAL_BACKWARD = torch.autograd.backward
 ORIGINAL_GRAD = torch.autograd.grad
@@ -114,20 +115,6 @@ class Session:
         state = "recording" if self._active else "recorded"
         calls = ", ".join(sorted({p.snapshot.call for p in self._partials}))
         return f"<graphscope session, {state}: {len(self._partials)} step(s)" + (f" ({calls})>" if calls else ">")
-
-    def _repr_svg_(self) -> str | None:
-        """Jupyter: the graph of the latest step, if there is one."""
-        if not self.snapshots:
-            return None
-        from graphscope.renderers import to_svg
-
-        return to_svg(self.snapshots[-1]).decode("utf-8")
-
-    def _repr_html_(self) -> str:
-        """Jupyter: the interactive report of the steps so far, where the notebook runs scripts."""
-        from graphscope.renderers.html import notebook_html
-
-        return notebook_html(self.snapshots)
 
     def _capture(self, original: Callable[..., Any], signature: inspect.Signature, argument: str,
                  kind: str, args: tuple, kwargs: dict) -> Any:

@@ -8,9 +8,6 @@ so no key derived from an address ever reaches the model.
 from __future__ import annotations
 
 import functools
-import inspect
-import os
-import runpy
 import sys
 import types
 from dataclasses import dataclass, field
@@ -18,11 +15,9 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 
-GRAPHSCOPE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_INTERNAL_DIRS = (os.path.dirname(os.path.abspath(torch.__file__)) + os.sep, GRAPHSCOPE_DIR)
-_INTERNAL_FILES = {os.path.abspath(runpy.__file__)}
+from graphscope.capture.frames import is_internal, scopes, user_frames
+
 _MAX_CONTAINER_ITEMS = 1000
-_CACHED_LOCALS = sys.version_info < (3, 13)
 
 
 @dataclass
@@ -49,25 +44,12 @@ class NameTable:
         """The name of a leaf tensor, if the user gave it one."""
         return self.leaves.get(id(tensor))
 
-
-@functools.lru_cache(maxsize=4096)
-def is_internal(filename: str) -> bool:
-    """True for frames that belong to torch, graphscope, runpy or other frozen modules."""
-    if filename.startswith("<frozen "):
-        return True
-    path = os.path.abspath(filename)
-    return path.startswith(_INTERNAL_DIRS) or path in _INTERNAL_FILES
-
-
-def user_frames(frame: types.FrameType | None) -> list[types.FrameType]:
-    """The contiguous run of user frames, innermost first, skipping torch and graphscope."""
-    while frame is not None and is_internal(frame.f_code.co_filename):
-        frame = frame.f_back
-    frames = []
-    while frame is not None and not is_internal(frame.f_code.co_filename):
-        frames.append(frame)
-        frame = frame.f_back
-    return frames
+    def name_of(self, tensor: torch.Tensor) -> str | None:
+        """The user's name for a tensor, leaf or not."""
+        if tensor.grad_fn is None:
+            return self.leaf_name(tensor)
+        entry = self.nonleaves.get((tensor.grad_fn, tensor.output_nr))
+        return None if entry is None else entry[0]
 
 
 def _public(items: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
@@ -75,40 +57,6 @@ def _public(items: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
     for key, value in items:
         if isinstance(key, str) and not key.startswith("_"):
             yield key, value
-
-
-def _is_private_cache(frame: types.FrameType, local: Any) -> bool:
-    """True when `local` is only the cache CPython < 3.13 keeps of a function frame's
-    variables: not a class body's or exec's real namespace (code that is not optimized),
-    and not a `locals()` dict the user holds (then more than the frame, the caller's
-    variable, this parameter and getrefcount's argument refer to it). Emptying such a cache
-    changes nothing the program can see; the next `locals()` or debugger refills it."""
-    return (_CACHED_LOCALS and type(local) is dict and bool(frame.f_code.co_flags & inspect.CO_OPTIMIZED)
-            and sys.getrefcount(local) <= 4)
-
-
-def _scopes(frames: list[types.FrameType]) -> list[Mapping[str, Any]]:
-    """Copies of each function frame's locals, innermost first, then each module's globals.
-
-    Before Python 3.13, reading `f_locals` of a function frame caches a dict on the frame
-    that keeps every local alive (even after `del`) until the frame ends; emptying that
-    cache right after copying it keeps the user's tensors free to be collected. From 3.13
-    on, `f_locals` is a live view of the variables and must not be cleared.
-    """
-    scopes: list[Mapping[str, Any]] = []
-    for frame in frames:
-        local = frame.f_locals
-        if local is frame.f_globals:
-            continue
-        scopes.append(dict(local))
-        if _is_private_cache(frame, local):
-            local.clear()
-    seen_globals: set[int] = set()
-    for frame in frames:
-        if id(frame.f_globals) not in seen_globals:
-            seen_globals.add(id(frame.f_globals))
-            scopes.append(frame.f_globals)
-    return scopes
 
 
 def _container_items(name: str, value: Any) -> Iterator[tuple[str, torch.Tensor]]:
@@ -186,7 +134,7 @@ def add_module_names(table: NameTable, module: torch.nn.Module, prefix: str = ""
 def names_from_frames(frame: types.FrameType | None) -> NameTable:
     """Names visible from the user's frames around `frame`."""
     table = NameTable()
-    add_scope_names(table, _scopes(user_frames(frame)))
+    add_scope_names(table, scopes(user_frames(frame)))
     return table
 
 
@@ -206,7 +154,7 @@ def names_from_argument(names: Mapping[str, Any] | torch.nn.Module) -> NameTable
 
 def variable_name(obj: Any, frame: types.FrameType | None) -> str | None:
     """The name of the first user variable (innermost scope first) that holds `obj`."""
-    for scope in _scopes(user_frames(frame)):
+    for scope in scopes(user_frames(frame)):
         for name, value in _public(scope.items()):
             if value is obj:
                 return name

@@ -1,0 +1,45 @@
+"""How a run's graphs change size from step to step, and whether they grow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from graphscope.model import NodeKind, Snapshot
+
+
+@dataclass(frozen=True)
+class GrowthRow:
+    """Size of one step's graph and how much of it was carried over from earlier steps."""
+
+    step: int
+    nodes: int
+    edges: int
+    carried: int
+    leaves: int
+
+
+def growth_row(snapshot: Snapshot) -> GrowthRow:
+    """The row of one step."""
+    return GrowthRow(
+        step=snapshot.step,
+        nodes=len(snapshot.nodes),
+        edges=len(snapshot.edges),
+        carried=sum(n.carried_over(snapshot.step) for n in snapshot.nodes),
+        leaves=sum(n.kind is NodeKind.LEAF for n in snapshot.nodes),
+    )
+
+
+def growth(snapshots: Sequence[Snapshot]) -> list[GrowthRow]:
+    """One row per step."""
+    return [growth_row(s) for s in snapshots]
+
+
+def is_growing(rows: Sequence[GrowthRow]) -> bool:
+    """True when the graph carries history and ends bigger, and carrying more, than any step of
+    the run's first half: a loop whose steps differ in size (an autograd.grad step, then a
+    backward through it) repeats its sizes, and does not grow."""
+    if len(rows) < 2 or rows[-1].carried == 0:
+        return False
+    first_half = rows[: len(rows) // 2]
+    return rows[-1].nodes > max(r.nodes for r in first_half) and rows[-1].carried > max(r.carried for r in first_half)
