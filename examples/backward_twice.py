@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 8 (seed 002): calling y.backward() twice without retain_graph=True.
+"""Backward twice through one graph: calling y.backward() a second time without retain_graph=True.
 
 The first backward frees the tensors that MulBackward0 saved (a and b), so the second one
 fails with RuntimeError "Trying to backward through the graph a second time". This failure

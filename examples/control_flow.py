@@ -1,8 +1,8 @@
-"""Seed-lessons scenario 14 (seed 004): Python control flow decides the shape of the graph.
+"""Python control flow decides the shape of the graph.
 
 The while loop runs as long as the data says, so with a = 2 the graph is a chain of 9
 MulBackward0 nodes (a*2, then 8 doublings up to 1024). d = 512 * a, so a.grad = 512 = d / a.
-The seed draws a = torch.randn(size=()); it is fixed to 2.0 here for a reproducible graph.
+The lesson draws a = torch.randn(size=()); it is fixed to 2.0 here for a reproducible graph.
 """
 import torch
 

@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 12 (seed 003): d2l's linear regression from scratch.
+"""Linear regression from scratch, as the d2l book writes it: minibatches and a hand-written sgd().
 
 Each minibatch of 10 gives a graph X -> MmBackward0 (with w) -> AddBackward0 (with b) ->
 SubBackward0 -> PowBackward0 -> DivBackward0 -> SumBackward0. sgd() updates w and b in place

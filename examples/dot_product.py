@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 13 (seed 004): y = 2 * dot(x, x) with x = arange(4.).
+"""The gradient of a dot product: y = 2 * dot(x, x) with x = arange(4.).
 
 The graph is x -> DotBackward0 -> MulBackward0; the gradient that reaches x is 4x = [0, 4, 8, 12].
 """

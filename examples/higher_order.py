@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 10 (seed 002): a gradient of a gradient with torch.autograd.grad.
+"""A gradient of a gradient with torch.autograd.grad.
 
 With create_graph=True the first gradient dy/dx = 2x = 6 is itself built by autograd (its
 grad_fn is MulBackward0), so a second torch.autograd.grad can differentiate it: d(2x)/dx = 2.

@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 11 (seed 002): "a leaf Variable that requires grad is being used in an in-place operation".
+"""An in-place update of a leaf outside no_grad: "a leaf Variable that requires grad is being used in an in-place operation".
 
 `w -= lr * w.grad` outside torch.no_grad() asks autograd to record an in-place change to the
 leaf whose .grad it fills, so PyTorch stops the script at that line (intended here). Run with

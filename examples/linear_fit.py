@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 1 (seed 000): fit a line pred = w*x + b to 15 points with MSE.
+"""The line fit: pred = w*x + b fitted to 15 points with MSE, the right way.
 
 The graph of one iteration has leaves x, w, b and the chain MulBackward0 -> AddBackward0 ->
 SubBackward0 -> PowBackward0 -> MeanBackward0; w and b are leaves that receive .grad.
@@ -32,7 +32,7 @@ lr = 1e-3
 for epoch in range(10):
     pred = linear_model(x_train)
     loss = get_loss(pred, y_train)
-    if w.grad is not None:  # not `if w.grad:` (seed-lessons scenario 4)
+    if w.grad is not None:  # not `if w.grad:` (see truthiness.py)
         w.grad.zero_()
     if b.grad is not None:
         b.grad.zero_()

@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 6 (seed 001): the same line fit with nn.Module, MSELoss and SGD.
+"""The line fit with nn.Module, MSELoss and SGD.
 
 The graph names the parameters by module path (linear.weight, linear.bias) and shows
 nn.Linear as AddmmBackward0 with a TBackward0 on the weight. optimizer.zero_grad() clears

@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 6 (seed 002): logistic regression LR with BCELoss and SGD(momentum=0.9).
+"""Logistic regression with BCELoss and SGD(momentum=0.9).
 
 Two Gaussian clusters of 100 points each. The graph shows features.weight and features.bias
 feeding AddmmBackward0 -> SigmoidBackward0 -> SqueezeBackward0 -> BinaryCrossEntropyBackward0.

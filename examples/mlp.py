@@ -1,6 +1,6 @@
-"""Seed-lessons scenario 6 (seeds 001, 002): a 3-layer sigmoid MLP (8 -> 6 -> 4 -> 1) with BCELoss.
+"""A 3-layer sigmoid MLP (8 -> 6 -> 4 -> 1) with BCELoss.
 
-Like the seeds' Diabetes model, on 32 random samples. The graph shows three
+Like a Diabetes classifier, on 32 random samples. The graph shows three
 AddmmBackward0/TBackward0/SigmoidBackward0 blocks ending in BinaryCrossEntropyBackward0, with
 the parameters named linear1.weight ... linear3.bias.
 """

@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 2 (seed 000): the line fit of scenario 1 without zeroing the grads.
+"""Gradients never zeroed: the line fit of linear_fit.py without zeroing the grads.
 
 backward() adds into w.grad, so w.grad grows (-0.5801, -1.1069, -1.5320) while the gradient
 of each iteration's own loss does not (-0.5801, -0.5269, -0.4251). On the graph, compare the

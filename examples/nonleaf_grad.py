@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 11 (seed 002): reading .grad of a non-leaf tensor gives None, with a warning.
+"""Reading .grad of a non-leaf tensor gives None, with a warning.
 
 a = x + w is computed from the leaves x and w, so backward() does not keep its gradient:
 a.grad is None and PyTorch warns that a non-leaf's .grad is being accessed. Run with

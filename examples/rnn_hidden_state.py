@@ -4,7 +4,7 @@ Each batch's loss depends on h, which still holds the graph of every earlier bat
 graph of batch k contains the k batches before it: it grows every batch, and backward has
 to be told retain_graph=True or the second batch fails. Run with --detach for the fix
 (h = h.detach() at the start of each batch): every batch then has a graph of the same size.
-The update goes through .data like seed 000: optimizer.step() would change the weights the
+The update goes through .data as in linear_fit.py: optimizer.step() would change the weights the
 old graph saved, and the next backward through it would raise an in-place RuntimeError.
 """
 import argparse

@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 5 (seed 001): fit y = x * w by hand, one sample at a time.
+"""SGD by hand: fit y = x * w one sample at a time.
 
 Each sample's loss (x*w - y)**2 gets its own small graph and its own backward; the graph
 shows the single leaf w and MulBackward0 -> SubBackward0 -> PowBackward0. The update goes

@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 4 (seed 000): the line fit of scenario 1, zeroing grads behind `if w.grad:`.
+"""Testing a gradient for truth: the line fit of linear_fit.py, zeroing grads behind `if w.grad:`.
 
 The notes test `if w.grad:` to skip zeroing on the first epoch, when w.grad is still None. It
 runs here because w.grad has one element that is never exactly 0, but the test asks the wrong
@@ -32,7 +32,7 @@ lr = 1e-3
 for epoch in range(10):
     pred = linear_model(x_train)
     loss = get_loss(pred, y_train)
-    if w.grad:  # the seed's test: None on the first epoch, but also False for a zero gradient
+    if w.grad:  # the lesson's test: None on the first epoch, but also False for a zero gradient
         w.grad.data.zero_()
     if b.grad:
         b.grad.data.zero_()

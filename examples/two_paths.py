@@ -1,4 +1,4 @@
-"""Seed scenario 7 and 11: y = (x + w) * (w + 1) reaches w along two paths.
+"""Two paths to one leaf: y = (x + w) * (w + 1) reaches w along both.
 
 PyTorch sums the gradients of both paths into w.grad (5), and a second backward through the
 same graph (retain_graph=True) adds them again (10). `a.retain_grad()` keeps the gradient of

@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 9 (seed 002): backward from a non-scalar root with gradient weights.
+"""Backward from a non-scalar root with gradient weights.
 
 loss = cat([y0, y1]) has two elements, so backward needs gradient=[1., 2.]: the graph shows
 CatBackward0 at the root sending 1 to y0 = (x+w)*(w+1) and 2 to y1 = (x+w)+(w+1).

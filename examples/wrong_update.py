@@ -1,9 +1,9 @@
-"""Seed-lessons scenario 3 (seed 000): updating with `w = w - lr * w.grad` (no .data, no no_grad).
+"""The wrong update: `w = w - lr * w.grad` (no .data, no no_grad).
 
 The update is recorded by autograd: the new w is no longer a leaf (is_leaf False, grad_fn
 SubBackward0) and the next loss's graph reaches the original leaf through the update.
 In the second iteration w.grad is None (PyTorch warns about reading .grad of a non-leaf), so
-`lr * w.grad` raises TypeError. This failure is intended: it is the bug the seed ran into.
+`lr * w.grad` raises TypeError. This failure is intended: it is the bug the lesson runs into.
 """
 import torch
 

@@ -1,4 +1,4 @@
-"""Seed-lessons scenario 3, the variant written to silence the warning: `w.retain_grad()`.
+"""The wrong update with the warning silenced by `w.retain_grad()`: the graph grows every step.
 
 After `w = w - lr * w.grad` the new w is a non-leaf; retain_grad() makes w.grad appear again,
 so the loop keeps running. But every loss's graph now contains the whole update history: a

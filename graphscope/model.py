@@ -296,20 +296,38 @@ class Snapshot:
         return from_node_link(json.loads(text))
 
     @functools.cached_property
-    def _inputs(self) -> dict[str, list[str]]:
-        """Node id -> the ids of the nodes it was computed from, in edge order (built once)."""
-        inputs: dict[str, list[str]] = {node.id: [] for node in self.nodes}
+    def _edges_in(self) -> dict[str, list[Edge]]:
+        """Node id -> the edges into it, in edge order (built once)."""
+        edges_in: dict[str, list[Edge]] = {node.id: [] for node in self.nodes}
         for edge in self.edges:
-            inputs[edge.target].append(edge.source)
-        return inputs
+            edges_in[edge.target].append(edge)
+        return edges_in
+
+    @functools.cached_property
+    def _edges_out(self) -> dict[str, list[Edge]]:
+        """Node id -> the edges out of it, in edge order (built once)."""
+        edges_out: dict[str, list[Edge]] = {node.id: [] for node in self.nodes}
+        for edge in self.edges:
+            edges_out[edge.source].append(edge)
+        return edges_out
+
+    @functools.cached_property
+    def _inputs(self) -> dict[str, list[str]]:
+        """Node id -> the ids of the nodes it was computed from (built once)."""
+        return {node_id: [e.source for e in edges] for node_id, edges in self._edges_in.items()}
 
     @functools.cached_property
     def _users(self) -> dict[str, list[str]]:
-        """Node id -> the ids of the nodes its output flows into, in edge order (built once)."""
-        users: dict[str, list[str]] = {node.id: [] for node in self.nodes}
-        for edge in self.edges:
-            users[edge.source].append(edge.target)
-        return users
+        """Node id -> the ids of the nodes its output flows into (built once)."""
+        return {node_id: [e.target for e in edges] for node_id, edges in self._edges_out.items()}
+
+    def edges_in(self, node_id: str) -> list[Edge]:
+        """The edges into `node_id`, in edge order."""
+        return self._edges_in[node_id]
+
+    def edges_out(self, node_id: str) -> list[Edge]:
+        """The edges out of `node_id`, in edge order."""
+        return self._edges_out[node_id]
 
     def inputs_of(self, node_id: str) -> list[str]:
         """The ids of the nodes `node_id` was computed from (forward edges into it)."""

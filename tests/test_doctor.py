@@ -185,7 +185,7 @@ def test_growth_from_one_earlier_graph_is_not_growth():
 
 
 def seed_gradients() -> tuple[list[float], list[float]]:
-    """w.grad after each of the seed's first 3 iterations without zeroing (scenario 2), and what
+    """w.grad after each of the line fit's first 3 iterations without zeroing (gradients never zeroed), and what
     each iteration's own loss contributed, computed by PyTorch."""
     x = torch.tensor([[3.3], [4.4], [5.5], [6.71], [6.93], [4.168], [9.779], [6.182], [7.59], [2.167],
                       [7.042], [10.791], [5.313], [7.997], [3.1]])

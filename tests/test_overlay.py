@@ -25,7 +25,7 @@ def values(stat):
 
 
 def line_fit_data():
-    """Seed 000's fifteen points and its seeded parameters."""
+    """The line fit's fifteen points and its seeded parameters."""
     x = torch.tensor([[3.3], [4.4], [5.5], [6.71], [6.93], [4.168], [9.779], [6.182], [7.59], [2.167],
                       [7.042], [10.791], [5.313], [7.997], [3.1]])
     y = torch.tensor([[1.7], [2.76], [2.09], [3.19], [1.694], [1.573], [3.366], [2.596], [2.53], [1.221],
@@ -35,7 +35,7 @@ def line_fit_data():
 
 
 def reference_no_zero_grad(steps: int = 3) -> tuple[list[float], list[float]]:
-    """Scenario 2 computed by plain PyTorch: w.grad after each step and each step's share."""
+    """Gradients never zeroed, computed by plain PyTorch: w.grad after each step and each step's share."""
     x, y, w, b = line_fit_data()
     grads, shares = [], []
     for _ in range(steps):
@@ -49,7 +49,7 @@ def reference_no_zero_grad(steps: int = 3) -> tuple[list[float], list[float]]:
     return grads, shares
 
 
-def test_scenario2_accumulation_is_visible():
+def test_gradients_never_zeroed_accumulation_is_visible():
     session = record_script(str(EXAMPLES / "no_zero_grad.py"))
     assert session.status == 0 and len(session) == 3
     grads, shares = reference_no_zero_grad()
@@ -61,7 +61,7 @@ def test_scenario2_accumulation_is_visible():
     assert [round(s.find("w").grad_step.values[0], 4) for s in session] == [-0.5801, -0.5269, -0.4251]
 
 
-def test_scenario7_two_paths_and_second_backward():
+def test_two_paths_and_second_backward():
     with graphscope.record() as session:
         w = torch.tensor([1.0], requires_grad=True)
         x = torch.tensor([2.0], requires_grad=True)
@@ -92,7 +92,7 @@ def test_non_retained_tensor_shows_what_flowed_but_not_stored():
     assert b.grad_fn is not None
 
 
-def test_scenario9_weighted_non_scalar_root():
+def test_weighted_non_scalar_root():
     session = record_script(str(EXAMPLES / "weighted_root.py"))
     assert session.status == 0
     w = torch.tensor([1.0], requires_grad=True)
@@ -102,7 +102,7 @@ def test_scenario9_weighted_non_scalar_root():
     assert values(session[0].find("w").grad) == w.grad.tolist() == [9.0]
 
 
-def test_scenario10_higher_order():
+def test_higher_order():
     session = record_script(str(EXAMPLES / "higher_order.py"))
     assert session.status == 0 and [s.call for s in session] == ["grad", "grad"]
     x = torch.tensor([3.0], requires_grad=True)
@@ -114,14 +114,14 @@ def test_scenario10_higher_order():
     assert len(session[1].nodes) > len(session[0].nodes)
 
 
-def test_scenario13_dot_product():
+def test_dot_product():
     session = record_script(str(EXAMPLES / "dot_product.py"))
     x = torch.arange(4.0, requires_grad=True)
     (2 * torch.dot(x, x)).backward()
     assert values(session[0].find("x").grad) == x.grad.tolist() == [0.0, 4.0, 8.0, 12.0]
 
 
-def test_scenario14_control_flow():
+def test_control_flow():
     session = record_script(str(EXAMPLES / "control_flow.py"))
     a = torch.tensor(2.0, requires_grad=True)
     b = a * 2

@@ -22,7 +22,7 @@ SVG_NS = "{http://www.w3.org/2000/svg}"
 
 
 def sample() -> Snapshot:
-    """Scenario 7 captured with its gradients."""
+    """Two paths to one leaf, captured with its gradients."""
     w = torch.tensor([1.0], requires_grad=True)
     x = torch.tensor([2.0], requires_grad=True)
     a = torch.add(w, x)

@@ -36,7 +36,7 @@ def update_subs(snapshot, source: str) -> list:
             and n.source == source]
 
 
-def test_scenario3_as_the_seed_wrote_it(tmp_path):
+def test_wrong_update_as_the_lesson_wrote_it(tmp_path):
     script = EXAMPLES / "wrong_update.py"
     done = run_graphscope("render", str(script), "-o", str(tmp_path), "--format", "json")
     assert done.returncode == 1 and "TypeError" in done.stderr

@@ -33,8 +33,8 @@ def reference_walk(*outputs: torch.Tensor) -> tuple[dict[str, int], int]:
     return ops, len(edges)
 
 
-def scenario7():
-    """y = (x + w) * (w + 1) with a.retain_grad(), as in the seed notes."""
+def two_paths():
+    """y = (x + w) * (w + 1) with a.retain_grad(), as in the two-paths lesson."""
     w = torch.tensor([1.0], requires_grad=True)
     x = torch.tensor([2.0], requires_grad=True)
     a = torch.add(w, x)
@@ -44,8 +44,8 @@ def scenario7():
     return w, x, a, b, y
 
 
-def test_scenario7_structure_and_names():
-    w, x, a, b, y = scenario7()
+def test_two_paths_structure_and_names():
+    w, x, a, b, y = two_paths()
     snap = graphscope.trace(y)
     data = json.loads(snap.to_json())
     nodes = {n["id"]: n for n in data["nodes"]}
@@ -63,7 +63,7 @@ def test_scenario7_structure_and_names():
 
 
 def test_edges_follow_forward_data_flow():
-    w, x, a, b, y = scenario7()
+    w, x, a, b, y = two_paths()
     snap = graphscope.trace(y)
     graph = snap.graph
     w_id, a_id, y_id = snap.find("w").id, snap.find("a").id, snap.find("y").id

@@ -60,10 +60,10 @@ def _homes(snapshot: Snapshot, depth: int) -> dict[str, str]:
         node.id: f"module:{_prefix(node.module, depth)}"
         for node in snapshot.nodes if node.module and _depth(node.module) >= depth
     }
-    for node_id, users in _consumers(snapshot).items():
-        homes = {target.get(u) for u in users}
-        if snapshot[node_id].kind is NodeKind.LEAF and len(homes) == 1 and None not in homes:
-            target[node_id] = homes.pop()
+    for node in snapshot.of_kind(NodeKind.LEAF):
+        homes = {target.get(u) for u in snapshot.users_of(node.id)}
+        if len(homes) == 1 and None not in homes:
+            target[node.id] = homes.pop()
     sizes = Counter(target.values())
     return {node_id: box for node_id, box in target.items() if sizes[box] > 1}
 
@@ -132,34 +132,27 @@ def collapse_modules(snapshot: Snapshot, depth: int) -> Snapshot:
     return view
 
 
-def _consumers(snapshot: Snapshot) -> dict[str, list[str]]:
-    """For each node, the nodes its output flows into, in edge order."""
-    users: dict[str, list[str]] = {}
-    for edge in snapshot.edges:
-        users.setdefault(edge.source, []).append(edge.target)
-    return users
-
-
 def _chains(snapshot: Snapshot) -> list[list[str]]:
     """Maximal runs of unnamed function nodes of one op, each feeding only the next."""
-    inputs: dict[str, list[str]] = {}
-    for edge in snapshot.edges:
-        inputs.setdefault(edge.target, []).append(edge.source)
-    users = _consumers(snapshot)
+    inputs, users = snapshot.inputs_of, snapshot.users_of
 
     def linkable(a: Node, b: Node) -> bool:
-        return (a.kind is b.kind is NodeKind.FUNCTION and a.op == b.op and users.get(a.id) == [b.id]
-                and inputs.get(b.id) == [a.id])
+        return (a.kind is b.kind is NodeKind.FUNCTION and a.op == b.op and users(a.id) == [b.id]
+                and inputs(b.id) == [a.id])
 
     chains, placed = [], set()
     for node in snapshot.nodes:
         if node.id in placed or node.kind is not NodeKind.FUNCTION:
             continue
-        run = [node.id]
-        while len(users.get(run[-1], ())) == 1 and linkable(snapshot[run[-1]], snapshot[users[run[-1]][0]]):
-            run.append(users[run[-1]][0])
-        while len(inputs.get(run[0], ())) == 1 and linkable(snapshot[inputs[run[0]][0]], snapshot[run[0]]):
-            run.insert(0, inputs[run[0]][0])
+        after = [node.id]
+        while len(users(after[-1])) == 1 and linkable(snapshot[after[-1]], snapshot[users(after[-1])[0]]):
+            after.append(users(after[-1])[0])
+        before = []
+        first = node.id
+        while len(inputs(first)) == 1 and linkable(snapshot[inputs(first)[0]], snapshot[first]):
+            first = inputs(first)[0]
+            before.append(first)
+        run = before[::-1] + after
         placed.update(run)
         if len(run) >= MIN_CHAIN:
             chains.append(run)
@@ -183,8 +176,7 @@ def fold_chains(snapshot: Snapshot) -> Snapshot:
 
 def split_shared_leaves(snapshot: Snapshot) -> Snapshot:
     """A leaf used by more than MAX_LEAF_USES ops is drawn once per use."""
-    users = _consumers(snapshot)
-    shared = {n.id for n in snapshot.nodes if n.kind is NodeKind.LEAF and len(users.get(n.id, ())) > MAX_LEAF_USES}
+    shared = {n.id for n in snapshot.of_kind(NodeKind.LEAF) if len(snapshot.users_of(n.id)) > MAX_LEAF_USES}
     if not shared:
         return snapshot
     nodes = []
@@ -192,7 +184,7 @@ def split_shared_leaves(snapshot: Snapshot) -> Snapshot:
         if node.id not in shared:
             nodes.append(node)
             continue
-        count = len(users[node.id])
+        count = len(snapshot.users_of(node.id))
         nodes += [node._replace(id=f"{node.id}~{k}", name=f"{node.title} (use {k + 1} of {count})")
                   for k in range(count)]
     edges, uses = [], {leaf: 0 for leaf in shared}

@@ -185,7 +185,7 @@ def failure_sentence(evidence: Evidence) -> str:
 
 
 def grad_text(stat: GradStat) -> str:
-    """`-0.5801` for a one-element gradient (four decimals, as the seeds print it), else its norm `‖3.2‖`."""
+    """`-0.5801` for a one-element gradient (four decimals, as lessons print it with `:.4f`), else its norm `‖3.2‖`."""
     value = stat.values[0] if stat.values is not None and len(stat.values) == 1 else None
     if value is None:
         return f"‖{number(stat.norm)}‖"

@@ -22,9 +22,6 @@ def node_line(node: Node, step: int, call: str = "backward") -> str:
 
 def text_tree(snapshot: Snapshot) -> str:
     """The graph as an indented tree, walking backward from the outputs with an explicit stack."""
-    inputs: dict[str, list[str]] = {node.id: [] for node in snapshot.nodes}
-    for edge in snapshot.edges:
-        inputs[edge.target].append(edge.source)
     lines = [f"{len(snapshot.nodes)} nodes, {len(snapshot.edges)} edges · step {snapshot.step} ({snapshot.call})"]
     shown: set[str] = set()
     roots = [node.id for node in snapshot.of_kind(NodeKind.OUTPUT)]
@@ -32,12 +29,12 @@ def text_tree(snapshot: Snapshot) -> str:
     while stack:
         node_id, prefix, branch = stack.pop()
         again = node_id in shown
-        lines.append(prefix + branch + node_line(snapshot[node_id], snapshot.step, snapshot.call) + ("  (see above)" if again and inputs[node_id] else ""))
+        lines.append(prefix + branch + node_line(snapshot[node_id], snapshot.step, snapshot.call) + ("  (see above)" if again and snapshot.inputs_of(node_id) else ""))
         if again:
             continue
         shown.add(node_id)
         child_prefix = prefix + ("" if not branch else ("   " if branch == "└─ " else "│  "))
-        children = inputs[node_id]
+        children = snapshot.inputs_of(node_id)
         for i in range(len(children) - 1, -1, -1):
             stack.append((children[i], child_prefix, "└─ " if i == len(children) - 1 else "├─ "))
     lines.extend(f"note: {note}" for note in snapshot.notes)

@@ -78,7 +78,7 @@ def _grad_rows(title: str, stat: GradStat | None) -> list[tuple[str, str]]:
 def _flows(node: Node, snapshot: Snapshot) -> list[tuple[str, str]]:
     """The gradient that came back into this node along each of its outgoing edges."""
     return [(f"gradient from {snapshot[e.target].title}", labels.grad_value(e.grad))
-            for e in snapshot.edges if e.source == node.id and e.grad is not None]
+            for e in snapshot.edges_out(node.id) if e.grad is not None]
 
 
 def _first_step_text(node: Node, step: int) -> str | None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Iterator
 
 from graphscope.doctor.evidence import Evidence, backward_order, base_name, forward_op, rule
-from graphscope.model import Edge, Finding, GradStat, Node, NodeKind, Snapshot
+from graphscope.model import Finding, GradStat, Node, NodeKind, Snapshot
 
 
 _OP_HINTS = {
@@ -34,13 +33,10 @@ def nonfinite_origin(snapshot: Snapshot) -> Node | None:
     """The first node, in backward order, that received finite gradients and sent on NaN/Inf."""
     if not any(_bad(edge.grad) for edge in snapshot.edges):
         return None
-    received: dict[str, list[Edge]] = defaultdict(list)
-    sent: dict[str, list[Edge]] = defaultdict(list)
-    for edge in snapshot.edges:
-        received[edge.source].append(edge)
-        sent[edge.target].append(edge)
     for node in backward_order(snapshot):
-        if any(_bad(e.grad) for e in sent[node.id]) and not any(_bad(e.grad) for e in received[node.id]):
+        # Backward runs against the forward edges: a node receives along its edges out, sends along its edges in.
+        sent, received = snapshot.edges_in(node.id), snapshot.edges_out(node.id)
+        if any(_bad(e.grad) for e in sent) and not any(_bad(e.grad) for e in received):
             return node
     return None
 
@@ -57,7 +53,7 @@ def nonfinite_grad(evidence: Evidence) -> Iterator[Finding]:
 
 def _nonfinite_finding(evidence: Evidence, snapshot: Snapshot, origin: Node) -> Finding:
     """The finding for the node where NaN/Inf entered the backward pass."""
-    count = max(e.grad.nonfinite for e in snapshot.edges if e.target == origin.id and _bad(e.grad))
+    count = max(e.grad.nonfinite for e in snapshot.edges_in(origin.id) if _bad(e.grad))
     why, fix = _OP_HINTS.get(origin.op or "", (
         "", "guard the input of this op (clamp it or add an epsilon); torch.autograd.detect_anomaly() "
             "stops at the same op"))
