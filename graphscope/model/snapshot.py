@@ -1,0 +1,229 @@
+"""A `Snapshot`: one captured autograd graph (one backward or grad call), its nodes and edges in
+walk order, so everything derived from it is deterministic; the networkx view and the
+node-link JSON are built from these records on demand. `print()` and Jupyter display of a
+Snapshot come from `graphscope.notebook`, which knows the renderers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from graphscope.model.records import JSON_FORMAT_VERSION, Edge, GradStat, Node, NodeKind, compact_json
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+
+_NODE_FIELDS = Node._fields
+_GRAD_FIELDS = ("grad", "grad_step")
+
+
+def _node_to_dict(node: Node) -> dict[str, Any]:
+    """JSON-ready attributes of a node; the stable names of the node-link format."""
+    data = node._asdict()
+    data["kind"] = node.kind.value
+    for name in _GRAD_FIELDS:
+        stat = data[name]
+        if stat is not None:
+            data[name] = stat.to_dict()
+    for optional in ("saved_freed", "folded"):
+        if data[optional] is None:
+            del data[optional]
+    return data
+
+
+def _node_from_dict(data: Mapping[str, Any]) -> Node:
+    """Inverse of `_node_to_dict`."""
+    values: dict[str, Any] = {k: data.get(k) for k in _NODE_FIELDS}
+    values["kind"] = NodeKind(values["kind"])
+    if values["shape"] is not None:
+        values["shape"] = tuple(values["shape"])
+    for name in _GRAD_FIELDS:
+        values[name] = GradStat.from_dict(values[name])
+    return Node(**values)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One captured autograd graph: nodes and edges in walk order plus graph attributes."""
+
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+    step: int = 0
+    call: str = "backward"
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def deferred(cls, build: Callable[[], tuple[tuple[Node, ...], tuple[Edge, ...]]], step: int = 0,
+                 call: str = "backward", notes: tuple[str, ...] = ()) -> Snapshot:
+        """A Snapshot whose nodes and edges `build()` makes when they are first read: a large
+        trace that is only counted, saved or drawn as a view pays for its records once."""
+        snapshot = cls.__new__(cls)
+        for name, value in (("step", step), ("call", call), ("notes", notes), ("_build", build),
+                            ("_building", threading.Lock())):
+            object.__setattr__(snapshot, name, value)
+        return snapshot
+
+    def __getattr__(self, name: str) -> Any:
+        """Build the records of a deferred Snapshot on first access to `nodes` or `edges`
+        (once, also when several threads read it at the same time)."""
+        building = self.__dict__.get("_building")
+        if name in ("nodes", "edges") and building is not None:
+            with building:
+                build = self.__dict__.get("_build")
+                if build is not None:
+                    nodes, edges = build()
+                    object.__setattr__(self, "nodes", nodes)
+                    object.__setattr__(self, "edges", edges)
+                    del self.__dict__["_build"]
+        if name in ("nodes", "edges") and name in self.__dict__:
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the records themselves, built first if they were deferred."""
+        self.nodes  # noqa: B018 - reading builds deferred records
+        return {name: self.__dict__[name] for name in ("nodes", "edges", "step", "call", "notes")}
+
+    @functools.cached_property
+    def _index(self) -> dict[str, Node]:
+        """Nodes by id, built on first lookup (a plain trace may never need it)."""
+        return {node.id: node for node in self.nodes}
+
+    def __getitem__(self, node_id: str) -> Node:
+        return self._index[node_id]
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._index
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def find(self, name: str) -> Node:
+        """The node the user named `name`; KeyError lists the names there are."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = sorted({n.name for n in self.nodes if n.name})
+        raise KeyError(f"no node named {name!r} in step {self.step}; named nodes: {known}")
+
+    def of_kind(self, kind: NodeKind | str) -> list[Node]:
+        """All nodes of one kind, in walk order."""
+        kind = NodeKind(kind)
+        return [node for node in self.nodes if node.kind is kind]
+
+    def edge(self, source: str, target: str) -> Edge:
+        """The edge from `source` to `target` (node ids)."""
+        for edge in self.edges:
+            if edge.source == source and edge.target == target:
+                return edge
+        raise KeyError(f"no edge {source} -> {target} in step {self.step}")
+
+    def with_step(self, step: int) -> Snapshot:
+        """The same graph numbered as another step."""
+        return replace(self, step=step)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """A fresh networkx DiGraph view; node and edge attributes as in the JSON."""
+        return node_link_graph(to_node_link(self))
+
+    def to_json(self) -> str:
+        """Compact node-link JSON, deterministic: sorted keys, walk order, strict floats."""
+        return compact_json(to_node_link(self)) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Snapshot:
+        """Read a snapshot written by `to_json`."""
+        return from_node_link(json.loads(text))
+
+    @functools.cached_property
+    def _edges_in(self) -> dict[str, list[Edge]]:
+        """Node id -> the edges into it, in edge order (built once)."""
+        edges_in: dict[str, list[Edge]] = {node.id: [] for node in self.nodes}
+        for edge in self.edges:
+            edges_in[edge.target].append(edge)
+        return edges_in
+
+    @functools.cached_property
+    def _edges_out(self) -> dict[str, list[Edge]]:
+        """Node id -> the edges out of it, in edge order (built once)."""
+        edges_out: dict[str, list[Edge]] = {node.id: [] for node in self.nodes}
+        for edge in self.edges:
+            edges_out[edge.source].append(edge)
+        return edges_out
+
+    @functools.cached_property
+    def _inputs(self) -> dict[str, list[str]]:
+        """Node id -> the ids of the nodes it was computed from (built once)."""
+        return {node_id: [e.source for e in edges] for node_id, edges in self._edges_in.items()}
+
+    @functools.cached_property
+    def _users(self) -> dict[str, list[str]]:
+        """Node id -> the ids of the nodes its output flows into (built once)."""
+        return {node_id: [e.target for e in edges] for node_id, edges in self._edges_out.items()}
+
+    def edges_in(self, node_id: str) -> list[Edge]:
+        """The edges into `node_id`, in edge order."""
+        return self._edges_in[node_id]
+
+    def edges_out(self, node_id: str) -> list[Edge]:
+        """The edges out of `node_id`, in edge order."""
+        return self._edges_out[node_id]
+
+    def inputs_of(self, node_id: str) -> list[str]:
+        """The ids of the nodes `node_id` was computed from (forward edges into it)."""
+        return self._inputs[node_id]
+
+    def users_of(self, node_id: str) -> list[str]:
+        """The ids of the nodes that use the output of `node_id` (forward edges out of it)."""
+        return self._users[node_id]
+
+
+def to_node_link(snapshot: Snapshot) -> dict[str, Any]:
+    """networkx node-link data (`edges` key) for a snapshot."""
+    return {
+        "directed": True,
+        "multigraph": False,
+        "graph": {
+            "call": snapshot.call,
+            "format": JSON_FORMAT_VERSION,
+            "notes": list(snapshot.notes),
+            "step": snapshot.step,
+        },
+        "nodes": [_node_to_dict(node) for node in snapshot.nodes],
+        "edges": [
+            {
+                "source": edge.source,
+                "target": edge.target,
+                "grad": None if edge.grad is None else edge.grad.to_dict(),
+            }
+            for edge in snapshot.edges
+        ],
+    }
+
+
+def from_node_link(data: Mapping[str, Any]) -> Snapshot:
+    """Inverse of `to_node_link`."""
+    graph = data.get("graph", {})
+    return Snapshot(
+        nodes=tuple(_node_from_dict(node) for node in data["nodes"]),
+        edges=tuple(
+            Edge(edge["source"], edge["target"], GradStat.from_dict(edge.get("grad")))
+            for edge in data["edges"]
+        ),
+        step=int(graph.get("step", 0)),
+        call=str(graph.get("call", "backward")),
+        notes=tuple(graph.get("notes", ())),
+    )
+
+
+def node_link_graph(data: Mapping[str, Any]) -> nx.DiGraph:
+    """Build a networkx DiGraph from node-link data, keeping walk order (networkx is
+    imported here: it costs a tenth of a second, and most runs never build a DiGraph)."""
+    import networkx as nx
+
+    return nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
