@@ -27,6 +27,7 @@ class NodeKind(str, enum.Enum):
     LEAF = "leaf"
     TENSOR = "tensor"
     SAVED = "saved"
+    COMPILED = "compiled"
 
     def __str__(self) -> str:
         return self.value
@@ -100,7 +101,25 @@ class GradStat(NamedTuple):
 
 
 class Node(NamedTuple):
-    """One node of a captured graph: a backward function or a tensor (a tuple: small and fast)."""
+    """One node of a captured graph: a backward function or a tensor (a tuple: small and fast).
+
+    Besides the tensor's own attributes (`shape, dtype, device, is_leaf, requires_grad,
+    retains_grad`) and its gradients (`grad`: `.grad` after the call; `grad_step`: what this
+    call contributed):
+
+    - `first_step`: the step the node was made in, as far as graphscope can tell: the step
+      whose forward pass created it when sources were tracked, else the first step that
+      captured it.
+    - `origin`: where graphscope first captured the node, `(step, number)` (its place in that
+      step's walk; `(step, number, output)` for a tensor node), the same in every step of a
+      run: the node's identity across steps.
+    - `calls`: the module calls the op ran inside, outermost first, as `(depth, call)` pairs
+      (the depth of that call's module path in dotted components, the call's number in the run).
+    - `saved_bytes`: bytes of the tensors the function saved for backward (numel x element
+      size, summed), counted when captured; 0 once a backward freed them.
+    - `region`, `inner_ops`, `inner`: for a `compiled` node, the compiled module or function,
+      the number of ops in its backward graph, and that graph as node-link data.
+    """
 
     id: str
     kind: NodeKind
@@ -119,11 +138,17 @@ class Node(NamedTuple):
     source: str | None = None
     module: str | None = None
     folded: int | None = None
+    origin: tuple[int, ...] | None = None
+    calls: tuple[tuple[int, int], ...] | None = None
+    saved_bytes: int | None = None
+    region: str | None = None
+    inner_ops: int | None = None
+    inner: Any = None
 
     @property
     def is_tensor(self) -> bool:
-        """True for nodes that stand for a tensor rather than a backward function."""
-        return self.kind is not NodeKind.FUNCTION
+        """True for nodes that stand for a tensor rather than a function, a module or a region."""
+        return self.kind in _TENSOR_KINDS
 
     def carried_over(self, step: int) -> bool:
         """True for history dragged along from an earlier step (leaves are shared by design)."""
@@ -133,6 +158,9 @@ class Node(NamedTuple):
     def title(self) -> str:
         """Short human name: the user's name, else the op, else the id."""
         return self.name or self.op or self.id
+
+
+_TENSOR_KINDS = frozenset((NodeKind.OUTPUT, NodeKind.LEAF, NodeKind.TENSOR, NodeKind.SAVED))
 
 
 def _close(a: float, b: float) -> bool:

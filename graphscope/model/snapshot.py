@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 _NODE_FIELDS = Node._fields
 _GRAD_FIELDS = ("grad", "grad_step")
+# Written only when set, so graphs that do not use them read as they always have.
+_OPTIONAL_FIELDS = ("saved_freed", "folded", "origin", "calls", "saved_bytes", "region", "inner_ops", "inner")
 
 
 def _node_to_dict(node: Node) -> dict[str, Any]:
@@ -29,7 +31,7 @@ def _node_to_dict(node: Node) -> dict[str, Any]:
         stat = data[name]
         if stat is not None:
             data[name] = stat.to_dict()
-    for optional in ("saved_freed", "folded"):
+    for optional in _OPTIONAL_FIELDS:
         if data[optional] is None:
             del data[optional]
     return data
@@ -41,6 +43,10 @@ def _node_from_dict(data: Mapping[str, Any]) -> Node:
     values["kind"] = NodeKind(values["kind"])
     if values["shape"] is not None:
         values["shape"] = tuple(values["shape"])
+    if values["origin"] is not None:
+        values["origin"] = tuple(values["origin"])
+    if values["calls"] is not None:
+        values["calls"] = tuple(tuple(pair) for pair in values["calls"])
     for name in _GRAD_FIELDS:
         values[name] = GradStat.from_dict(values[name])
     return Node(**values)
