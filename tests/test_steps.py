@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,8 @@ def test_retain_grad_variant_grows_every_step(tmp_path):
     sizes = [len(s.nodes) for s in session.snapshots]
     assert sizes == sorted(set(sizes))
     rows = growth(session.snapshots)
-    assert [r.carried for r in rows] == [0, 0, 2, 4, 6]
+    # the carried updates, and the tensors `w (from step k-1)` and `b (from step k-1)` where they enter
+    assert [r.carried for r in rows] == [0, 0, 4, 6, 8]
 
 
 @pytest.mark.parametrize("script", ["linear_fit.py", "training_loop.py", "linear_model.py"])
@@ -189,7 +191,7 @@ def test_diff_command_between_steps(tmp_path):
     run_graphscope("render", str(EXAMPLES / "wrong_update_retain.py"), "-o", str(out), "--format", "json")
     done = run_graphscope("diff", f"{out}:0", f"{out}:3", "-o", str(tmp_path / "diff.svg"))
     assert done.returncode == 0, done.stderr
-    assert "17 nodes): 8 added, 0 removed, 4 carried over" in done.stdout
+    assert "19 nodes): 10 added, 0 removed, 6 carried over" in done.stdout
     assert "w: leaf -> tensor (SubBackward0)" in done.stdout
     assert done.stdout.count("+ SubBackward0") == 6
     assert (tmp_path / "diff.svg").read_bytes().startswith(b"<?xml")
@@ -342,3 +344,26 @@ def test_session_json_written_a_step_at_a_time_is_one_json_document(tmp_path):
     assert run.findings and (tmp_path / "session.json").read_text(encoding="utf-8") == expected
     graphscope.save([], tmp_path / "empty.json")
     assert (tmp_path / "empty.json").read_text() == '{"findings":[],"format":1,"script":null,"status":null,"steps":[]}\n'
+
+
+def test_diff_of_a_growing_update_lists_only_the_new_updates(tmp_path):
+    out = tmp_path / "run"
+    script = EXAMPLES / "wrong_update_retain.py"
+    run_graphscope("render", str(script), "-o", str(out), "--format", "json", "--no-report")
+    done = run_graphscope("diff", f"{out}:3", f"{out}:4", "-o", str(tmp_path / "union.dot"))
+    assert done.returncode == 0, done.stderr
+    added = [line for line in done.stdout.splitlines() if line.startswith("  + ")]
+    lines = {f"wrong_update_retain.py:{line_of(script, f'{p} = {p} - lr * {p}.grad')}" for p in "wb"}
+    assert len(added) == 2 and all("SubBackward0" in line for line in added)
+    assert {line.rsplit(" @ ", 1)[1] for line in added} == lines
+    run = load(out)
+    change = diff(run[3], run[4])
+    assert sorted(run[4][i].op for i in change.added) == ["SubBackward0", "SubBackward0"]
+    carried = {i for i in run[4].nodes if i.carried_over(4)}
+    assert {run[4][i] for i in change.carried} == carried and not change.removed
+    # the union picture draws only edges one of the two graphs has
+    union = (tmp_path / "union.dot").read_text()
+    drawn = set(re.findall(r'^  "([^"]+)" -> "([^"]+)"', union, re.M))
+    old_edges = {(change.matched.get(e.source, "removed:" + e.source), change.matched.get(e.target, "removed:" + e.target))
+                 for e in run[3].edges}
+    assert drawn <= {(e.source, e.target) for e in run[4].edges} | old_edges

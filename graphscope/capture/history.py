@@ -117,7 +117,7 @@ class _Rebuild:
         step, fi = key
         node = self.partials[step].snapshot.nodes[self.partials[step].first + fi]
         if node.kind is not NodeKind.LEAF:
-            return node._replace(saved_freed=True) if key in own.freed else node
+            return node._replace(saved_freed=True, saved_bytes=0) if key in own.freed else node
         now = own.snapshot.nodes[own.deep_leaves[key]] if key in own.deep_leaves else node._replace(name=None, grad=None)
         name = now.name
         first = own.first_names.get(key)

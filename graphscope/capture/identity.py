@@ -4,8 +4,41 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from graphscope.capture.history import Key
+
+
+class StampKeys(NamedTuple):
+    """The metadata keys one recording writes on autograd nodes: the step that captured a node
+    first, where in that step's walk (`at`), the step it was made in, and its module calls."""
+
+    captured: str
+
+    @property
+    def at(self) -> str:
+        """Where a node's place in the step that captured it first is kept: (step, function number)."""
+        return self.captured + ".at"
+
+    @property
+    def made(self) -> str:
+        """The step whose forward pass made a node (the number of steps captured before it)."""
+        return self.captured + ".made"
+
+    @property
+    def calls(self) -> str:
+        """The module calls an op ran inside, as (path depth, call number) from the outermost."""
+        return self.captured + ".calls"
+
+    @property
+    def bytes(self) -> str:
+        """The bytes a function saved for backward, counted when it was first captured."""
+        return self.captured + ".bytes"
+
+    @property
+    def names(self) -> str:
+        """The names a node's outputs had when a step captured them: {output: (name, step, tensor fields)}."""
+        return self.captured + ".names"
 
 
 @dataclass
@@ -41,8 +74,18 @@ class Stamp:
     leaves: LeafRegistry = field(default_factory=LeafRegistry)
 
     @property
+    def keys(self) -> StampKeys:
+        """The metadata keys of this recording."""
+        return StampKeys(self.key)
+
+    @property
     def at_key(self) -> str:
         """Where a node's place in the step that captured it first is kept: (step, function number)."""
-        return self.key + ".at"
+        return self.keys.at
 
 
+def made_step(metadata: dict, stamp: Stamp) -> int:
+    """The step a node was made in: stamped when it was made, else the step that captured it
+    first, else (not captured yet) this one."""
+    made = metadata.get(stamp.keys.made)
+    return made if made is not None else metadata.get(stamp.key, stamp.step)

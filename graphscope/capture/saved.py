@@ -3,6 +3,7 @@ backward already freed them (PyTorch names none of them in its error)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ def attach_saved(builder: Any) -> None:
                 value = getattr(fn, attr)
             except RuntimeError as exc:
                 if _is_freed(exc):
-                    walk.nodes[node] = walk.nodes[node]._replace(saved_freed=True)
+                    walk.nodes[node] = walk.nodes[node]._replace(saved_freed=True, saved_bytes=0)
                 continue
             for label, tensor in _saved_tensors(attr.removeprefix("_saved_"), value):
                 saved = walk.place(Node(
@@ -39,6 +40,20 @@ def attach_saved(builder: Any) -> None:
             f"saved tensors of {freed} function(s) were already freed: a backward ran through "
             "this graph without retain_graph=True"
         )
+
+
+def saved_bytes(fn: Any) -> int:
+    """Bytes of the tensors `fn` saved for backward (numel x element size, summed); 0 when it
+    saved none or a backward freed them."""
+    total = 0
+    for attr in _saved_attributes(fn):
+        try:
+            value = getattr(fn, attr)
+        except RuntimeError:
+            return 0
+        for _, tensor in _saved_tensors(attr, value):
+            total += tensor.numel() * tensor.element_size()
+    return total
 
 
 def saved_freed(fn: Any) -> bool:
@@ -58,13 +73,19 @@ def _is_freed(exc: RuntimeError) -> bool:
     return "freed" in str(exc)
 
 
-def _saved_attributes(fn: Any) -> list[str]:
+def _saved_attributes(fn: Any) -> tuple[str, ...]:
     """Where a function keeps what it saved for backward: one `_saved_<name>` attribute per
     saved value for PyTorch's own ops, `saved_tensors` for a custom autograd.Function (what
     its forward passed to ctx.save_for_backward)."""
-    if isinstance(fn, torch.autograd.function.BackwardCFunction):
-        return ["saved_tensors"]
-    return [a for a in dir(fn) if a.startswith("_saved_")]
+    return _attributes_of(type(fn))
+
+
+@functools.cache
+def _attributes_of(kind: type) -> tuple[str, ...]:
+    """The saved-value attributes of one class of backward function (looked up once)."""
+    if issubclass(kind, torch.autograd.function.BackwardCFunction):
+        return ("saved_tensors",)
+    return tuple(a for a in dir(kind) if a.startswith("_saved_"))
 
 
 def _saved_tensors(label: str, value: Any) -> list[tuple[str, torch.Tensor]]:

@@ -20,8 +20,8 @@ from graphscope.errors import GraphscopeError
 from graphscope.capture.history import Partial, Steps
 from graphscope.model import Snapshot
 from graphscope.capture.overlay import hooked
-from graphscope.capture.sources import track_sources
-from graphscope.capture.identity import LeafRegistry, Stamp
+from graphscope.capture.sources import ModuleStack, track_sources
+from graphscope.capture.identity import LeafRegistry, Stamp, StampKeys
 from graphscope.capture.walker import resolve_names, walk
 
 ORIGINAL_BACKWARD = torch.autograd.backward
@@ -82,6 +82,17 @@ class Session:
         self._active = False
         self._busy = False
         self._sources: contextlib.ExitStack | None = None
+        self._modules: ModuleStack | None = None
+
+    @property
+    def sites(self) -> dict[int, str]:
+        """Where each outermost module call was made (`file:line`), by call number."""
+        return dict(self._modules.sites) if self._modules is not None else {}
+
+    def _current_step(self) -> int:
+        """The step an op made now belongs to: the next one to be captured. Ops a backward call
+        makes itself (with create_graph=True) are what the step after it differentiates."""
+        return len(self._partials) + self._busy
 
     def __enter__(self) -> Session:
         if self._active:
@@ -91,7 +102,8 @@ class Session:
                                   "inside one Session instead")
         self._sources = contextlib.ExitStack()
         if self.source:
-            self._sources.enter_context(track_sources(self.root, self._key))
+            self._modules = self._sources.enter_context(
+                track_sources(StampKeys(self._key), self._current_step, self.root))
         torch.autograd.backward = self._backward
         torch.autograd.grad = self._grad
         self._active = True

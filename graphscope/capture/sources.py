@@ -14,7 +14,7 @@ import contextlib
 import os
 import sys
 import weakref
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch.nn.modules import module as nn_module
@@ -22,6 +22,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 from torch.overrides import TorchFunctionMode
 
 from graphscope.capture.frames import display_path, is_internal
+from graphscope.capture.identity import StampKeys
 from graphscope.capture.names import variable_name
 
 SOURCE_KEY = "graphscope.source"
@@ -29,11 +30,16 @@ MODULE_KEY = "graphscope.module"
 
 
 class ModuleStack:
-    """The nn.Module calls in progress, each named by its dotted path from a user variable."""
+    """The nn.Module calls in progress, each named by its dotted path from a user variable and
+    numbered in the order the calls started; where each outermost call was made (`sites`)."""
 
-    def __init__(self) -> None:
-        self.stack: list[tuple[torch.nn.Module, str]] = []
+    def __init__(self, root: str, calls_key: str):
+        self.root = root
+        self.calls_key = calls_key
+        self.stack: list[tuple[torch.nn.Module, str, dict[str, Any]]] = []
         self.paths: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
+        self.count = 0
+        self.sites: dict[int, str] = {}
 
     def path_of(self, module: torch.nn.Module) -> str:
         """`model.layers.3`: the parent's path plus the child's attribute name, cached."""
@@ -45,7 +51,7 @@ class ModuleStack:
 
     def _child_path(self, module: torch.nn.Module) -> str:
         """Path of a submodule called while an ancestor runs (`layers.0` inside a ModuleList)."""
-        parent, parent_path = self.stack[-1]
+        parent, parent_path, _ = self.stack[-1]
         for name, child in parent.named_modules(remove_duplicate=False):
             if child is module and name:
                 return f"{parent_path}.{name}"
@@ -56,8 +62,14 @@ class ModuleStack:
         return variable_name(module, sys._getframe()) or type(module).__name__
 
     def enter(self, module: torch.nn.Module, *_: Any) -> None:
-        """Forward pre-hook: a module call starts."""
-        self.stack.append((module, self.path_of(module)))
+        """Forward pre-hook: a module call starts; the ops it makes get its path and the
+        numbers of the calls around them, as (path depth, call number) from the outermost."""
+        path = self.path_of(module)
+        number, self.count = self.count, self.count + 1
+        outer = self.stack[-1][2][self.calls_key] if self.stack else ()
+        if not self.stack:
+            self.sites[number] = caller_location(sys._getframe(1), self.root) or "?"
+        self.stack.append((module, path, {MODULE_KEY: path, self.calls_key: (*outer, (path.count(".") + 1, number))}))
 
     def leave(self, module: torch.nn.Module, *_: Any) -> None:
         """Forward hook: the module call ended (also when it raised)."""
@@ -65,9 +77,18 @@ class ModuleStack:
             self.stack.pop()
 
     @property
-    def current(self) -> str | None:
-        """Path of the innermost module call in progress."""
-        return self.stack[-1][1] if self.stack else None
+    def current(self) -> dict[str, Any] | None:
+        """What the innermost module call in progress stamps on its ops."""
+        return self.stack[-1][2] if self.stack else None
+
+
+def caller_location(frame: Any, root: str) -> str | None:
+    """`file:line` of the innermost frame at or above `frame` outside torch and graphscope."""
+    while frame is not None and is_internal(frame.f_code.co_filename):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    return f"{display_path(frame.f_code.co_filename, root)}:{frame.f_lineno}"
 
 
 def _readable_grad_fn(value: Any) -> Any:
@@ -83,11 +104,14 @@ def _readable_grad_fn(value: Any) -> Any:
 class _SourceMode(TorchFunctionMode):
     """Stamps the grad_fn of every tensor a torch call returns with the caller's location."""
 
-    def __init__(self, root: str, modules: ModuleStack, captured_key: str | None):
+    def __init__(self, root: str, modules: ModuleStack, captured_key: str, made_key: str,
+                 current_step: Callable[[], int]):
         super().__init__()
         self.root = root
         self.modules = modules
         self.captured_key = captured_key
+        self.made_key = made_key
+        self.current_step = current_step
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         result = func(*args, **(kwargs or {}))
@@ -109,12 +133,12 @@ class _SourceMode(TorchFunctionMode):
             fresh = [fn for fn in map(_readable_grad_fn, outputs) if fn is not None and SOURCE_KEY not in fn.metadata]
         if not fresh:
             return
-        location = self._caller()
+        location = caller_location(sys._getframe(2), self.root)
         if location is None:
             return
-        stamp = {SOURCE_KEY: location}
+        stamp = {SOURCE_KEY: location, self.made_key: self.current_step()}
         if self.modules.current is not None:
-            stamp[MODULE_KEY] = self.modules.current
+            stamp.update(self.modules.current)
         stack = fresh
         while stack:
             fn = stack.pop()
@@ -124,15 +148,6 @@ class _SourceMode(TorchFunctionMode):
             metadata.update(stamp)
             stack.extend(child for child, _ in fn.next_functions
                          if child is not None and not hasattr(child, "variable"))
-
-    def _caller(self) -> str | None:
-        """`file:line` of the innermost frame outside torch and graphscope."""
-        frame = sys._getframe(2)
-        while frame is not None and is_internal(frame.f_code.co_filename):
-            frame = frame.f_back
-        if frame is None:
-            return None
-        return f"{display_path(frame.f_code.co_filename, self.root)}:{frame.f_lineno}"
 
 
 class _OptimizerPause:
@@ -162,11 +177,13 @@ class _OptimizerPause:
 
 
 @contextlib.contextmanager
-def track_sources(root: str | None = None, captured_key: str | None = None) -> Iterator[None]:
-    """Stamp the creation site and module of every autograd node made inside the block
-    (nodes whose metadata holds `captured_key` existed before it and are left alone)."""
-    modules = ModuleStack()
-    mode = _SourceMode(root or os.getcwd(), modules, captured_key)
+def track_sources(keys: StampKeys, current_step: Callable[[], int], root: str | None = None) -> Iterator[ModuleStack]:
+    """Stamp every autograd node made inside the block with its creation site, the step it was
+    made in (`current_step()` when it is made) and the module calls it ran in; nodes a capture
+    already stamped existed before it and are left alone. Yields the module calls' record."""
+    root = root or os.getcwd()
+    modules = ModuleStack(root, keys.calls)
+    mode = _SourceMode(root, modules, keys.captured, keys.made, current_step)
     pause = _OptimizerPause(mode)
     handles = [nn_module.register_module_forward_pre_hook(modules.enter),
                nn_module.register_module_forward_hook(modules.leave, always_call=True),
@@ -174,7 +191,7 @@ def track_sources(root: str | None = None, captured_key: str | None = None) -> I
     try:
         with mode:
             try:
-                yield
+                yield modules
             finally:
                 pause.after()
     finally:

@@ -20,11 +20,13 @@ import torch
 
 from graphscope.capture import safety
 from graphscope.capture.history import Key, Partial
-from graphscope.capture.identity import Stamp
+from graphscope.capture.identity import Stamp, made_step
 from graphscope.capture.names import NameTable, names_from_argument, names_from_frames
-from graphscope.capture.pending import ACCUMULATE_GRAD, TENSOR_ATTRIBUTES, Pending, paused_gc, short_op, tensor_fields
-from graphscope.capture.saved import attach_saved, saved_freed
+from graphscope.capture.pending import (ACCUMULATE_GRAD, TENSOR_ATTRIBUTES, Pending, paused_gc, short_op,
+                                        tensor_fields)
+from graphscope.capture.saved import attach_saved, saved_bytes, saved_freed
 from graphscope.capture.sources import MODULE_KEY, SOURCE_KEY
+from graphscope.capture.tensors import attach_deep_names, attach_tensor_nodes, stamp_names
 from graphscope.errors import GraphscopeError
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
 
@@ -35,8 +37,9 @@ REENTRANT_NOTE = ("CheckpointFunctionBackward (checkpoint with use_reentrant=Tru
 # Records are built with tuple.__new__, a C call: per node it is most of a build's cost.
 _new = tuple.__new__
 # Positions of the fields a capture fills in after a record is first made.
-_NAME, _GRAD, _GRAD_STEP, _FIRST_STEP, _SOURCE, _MODULE = map(
-    Node._fields.index, ("name", "grad", "grad_step", "first_step", "source", "module"))
+_NAME, _GRAD, _GRAD_STEP, _FIRST_STEP, _SOURCE, _MODULE, _ORIGIN, _CALLS, _SAVED_BYTES = map(
+    Node._fields.index, ("name", "grad", "grad_step", "first_step", "source", "module", "origin", "calls",
+                         "saved_bytes"))
 _VARIABLE = attrgetter("variable")
 
 
@@ -130,7 +133,8 @@ class Walk:
         self.stopped = [new_of[fi] for fi in self.stopped]
         first, end = self.first_function, self.first_function + len(order)
         self.tensors.update(zip(map(first.__add__, self.pending.leaf_at), self.leaf_variables))
-        self.tensors.update((end + count, self.named_tensors[k]) for count, k in enumerate(placed))
+        self.tensors.update((end + count, self.named_tensors[k]) for count, k in enumerate(placed)
+                            if self.named_tensors[k] is not None)
         nodes, self.edges = self.pending.build()
         self.nodes = nodes
         self.built = True
@@ -201,7 +205,7 @@ class Walk:
             if saved_freed(fn):
                 if fn in self.index:
                     node = first + self.index[fn]
-                    self.nodes[node] = self.nodes[node]._replace(saved_freed=True)
+                    self.nodes[node] = self.nodes[node]._replace(saved_freed=True, saved_bytes=0)
                 elif self.at_key in fn.metadata:
                     self.freed.add(fn.metadata[self.at_key])
             for child, _ in fn.next_functions:
@@ -241,27 +245,42 @@ class _Builder:
         pending.leaf_names = list(map(self.names.leaves.get, map(id, variables)))
 
     def identify_all(self) -> None:
-        """Stamp every function of a session's walk with the step it was first captured in
-        and where; read back its step, source and module, and note where an earlier step
-        captured it. A leaf keeps the first name it was given in the session."""
+        """Stamp every function of a session's walk with the step that captured it first and
+        where (its `origin`), note where an earlier step captured it, and read back the step it
+        was made in, its source, module calls and, once, the bytes it saved for backward. A
+        leaf keeps the first name it was given in the session."""
         walk, stamp = self.walk, self.stamp
         nodes, first = walk.nodes, walk.first_function
         key, step, at_key, leaves, leaf = stamp.key, stamp.step, stamp.at_key, stamp.leaves, NodeKind.LEAF
+        keys = stamp.keys
+        made_key, calls_key, bytes_key = keys.made, keys.calls, keys.bytes
         for fi, fn in enumerate(walk.functions):
             metadata, node = fn.metadata, nodes[first + fi]
-            first_step = metadata.setdefault(key, step)
-            if first_step == step:
+            captured = metadata.setdefault(key, step)
+            if captured == step:
                 place = metadata[at_key] = (step, fi)
             else:
                 place = walk.refs[fi] = metadata[at_key]
             values = list(node)
             if node.kind is leaf:
-                if first_step == step:
+                if captured == step:
                     leaves.tensors[place] = weakref.ref(fn.variable)
-                values[_NAME] = leaves.name(place, node.name, step, first_step)
-            values[_FIRST_STEP], values[_SOURCE], values[_MODULE] = (
-                first_step, metadata.get(SOURCE_KEY), metadata.get(MODULE_KEY))
+                values[_NAME] = leaves.name(place, node.name, step, captured)
+            else:
+                held = metadata.get(bytes_key)
+                values[_SAVED_BYTES] = metadata[bytes_key] = saved_bytes(fn) if held is None else held
+            values[_FIRST_STEP], values[_SOURCE], values[_MODULE], values[_ORIGIN], values[_CALLS] = (
+                metadata.get(made_key, captured), metadata.get(SOURCE_KEY), metadata.get(MODULE_KEY), place,
+                metadata.get(calls_key))
             nodes[first + fi] = _new(Node, values)
+
+    def place_tensors(self) -> None:
+        """Give each tensor node the identity of the output it stands for: its producer's
+        origin and the output's number."""
+        walk, step = self.walk, self.stamp.step
+        nodes = walk.nodes
+        for (fi, nr), node in walk.pending.tensor_node.items():
+            nodes[node] = nodes[node]._replace(origin=(*walk.refs.get(fi, (step, fi)), nr))
 
     def next_id(self, prefix: str) -> str:
         """`tensor_3`: the prefix and how many tensor nodes of that prefix came before."""
@@ -282,8 +301,7 @@ class _Builder:
         op = None if fn is None else short_op(fn.name())
         record = Node(node_id, kind, op, name, **tensor_fields(tensor))
         if self.stamp is not None and fn is not None:
-            record = record._replace(first_step=fn.metadata.get(self.stamp.key, self.stamp.step),
-                                     source=fn.metadata.get(SOURCE_KEY))
+            record = record._replace(first_step=made_step(fn.metadata, self.stamp), source=fn.metadata.get(SOURCE_KEY))
         return record
 
 
@@ -372,34 +390,6 @@ def _leaf_accumulator(tensor: torch.Tensor) -> Any:
     return tensor.view_as(tensor).grad_fn.next_functions[0][0]
 
 
-def _attach_tensor_nodes(builder: _Builder) -> None:
-    """Outputs, then named non-leaf tensors that the graph uses, become tensor nodes of the
-    (function, output) they stand for; named ones wait to be placed after the functions."""
-    walk = builder.walk
-    index, tensor_node = walk.index, walk.pending.tensor_node
-    for (fn, nr), node in builder.output_keys:
-        tensor_node.setdefault((index[fn], nr), node)
-    keys = [(index[fn], nr, fn) for fn, nr in builder.names.nonleaves
-            if fn in index and (index[fn], nr) not in tensor_node]
-    if not walk.stopped_early:
-        keys = _used(keys, walk.pending.reads)  # else the rebuilt step, which sees every reader, decides
-    for fi, nr, fn in keys:
-        name, tensor = builder.names.nonleaves[(fn, nr)]
-        walk.pending.named.append((fi, nr, builder.record(NodeKind.TENSOR, tensor, name, "")))
-        walk.named_tensors.append(tensor)
-
-
-def _used(keys: list[tuple[int, int, Any]], reads: list[tuple[int, int, int]]) -> list[tuple[int, int, Any]]:
-    """The (function, output) pairs some node of the graph reads: an output of split() or
-    unbind() that nothing consumes is not part of the graph. A function with one output that
-    was reached is read, so only multi-output functions need a look at the inputs read."""
-    many = {fi for fi, _, fn in keys if len(getattr(fn, "_input_metadata", ((), ()))) > 1}
-    if not many:
-        return keys
-    read = {(child, nr) for child, _, nr in reads if child in many}
-    return [key for key in keys if key[0] not in many or key[:2] in read]
-
-
 def resolve_names(names: Mapping[str, Any] | torch.nn.Module | None, frame: Any) -> NameTable:
     """A NameTable from an explicit `names=` argument, or from the user's frames (tensors read
     as `walk` reads them)."""
@@ -432,19 +422,21 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
         safety.guard_deep_graph(len(order))
         if REENTRANT_CHECKPOINT in result.pending.kind_names.values():
             result.notes.append(REENTRANT_NOTE)
-        _attach_tensor_nodes(builder)
+        attach_tensor_nodes(builder)
         if stamp is None and not saved:
             return result
         result.build()
         builder.counters["tensor"] = len(result.pending.tail)
         if stamp is not None:
             builder.identify_all()
+            builder.place_tensors()
         if saved:
             attach_saved(builder)
         if stamp is not None:
             _keep_structure(builder)
             if result.stopped_early:
-                _attach_deep_names(builder)
+                attach_deep_names(builder)
+            stamp_names(builder)
     return result
 
 
@@ -456,28 +448,6 @@ def _keep_structure(builder: _Builder) -> None:
     walk.first_names = builder.stamp.leaves.first_names
     walk.tensor_keys = tuple((node, walk.refs.get(fi, (step, fi)), nr)
                              for (fi, nr), node in walk.pending.tensor_node.items())
-
-
-def _attach_deep_names(builder: _Builder) -> None:
-    """Named tensors and leaves inside the history the walk stopped at: a tensor node for
-    each named non-leaf (kept if the rebuilt step reads it), and this step's record of every
-    leaf of the session still alive (its name, fields and `.grad` now)."""
-    walk, stamp, names = builder.walk, builder.stamp, builder.names
-    deep_tensors = []
-    for (fn, nr), (name, tensor) in names.nonleaves.items():
-        if fn not in walk.index and stamp.at_key in fn.metadata:
-            node = builder.add_tensor(NodeKind.TENSOR, tensor, name)
-            deep_tensors.append((node, fn.metadata[stamp.at_key], nr))
-    local = {walk.refs.get(fi, (stamp.step, fi)) for fi in range(len(walk.children))}
-    registry = stamp.leaves.tensors
-    for key, tensor in [(key, ref()) for key, ref in registry.items()]:
-        if tensor is None:
-            del registry[key]
-        elif key not in local:
-            name = names.leaf_name(tensor)
-            stamp.leaves.remember(key, name, stamp.step)
-            walk.deep_leaves[key] = builder.add_tensor(NodeKind.LEAF, tensor, name)
-    walk.tensor_keys += tuple(deep_tensors)
 
 
 def trace(

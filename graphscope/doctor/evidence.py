@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from graphscope.doctor import scriptsource as code
-from graphscope.model import Failure, Finding, GradStat, IdleParameter, Node, NodeKind, Run, Snapshot, Warned
+from graphscope.model import (Failure, Finding, GradStat, IdleParameter, Node, NodeKind, Run, Snapshot, Warned,
+                              base_name)
 from graphscope.numbers import number
 
 
@@ -99,14 +100,6 @@ def rule(rule_id: str) -> Callable[[Rule], Rule]:
 
 
 # --- reading snapshots ---------------------------------------------------------------------
-
-_FROM_STEP = re.compile(r" \(from step \d+\)$")
-
-
-def base_name(name: str | None) -> str | None:
-    """The variable name of a leaf, without the ` (from step N)` added once it was renamed."""
-    return None if name is None else _FROM_STEP.sub("", name)
-
 
 def upstream(snapshot: Snapshot, node_id: str) -> set[str]:
     """Ids of every node the given node was computed from (forward edges, walked iteratively)."""

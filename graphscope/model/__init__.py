@@ -5,11 +5,11 @@ with what the script did and what the doctor found. Everything else in graphscop
 on these; they are all importable from here.
 """
 
-from graphscope.model.records import (JSON_FORMAT_VERSION, Edge, GradStat, Node, NodeKind, accumulated,
+from graphscope.model.records import (JSON_FORMAT_VERSION, Edge, GradStat, Node, NodeKind, accumulated, base_name,
                                       compact_json)
 from graphscope.model.run import SEVERITIES, Failure, Finding, IdleParameter, Run, Warned
 from graphscope.model.snapshot import Snapshot, from_node_link, node_link_graph, to_node_link
 
 __all__ = ["JSON_FORMAT_VERSION", "SEVERITIES", "Edge", "Failure", "Finding", "GradStat", "IdleParameter", "Node",
-           "NodeKind", "Run", "Snapshot", "Warned", "accumulated", "compact_json", "from_node_link",
+           "NodeKind", "Run", "Snapshot", "Warned", "accumulated", "base_name", "compact_json", "from_node_link",
            "node_link_graph", "to_node_link"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from typing import Any, Mapping, NamedTuple
 
 
@@ -161,6 +162,15 @@ class Node(NamedTuple):
 
 
 _TENSOR_KINDS = frozenset((NodeKind.OUTPUT, NodeKind.LEAF, NodeKind.TENSOR, NodeKind.SAVED))
+
+
+_FROM_STEP = re.compile(r" \(from step \d+\)$")
+
+
+def base_name(name: str | None) -> str | None:
+    """The variable name of a tensor, without the ` (from step N)` a later step adds to the name
+    it had in an earlier one."""
+    return None if name is None else _FROM_STEP.sub("", name)
 
 
 def _close(a: float, b: float) -> bool:

@@ -125,7 +125,10 @@ def changes(views: Mapping[int, Snapshot], position: int) -> dict[str, Any] | No
     change = diff(views[position - 1], views[position])
     old, new = change.old, change.new
     return {
-        "from": old.step, "added": [_described(new[i]) for i in change.added],
+        "from": old.step,
+        "added": [_described(new[i]) for i in change.added]
+        + [[m.new, f"{m.name}: now a new tensor, made at {new[m.new].source or 'an unknown line'}"]
+           for m in change.moved],
         "carried": [_described(new[i]) for i in change.carried],
         "removed": [_described(old[i])[1] for i in change.removed],
         "kinds": [f"{c.name}: {c.before} → {c.after}" for c in change.kind_changes],

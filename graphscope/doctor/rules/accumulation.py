@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterator
 
-from graphscope.doctor.evidence import Evidence, backward_location, base_name, grad_text, names_text, rule
-from graphscope.model import Finding, GradStat, Node, NodeKind, Snapshot, accumulated
+from graphscope.doctor.evidence import Evidence, backward_location, grad_text, names_text, rule
+from graphscope.model import Finding, GradStat, Node, NodeKind, Snapshot, accumulated, base_name
 
 
 def _fresh_backward_steps(evidence: Evidence) -> list[Snapshot]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 from graphscope.doctor import scriptsource as code
-from graphscope.doctor.evidence import (Evidence, base_name, failed_on_none_grad, failure_sentence,
+from graphscope.doctor.evidence import (Evidence, failed_on_none_grad, failure_sentence,
                                         names_text, rule, steps_text, upstream)
-from graphscope.model import Finding, Node, NodeKind, Snapshot
+from graphscope.model import Finding, Node, NodeKind, Snapshot, base_name
 
 
 def _former_leaf(snapshot: Snapshot, node: Node) -> Node | None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from graphscope.doctor.evidence import Evidence, backward_order, base_name, forward_op, rule
-from graphscope.model import Finding, GradStat, Node, NodeKind, Snapshot
+from graphscope.doctor.evidence import Evidence, backward_order, forward_op, rule
+from graphscope.model import Finding, GradStat, Node, NodeKind, Snapshot, base_name
 
 
 _OP_HINTS = {
