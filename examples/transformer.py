@@ -1,9 +1,10 @@
 """A model too big to draw node by node: a 3-layer TransformerEncoder (d_model 16, 2 heads).
 
 Its one training step has 168 autograd nodes, above the picture's budget of 150, so the
-default picture is a view: each attention block, feed-forward linear and LayerNorm call is
-one box (`model.layers.0.self_attn × 32 nodes`) inside the cluster of its layer, and the
-layers follow each other from top to bottom. The legend says how much was folded;
+default picture is a view: each call of an attention block or a feed-forward linear is one
+box (`model.layers.0.self_attn`, 28 ops) inside the cluster of its layer, a LayerNorm call,
+one op, stays that op with its weight and bias, and the layers follow each other from top to
+bottom. The legend says how much was folded;
 `--depth 3` draws each layer as one box, `--full` draws all 168 nodes.
 """
 import torch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ from graphscope import NodeKind
 from graphscope.renderers import to_svg
 from graphscope.renderers.dot import to_dot
 from graphscope.analysis.view import MAX_LEAF_USES, ViewOptions, readable
+
+from conftest import run_graphscope
 
 
 def transformer_step(layers: int):
@@ -93,7 +96,10 @@ def test_large_model_collapses_to_module_boxes_within_budget():
     assert len(view.nodes) <= 150
     boxes = view.of_kind("module")
     assert sorted(b.name for b in boxes) == sorted(f"model.layers.{i}" for i in range(24))
-    assert sum(b.folded for b in boxes) + len(view.nodes) - len(boxes) == len(snap.nodes)
+    inside = [n for n in snap.of_kind("function") if n.module and n.module.startswith("model.layers.")]
+    assert sum(b.folded for b in boxes) == len(inside)  # each box counts the ops of its call
+    hidden = len(snap.nodes) - (len(view.nodes) - len(boxes))  # every node is drawn, or inside a box
+    assert hidden == len(inside) + sum(1 for n in snap.of_kind("leaf") if n.id not in {v.id for v in view.nodes})
     assert any("--full draws every node" in note for note in view.notes)
     svg = to_svg(snap)
     assert b"model.layers.23" in svg and b"full draws every node" in svg
@@ -154,3 +160,22 @@ def test_render_options_choose_the_view(tmp_path):
     for folder in ("small", "full"):
         data = (tmp_path / folder / "step-0000.json").read_text()
         assert data.count('"MulBackward0"') >= 9
+
+
+def test_each_module_call_is_its_own_box_made_when_its_ops_were(tmp_path):
+    script = Path(__file__).parent / "scripts" / "gru_language_model.py"
+    done = run_graphscope("render", str(script), "-o", str(tmp_path), "--format", "dot,json", "--no-report")
+    assert done.returncode == 1 and "Trying to backward through the graph a second time" in done.stderr
+    dot = (tmp_path / "step-0001.dot").read_text()
+    boxes = re.findall(r'^\s+"(module:[^"]+)" \[.*?label="([^"]*)"', dot, re.M)
+    labels_by_path = {}
+    for _, label in boxes:
+        labels_by_path.setdefault(label.split("\\n")[0], []).append(label)
+    assert len(labels_by_path["model.rnn"]) == 2  # step 0's call, carried over, and step 1's own
+    assert sum("made in step 0" in label for label in labels_by_path["model.rnn"]) == 1
+    assert all("made in step" not in label for label in labels_by_path["model.decoder"])
+    step1 = graphscope.load(tmp_path / "step-0001.json")[0]
+    rnn_ops = [n for n in step1.of_kind("function") if n.module == "model.rnn"]
+    carried = [n for n in rnn_ops if n.carried_over(1)]
+    box_ops = sorted(int(re.search(r"(\d+) ops", label).group(1)) for label in labels_by_path["model.rnn"])
+    assert box_ops == sorted([len(carried), len(rnn_ops) - len(carried)])

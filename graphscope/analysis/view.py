@@ -52,20 +52,30 @@ def _prefix(path: str, depth: int) -> str:
     return ".".join(path.split(".")[:depth])
 
 
-def _homes(snapshot: Snapshot, depth: int) -> dict[str, str]:
-    """Node id -> the module box it disappears into when modules at `depth` are collapsed;
-    a leaf goes with the one module that uses it. A module call of one node stays that node:
-    a box would hide its op and show nothing more."""
+def _call_at(node: Node, depth: int) -> tuple[tuple[int, int], ...] | None:
+    """The module calls around the node's box at `depth`, outermost first: its calls down to
+    the innermost one whose path is at most `depth` deep (None when nothing says)."""
+    if not node.calls:
+        return None
+    around = tuple(call for call in node.calls if call[0] <= depth)
+    return around or None
+
+
+def _homes(snapshot: Snapshot, depth: int) -> dict[str, tuple]:
+    """Node id -> the module call it disappears into when modules at `depth` are collapsed, as
+    (module path, the calls around it): two calls of one module are two boxes. A leaf goes
+    with the one call that uses it. A module call of one node stays that node: a box would
+    hide its op and show nothing more, so is a call of one op and its parameter."""
     target = {
-        node.id: f"module:{_prefix(node.module, depth)}"
+        node.id: (_prefix(node.module, depth), _call_at(node, depth))
         for node in snapshot.nodes if node.module and _depth(node.module) >= depth
     }
+    ops = Counter(target.values())
     for node in snapshot.of_kind(NodeKind.LEAF):
         homes = {target.get(u) for u in snapshot.users_of(node.id)}
         if len(homes) == 1 and None not in homes:
             target[node.id] = homes.pop()
-    sizes = Counter(target.values())
-    return {node_id: box for node_id, box in target.items() if sizes[box] > 1}
+    return {node_id: box for node_id, box in target.items() if ops[box] > 1}
 
 
 def _visible_at(snapshot: Snapshot, depth: int) -> int:
@@ -85,13 +95,29 @@ def choose_depth(snapshot: Snapshot, budget: int) -> int | None:
     return 1
 
 
-def _module_node(path: str, members: list[Node]) -> Node:
-    """One box standing for a collapsed module call."""
+def _box_ids(target: dict[str, tuple], snapshot: Snapshot) -> dict[tuple, str]:
+    """An id for each box, in walk order: `module:rnn` for the first call of a path, then
+    `module:rnn~2`, `module:rnn~3` (deterministic, never from a call number)."""
+    ids: dict[tuple, str] = {}
+    seen: Counter[str] = Counter()
+    for node in snapshot.nodes:
+        box = target.get(node.id)
+        if box is not None and box not in ids:
+            seen[box[0]] += 1
+            ids[box] = f"module:{box[0]}" + (f"~{seen[box[0]]}" if seen[box[0]] > 1 else "")
+    return ids
+
+
+def _module_node(box_id: str, path: str, calls: tuple | None, members: list[Node], step: int) -> Node:
+    """One box standing for one collapsed module call: its ops' count, and the step it was made
+    in when that is an earlier one (a call made this step is never drawn as carried)."""
     functions = [n for n in members if n.kind is NodeKind.FUNCTION]
-    first = min((n.first_step for n in members if n.first_step is not None), default=None)
+    made = [n.first_step for n in functions if n.first_step is not None]
+    first = min(made) if made and all(m < step for m in made) else (step if made else None)
     parent = path.rsplit(".", 1)[0] if "." in path else None
-    return Node(f"module:{path}", NodeKind.MODULE, None, path, first_step=first,
-                source=functions[0].source if functions else None, module=parent, folded=len(members))
+    return Node(box_id, NodeKind.MODULE, None, path, first_step=first,
+                source=functions[0].source if functions else None, module=parent, folded=len(functions),
+                calls=calls)
 
 
 def _remap(snapshot: Snapshot, target: dict[str, str], extra: list[Node]) -> Snapshot:
@@ -119,12 +145,14 @@ def _remap(snapshot: Snapshot, target: dict[str, str], extra: list[Node]) -> Sna
 
 def collapse_modules(snapshot: Snapshot, depth: int) -> Snapshot:
     """Every module call at `depth` becomes one box, with the parameters only it uses."""
-    target = _homes(snapshot, depth)
-    members: dict[str, list[Node]] = {}
+    homes = _homes(snapshot, depth)
+    ids = _box_ids(homes, snapshot)
+    target = {node_id: ids[box] for node_id, box in homes.items()}
+    members: dict[tuple, list[Node]] = {}
     for node in snapshot.nodes:
-        if node.id in target:
-            members.setdefault(target[node.id], []).append(node)
-    boxes = [_module_node(box[len("module:"):], nodes) for box, nodes in members.items()]
+        if node.id in homes:
+            members.setdefault(homes[node.id], []).append(node)
+    boxes = [_module_node(ids[box], box[0], box[1], nodes, snapshot.step) for box, nodes in members.items()]
     view = _remap(snapshot, target, boxes)
     if boxes:
         view = _note(view, f"view: {len(target)} nodes inside {len(boxes)} module call(s) at depth {depth} "

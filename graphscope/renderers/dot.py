@@ -35,7 +35,7 @@ LEGEND = (
     (NodeKind.OUTPUT, "output: backward starts here"),
     (NodeKind.FUNCTION, "backward function"),
     (NodeKind.SAVED, "tensor saved for backward"),
-    (NodeKind.MODULE, "collapsed module call (× nodes inside)"),
+    (NodeKind.MODULE, "one module call, collapsed (its ops inside)"),
 )
 
 
@@ -70,7 +70,7 @@ def _node_style(node: Node, step: int, call: str = "backward") -> dict[str, str]
 def node_label(node: Node, step: int, call: str = "backward") -> str:
     """The lines drawn inside a node."""
     if node.kind is NodeKind.MODULE:
-        lines = [node.name or node.id, f"× {node.folded} nodes"]
+        lines = [node.name or node.id, f"{node.folded} op" + ("" if node.folded == 1 else "s")]
     elif node.kind is NodeKind.FUNCTION:
         lines = [f"× {node.folded} {node.op}" if node.folded else node.op or node.id]
         if node.carried_over(step):
@@ -92,7 +92,7 @@ def node_tooltip(node: Node) -> str:
     """Everything known about a node, shown when hovering it in the SVG."""
     lines = [f"{node.title} ({node.id})"]
     if node.kind is NodeKind.MODULE:
-        lines.append(f"module call drawn as one box: {node.folded} nodes inside")
+        lines.append(f"one call of module {node.name}, drawn as one box: {node.folded} ops inside")
     elif node.kind is NodeKind.FUNCTION:
         lines.append(f"backward function {node.op}" + (f", {node.folded} in a row" if node.folded else ""))
         if node.module:
