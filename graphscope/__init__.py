@@ -58,7 +58,7 @@ def diagnose(run: Session | Run | Sequence[Snapshot], sources: Mapping[str, str]
     first; `sources` maps display paths to file text, read from `root` (the session's root,
     else the current folder) when not given."""
     if isinstance(run, Session):
-        run = Run(run.snapshots, root=run.root)
+        run = Run(run.snapshots, root=run.root, sites=run.sites)
     elif not isinstance(run, Run):
         run = Run(list(run))
     if root is not None:

@@ -34,7 +34,7 @@ CORRECT = ["linear_fit.py", "sgd_by_hand.py", "linear_model.py", "mlp.py", "logi
            "dot_product.py", "control_flow.py", "training_loop.py", "transformer.py"]
 FIXED = [("rnn_hidden_state.py", "--detach"), ("inplace_leaf.py", "--no-grad"),
          ("inplace_modified.py", "--out-of-place"), ("nonleaf_grad.py", "--retain-grad"),
-         ("unused_parameter.py", "--use-all")]
+         ("unused_parameter.py", "--use-all"), ("gan.py", "--detach"), ("gru_language_model.py", "--repackage")]
 
 
 @functools.lru_cache(maxsize=None)
@@ -93,11 +93,11 @@ def test_fixed_twins_have_no_findings(script, flag):
 
 def test_every_rule_reports_under_its_own_id():
     assert list(RULES) == ["non-leaf-parameter", "graph-growth", "grad-accumulation", "no-grad-param",
-                           "nonfinite-grad", "backward-twice", "inplace-leaf", "inplace-modified",
-                           "nonleaf-grad-access", "tensor-truthiness"]
+                           "wrong-model-grad", "nonfinite-grad", "backward-twice", "inplace-leaf",
+                           "inplace-modified", "nonleaf-grad-access", "tensor-truthiness"]
     scripts = ["wrong_update.py", "no_zero_grad.py", "backward_twice.py", "nan_gradient.py", "truthiness.py",
                "inplace_leaf.py", "inplace_modified.py", "nonleaf_grad.py", "unused_parameter.py",
-               "total_loss_graph.py", "rnn_hidden_state.py", "wrong_update_retain.py"]
+               "total_loss_graph.py", "rnn_hidden_state.py", "wrong_update_retain.py", "gan.py"]
     seen = set()
     for script in scripts:
         for rule_id, check in RULES.items():
@@ -154,7 +154,7 @@ def test_rnn_hidden_state_growth_names_h_and_the_steps_it_spans():
     [found] = of_rule(findings("rnn_hidden_state.py"), "graph-growth")
     assert found.location == line_of("rnn_hidden_state.py", "h = cell(inputs[batch, t], h)")
     assert found.step == 3 and found.severity == "error"
-    assert "`h`" in found.message and "3 earlier steps (steps 0–2" in found.message
+    assert "`h`" in found.message and "the graphs of steps 0–2 (" in found.message
     assert all(last[n].carried_over(3) for n in found.nodes)
     assert "h = h.detach()" in found.fix
     assert list(RULES["graph-growth"](evidence("rnn_hidden_state.py", "--detach"))) == []
@@ -163,7 +163,7 @@ def test_rnn_hidden_state_growth_names_h_and_the_steps_it_spans():
 def test_update_history_growth_suggests_no_grad():
     [found] = of_rule(findings("wrong_update_retain.py"), "graph-growth")
     assert found.location == line_of("wrong_update_retain.py", "w = w - lr * w.grad")
-    assert "3 earlier steps (steps 1–3" in found.message and "torch.no_grad()" in found.fix
+    assert "the graphs of steps 1–3 (" in found.message and "torch.no_grad()" in found.fix
 
 
 def test_summed_loss_tensor_keeps_every_steps_graph(tmp_path):

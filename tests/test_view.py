@@ -16,7 +16,7 @@ from graphscope.renderers import to_svg
 from graphscope.renderers.dot import to_dot
 from graphscope.analysis.view import MAX_LEAF_USES, ViewOptions, readable
 
-from conftest import run_graphscope
+from conftest import EXAMPLES, run_graphscope
 
 
 def transformer_step(layers: int):
@@ -163,7 +163,7 @@ def test_render_options_choose_the_view(tmp_path):
 
 
 def test_each_module_call_is_its_own_box_made_when_its_ops_were(tmp_path):
-    script = Path(__file__).parent / "scripts" / "gru_language_model.py"
+    script = EXAMPLES / "gru_language_model.py"
     done = run_graphscope("render", str(script), "-o", str(tmp_path), "--format", "dot,json", "--no-report")
     assert done.returncode == 1 and "Trying to backward through the graph a second time" in done.stderr
     dot = (tmp_path / "step-0001.dot").read_text()

@@ -21,7 +21,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 
 from graphscope.capture.frames import (display_path, is_graphscope_file, outside_user_code, scopes, user_frame,
                                        user_frames)
-from graphscope.model import IdleParameter, Warned
+from graphscope.model import IdleParameter, OptimizerRecord, Warned
 
 GRAPHSCOPE_MODULES = r"graphscope(\.|$)"
 
@@ -42,15 +42,62 @@ def parameter_names(frame: types.FrameType | None) -> dict[int, str]:
     return found
 
 
+class _OptimizerLog:
+    """What one optimizer did: its name, its parameters' names, after which captured step each
+    of its steps ran, and for each parameter the steps it had no gradient in (with where and
+    how the first of them was seen)."""
+
+    def __init__(self, name: str, names: dict[int, str], params: list[torch.Tensor]):
+        self.name = name
+        self.names = [names.get(id(p)) or f"parameter {i} of the optimizer" for i, p in enumerate(params)]
+        self.steps: list[int] = []
+        self.idle: dict[str, list[int]] = {}
+        self.first: dict[str, IdleParameter] = {}
+
+    def note(self, step: int, params: list[torch.Tensor], location: str | None) -> None:
+        """One step: which parameters had no gradient."""
+        self.steps.append(step)
+        idle = [i for i, p in enumerate(params) if p.grad is None]
+        for i in idle:
+            name = self.names[i] if i < len(self.names) else f"parameter {i} of the optimizer"
+            self.idle.setdefault(name, []).append(step)
+            if name not in self.first:
+                self.first[name] = IdleParameter(name, params[i].requires_grad, None if step < 0 else step, location,
+                                                 everything=len(idle) == len(params))
+
+    def idle_parameters(self) -> list[IdleParameter]:
+        """Each parameter that had no gradient at some step: how often, and for how long at the end."""
+        found = []
+        for name, steps in self.idle.items():
+            trailing = _trailing(self.steps, steps)
+            since = steps[-trailing] if trailing else None
+            found.append(replace(self.first[name], times=len(steps), total=len(self.steps), trailing=trailing,
+                                 since=None if since is None or since < 0 else since))
+        return found
+
+    def record(self) -> OptimizerRecord:
+        """The torch-free record of this optimizer."""
+        return OptimizerRecord(self.name, tuple(self.names), tuple(self.steps))
+
+
+def _trailing(steps: list[int], idle: list[int]) -> int:
+    """How many of the last steps, in a row, are idle ones (both lists in step order; a step
+    number may repeat when an optimizer steps twice between two backward calls)."""
+    count = 0
+    while count < len(idle) and count < len(steps) and idle[-1 - count] == steps[-1 - count]:
+        count += 1
+    return count
+
+
 class Watch:
-    """Collects the warnings and idle parameters of one run, with user `file:line` locations."""
+    """Collects the warnings and the optimizer steps of one run, with user `file:line` locations."""
 
     def __init__(self, root: str, current_step: Callable[[], int]):
         self.root = root
         self.current_step = current_step
         self.show_original = warnings.showwarning
         self.warned: dict[tuple[str, str, str | None], Warned] = {}
-        self.idle: dict[str, IdleParameter] = {}
+        self.optimizers: dict[int, _OptimizerLog] = {}
         self.optimizer_steps: list[int] = []
 
     def location(self, filename: str, line: int) -> str:
@@ -87,8 +134,8 @@ class Watch:
                                registry=scope.setdefault("__warningregistry__", {}), module_globals=scope)
 
     def before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        """Optimizer step pre-hook: note after which captured step it ran, and every parameter it
-        is about to update without a .grad (unless a closure, run by the step, makes them)."""
+        """Optimizer step pre-hook: note after which captured step it ran, and which parameters
+        it is about to update without a .grad (unless a closure, run by the step, makes them)."""
         self.optimizer_steps.append(self.current_step())
         if not _has_closure(args, kwargs):
             self.check_gradients(optimizer)
@@ -100,25 +147,43 @@ class Watch:
             self.check_gradients(optimizer)
 
     def check_gradients(self, optimizer: torch.optim.Optimizer) -> None:
-        """Note every parameter of `optimizer` that has no .grad, where the user's step call is."""
+        """Note this step of `optimizer` and its parameters without a .grad, where the user's
+        step call is; the optimizer's name and its parameters' are read once."""
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        idle = [p for p in params if p.grad is None]
-        if not idle:
-            return
+        log = self.optimizers.get(id(optimizer))
         frame = user_frame(sys._getframe(2))
-        names = parameter_names(frame)
-        position = {id(p): i for i, p in enumerate(params)}
-        step = self.current_step()
-        for param in idle:
-            name = names.get(id(param)) or f"parameter {position[id(param)]} of the optimizer"
-            self.note_idle(IdleParameter(name, param.requires_grad,
-                                         None if step < 0 else step, self.frame_location(frame),
-                                         everything=len(idle) == len(params)))
+        if log is None or len(log.names) != len(params):
+            self.meet_optimizers(frame, optimizer)
+            log = self.optimizers[id(optimizer)]
+        needs_location = any(p.grad is None for p in params)
+        log.note(self.current_step(), params, self.frame_location(frame) if needs_location else None)
 
-    def note_idle(self, idle: IdleParameter) -> None:
-        """Keep the first sighting of each idle parameter and count the others."""
-        known = self.idle.get(idle.name)
-        self.idle[idle.name] = idle if known is None else replace(known, times=known.times + 1)
+    def meet_optimizers(self, frame: types.FrameType | None, stepping: torch.optim.Optimizer) -> None:
+        """Learn the names of `stepping` and of every other optimizer in sight, and of the
+        parameters each updates (once: optimizers that have not stepped yet are known too)."""
+        variables = _variables(frame)
+        found = {id(v): (n, v) for n, v in reversed(variables) if isinstance(v, torch.optim.Optimizer)}
+        found.setdefault(id(stepping), (type(stepping).__name__, stepping))
+        visible = parameter_names(frame)
+        for key, (name, optimizer) in found.items():
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            known = self.optimizers.get(key)
+            if known is None or len(known.names) != len(params):
+                self.optimizers[key] = _OptimizerLog(name, visible, params)
+
+    def idle_parameters(self) -> tuple[IdleParameter, ...]:
+        """Every parameter some optimizer stepped without a gradient."""
+        return tuple(idle for log in self.optimizers.values() for idle in log.idle_parameters())
+
+    def optimizer_records(self) -> tuple[OptimizerRecord, ...]:
+        """Each optimizer of the run, in the order it first stepped."""
+        return tuple(log.record() for log in self.optimizers.values())
+
+
+def _variables(frame: types.FrameType | None) -> list[tuple[str, Any]]:
+    """The user's public variables in sight of `frame`, innermost scope first."""
+    return [(name, value) for scope in scopes(user_frames(frame)) for name, value in scope.items()
+            if isinstance(name, str) and not name.startswith("_")]
 
 
 def _has_closure(args: tuple, kwargs: dict) -> bool:

@@ -123,4 +123,5 @@ def record_script(path: str | os.PathLike[str], args: Sequence[str] = (), saved:
         end = run_script(str(path), args)
     return Run(session.snapshots, script.name, end.status, failure=end.failure,
                warnings=tuple(watch.warned.values()), optimizer_steps=tuple(watch.optimizer_steps),
-               idle_parameters=tuple(watch.idle.values()), root=root)
+               idle_parameters=watch.idle_parameters(), root=root, optimizers=watch.optimizer_records(),
+               sites=session.sites)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from graphscope.doctor import scriptsource as code
-from graphscope.model import (Failure, Finding, GradStat, IdleParameter, Node, NodeKind, Run, Snapshot, Warned,
-                              base_name)
+from graphscope.model import (Failure, Finding, GradStat, IdleParameter, Node, NodeKind, OptimizerRecord, Run,
+                              ScalerStep, Snapshot, Warned, base_name)
 from graphscope.numbers import number
 
 
@@ -31,6 +31,9 @@ class Evidence:
     warnings: tuple[Warned, ...] = ()
     optimizer_steps: tuple[int, ...] = ()
     idle_parameters: tuple[IdleParameter, ...] = ()
+    optimizers: tuple[OptimizerRecord, ...] = ()
+    scaler: tuple[ScalerStep, ...] = ()
+    sites: Mapping[int, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, run: Run, sources: Mapping[str, str] | None = None) -> Evidence:
@@ -40,7 +43,7 @@ class Evidence:
         if sources is None:
             sources = read_sources(run.root or os.getcwd(), referenced_files(run, snapshots))
         return cls(snapshots, sources, run.failure, run.status, tuple(run.warnings), tuple(run.optimizer_steps),
-                   tuple(run.idle_parameters))
+                   tuple(run.idle_parameters), tuple(run.optimizers), tuple(run.scaler), dict(run.sites))
 
     def updated_between(self, earlier: int, later: int) -> bool:
         """True when an optimizer stepped after step `earlier` and before step `later`; without any

@@ -80,7 +80,9 @@ class Warned:
 
 @dataclass(frozen=True)
 class IdleParameter:
-    """A parameter an optimizer was about to update while its `.grad` was None."""
+    """A parameter an optimizer was about to update while its `.grad` was None: first at
+    captured step `step`, `times` times in all, out of the `total` steps of its optimizer; the
+    last `trailing` of them in a row (None when not counted), from step `since` on."""
 
     name: str
     requires_grad: bool
@@ -88,6 +90,29 @@ class IdleParameter:
     location: str | None
     times: int = 1
     everything: bool = False
+    total: int | None = None
+    trailing: int | None = None
+    since: int | None = None
+
+
+@dataclass(frozen=True)
+class OptimizerRecord:
+    """An optimizer of the run: its variable name, the names of the parameters it updates, and
+    after which captured step each of its step() calls ran."""
+
+    name: str
+    parameters: tuple[str, ...]
+    steps: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ScalerStep:
+    """One update of a GradScaler: the last captured step before it, the scale that step's loss
+    was multiplied by, and whether the scaler skipped the optimizer step (non-finite gradients)."""
+
+    step: int
+    scale: float
+    skipped: bool
 
 
 @dataclass
@@ -97,8 +122,10 @@ class Run:
 
     `status` is the script's exit status and `failure` its exception, if it raised one;
     `warnings` what it warned, `optimizer_steps` after which captured step each
-    optimizer.step() ran, `idle_parameters` what an optimizer stepped without a gradient;
-    `root` is the folder the steps' `file:line` sources are relative to.
+    optimizer.step() ran, `idle_parameters` what an optimizer stepped without a gradient,
+    `optimizers` each optimizer and what it updates, `scaler` each GradScaler update;
+    `sites` where each outermost module call was made (`file:line`, by the call numbers in
+    the nodes' `calls`); `root` is the folder the steps' `file:line` sources are relative to.
     """
 
     snapshots: Sequence[Snapshot] = ()
@@ -110,6 +137,9 @@ class Run:
     optimizer_steps: tuple[int, ...] = ()
     idle_parameters: tuple[IdleParameter, ...] = ()
     root: str | None = None
+    optimizers: tuple[OptimizerRecord, ...] = ()
+    scaler: tuple[ScalerStep, ...] = ()
+    sites: Mapping[int, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.snapshots)
