@@ -89,3 +89,71 @@ def test_gradients_sent_to_the_generator_by_the_discriminator_step_are_a_finding
 
 def test_a_correct_gan_has_no_finding():
     assert findings("gan.py", "--detach") == []
+
+
+def test_mixed_precision_overflow_while_the_scale_settles_is_information_only():
+    found = findings("mixed_precision.py")
+    assert [(f.rule, f.severity) for f in found] == [("nonfinite-grad", "info")]
+    assert "GradScaler skipped steps 0–5 while its scale fell from 2^40 to 2^34" in found[0].message
+    run = recorded("mixed_precision.py")
+    assert [u.scale for u in run.scaler] == [2.0 ** k for k in range(40, 34, -1)] and all(u.skipped for u in run.scaler)
+    assert [s.loss_scale for s in run.snapshots] == [2.0 ** k for k in range(40, 34, -1)]
+
+
+def test_doctor_passes_the_mixed_precision_loop():
+    done = run_graphscope("doctor", str(EXAMPLES / "mixed_precision.py"), "--fail-on", "warning")
+    assert done.returncode == 0, done.stderr
+
+
+def test_pictures_of_a_scaled_step_show_the_gradients_unscaled():
+    import torch
+
+    from graphscope.analysis.scaling import unscaled
+
+    step = recorded("mixed_precision.py")[0]
+    shown = unscaled(step)
+    pairs = [(a, b) for a, b in zip(step.edges, shown.edges) if a.grad is not None and a.grad.nonfinite == 0]
+    assert pairs and all(b.grad.norm == a.grad.norm / 2.0 ** 40 for a, b in pairs)
+    assert any("divided by 2^40" in note for note in shown.notes)
+    assert torch.isfinite(torch.tensor([b.grad.norm for _, b in pairs])).all()
+
+
+def test_layers_used_in_some_steps_only_are_information_with_their_counts():
+    import runpy
+
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    used: dict[int, int] = {}
+
+    def count(optimizer, *_):
+        for group in optimizer.param_groups:
+            for i, p in enumerate(group["params"]):
+                used[i] = used.get(i, 0) + (p.grad is not None)
+
+    handle = register_optimizer_step_pre_hook(count)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            runpy.run_path(str(EXAMPLES / "random_depth.py"), run_name="__main__")  # PyTorch alone: the reference
+    finally:
+        handle.remove()
+    [found] = findings("random_depth.py")
+    assert (found.rule, found.severity) == ("no-grad-param", "info")
+    assert f"`model.hidden.0.weight` {used[2]}/30" in found.message and used[2] < 30
+    assert "never" not in found.message
+
+
+def test_failing_on_the_grad_of_a_parameter_an_update_rebound_is_non_leaf_parameter():
+    found = findings("update_then_zero.py")
+    [rebound] = [f for f in found if f.rule == "non-leaf-parameter"]
+    assert rebound.explains_failure and rebound.location == line_of("update_then_zero.py", "b = b - lr * b.grad")
+    assert "torch.no_grad()" in rebound.fix
+    assert not [f for f in found if f.rule == "no-grad-param"]  # b is in the graph: it was rebound
+
+
+def test_a_loss_that_cannot_change_has_dead_gradients():
+    [found] = findings("single_class.py")
+    assert (found.rule, found.severity) == ("dead-grad", "warning")
+    assert "LogSoftmaxBackward0" in found.message and found.location == line_of("single_class.py", "loss = ")
+    run = recorded("single_class.py")
+    assert all(n.grad_step.norm == 0 for s in run for n in s.of_kind("leaf"))

@@ -218,3 +218,25 @@ def test_gradient_statistics_match_pytorch(case):
             assert stat.mean == pytest.approx(values.mean().item(), rel=tolerance, abs=tolerance)
         else:
             assert not math.isfinite(stat.norm)
+
+
+def test_saved_bytes_are_what_pytorch_saved_and_carried_bytes_are_their_sum():
+    x = torch.randn(4, 3)
+    w = torch.randn(3, 5, requires_grad=True)
+    with graphscope.record() as session:
+        h = (x @ w).tanh()  # MmBackward0 saves x and w; TanhBackward0 saves its result
+        h.sum().backward(retain_graph=True)
+        mm = h.grad_fn.next_functions[0][0]
+        saved = [t for t in (mm._saved_self, mm._saved_mat2) if t is not None]  # w's grad needs x only
+        expected = {"MmBackward0": sum(t.numel() * t.element_size() for t in saved),
+                    "TanhBackward0": h.grad_fn._saved_result.numel() * h.grad_fn._saved_result.element_size()}
+        del mm
+        (h * 2).sum().backward()
+    assert expected == {"MmBackward0": 12 * 4, "TanhBackward0": 20 * 4}
+    step0, step1 = session[0], session[1]
+    assert {n.op: n.saved_bytes for n in step0.of_kind(NodeKind.FUNCTION) if n.op in expected} == expected
+    from graphscope.analysis.growth import growth
+    rows = growth(session.snapshots)
+    carried = [n for n in step1.nodes if n.carried_over(1)]
+    assert {n.op for n in carried} >= {"MmBackward0", "TanhBackward0"}
+    assert rows[1].held == sum(n.saved_bytes or 0 for n in carried) == sum(expected.values())

@@ -10,23 +10,27 @@ from graphscope.model import NodeKind, Snapshot
 
 @dataclass(frozen=True)
 class GrowthRow:
-    """Size of one step's graph and how much of it was carried over from earlier steps."""
+    """Size of one step's graph, how much of it was carried over from earlier steps, and the
+    bytes the carried functions hold saved for backward (as counted when captured)."""
 
     step: int
     nodes: int
     edges: int
     carried: int
     leaves: int
+    held: int = 0
 
 
 def growth_row(snapshot: Snapshot) -> GrowthRow:
     """The row of one step."""
+    carried = [n for n in snapshot.nodes if n.carried_over(snapshot.step)]
     return GrowthRow(
         step=snapshot.step,
         nodes=len(snapshot.nodes),
         edges=len(snapshot.edges),
-        carried=sum(n.carried_over(snapshot.step) for n in snapshot.nodes),
+        carried=len(carried),
         leaves=sum(n.kind is NodeKind.LEAF for n in snapshot.nodes),
+        held=sum(n.saved_bytes or 0 for n in carried),
     )
 
 

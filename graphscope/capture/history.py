@@ -11,7 +11,7 @@ with the same ids that walking the whole graph would give. Torch-free, like the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence, TypeVar, overload
 
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
@@ -216,6 +216,7 @@ class Steps(Sequence[Snapshot]):
         self._partials = partials
         self._inputs_of: dict[Key, Inputs] = {}
         self._cached: tuple[int, Snapshot] | None = None
+        self.scales: dict[int, float] = {}  # the loss scale of steps a GradScaler scaled
 
     def __len__(self) -> int:
         return len(self._partials)
@@ -234,7 +235,10 @@ class Steps(Sequence[Snapshot]):
         if not 0 <= step < len(self):
             raise IndexError(f"step {step} out of range: {len(self)} step(s) captured")
         if self._cached is None or self._cached[0] != step:
-            self._cached = (step, rebuild(self._partials, step, self._inputs_of))
+            snapshot = rebuild(self._partials, step, self._inputs_of)
+            if step in self.scales:
+                snapshot = replace(snapshot, loss_scale=self.scales[step])
+            self._cached = (step, snapshot)
         return self._cached[1]
 
     def __iter__(self) -> Iterator[Snapshot]:

@@ -14,6 +14,7 @@ from typing import Callable, NamedTuple, Sequence
 from graphscope.capture import safety
 from graphscope.capture.frames import display_path, is_internal, is_runner_frame
 from graphscope.capture.probes import watching
+from graphscope.capture.scaler import watching_scalers
 from graphscope.capture.session import Session
 from graphscope.errors import GraphscopeError
 from graphscope.model import Failure, Run
@@ -119,9 +120,11 @@ def record_script(path: str | os.PathLike[str], args: Sequence[str] = (), saved:
     script = check_script(str(path))
     root = str(script.resolve().parent)
     with Session(saved=saved, source=source, root=root, on_step=on_step) as session, \
-            watching(root, lambda: len(session) - 1) as watch:
+            watching(root, lambda: len(session) - 1) as watch, watching_scalers(lambda: len(session) - 1) as scalers:
         end = run_script(str(path), args)
+    updates = scalers.steps()
+    session.snapshots.scales.update(scalers.scales(updates))
     return Run(session.snapshots, script.name, end.status, failure=end.failure,
                warnings=tuple(watch.warned.values()), optimizer_steps=tuple(watch.optimizer_steps),
                idle_parameters=watch.idle_parameters(), root=root, optimizers=watch.optimizer_records(),
-               sites=session.sites)
+               scaler=updates, sites=session.sites)

@@ -167,11 +167,3 @@ def made_text(evidence: Evidence, snapshot: Snapshot, node: Node) -> str:
     text = evidence.at(made_by.source)
     site = evidence.sites.get(made_by.calls[0][1]) if made_by.calls else None
     return text + (f", inside the call at {evidence.at(site)}" if site and site != made_by.source else "")
-
-
-def size_text(count: int) -> str:
-    """`1.2 MB`, `340 kB`, `96 bytes`: a byte count as a person reads it."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.3g} {unit}"
-    return f"{count} bytes"

@@ -174,6 +174,26 @@ def failed_on_none_grad(evidence: Evidence, names: Iterable[str]) -> bool:
     return statement is not None and bool(set(code.grad_reads(statement)) & set(names))
 
 
+def rebound_parameter(evidence: Evidence) -> tuple[str, str] | None:
+    """(name, location) when the script failed reading `x.grad` of a parameter (a leaf that
+    required grad in the last step) that an earlier line rebound to a value computed from
+    itself outside no_grad (`x = x - lr * x.grad`): x is no longer the leaf, so its .grad is None."""
+    failure = evidence.failure
+    if failure is None or "NoneType" not in failure.message:
+        return None
+    where = code.split_location(failure.location)
+    statement = evidence.statement(failure.location)
+    tree = evidence.tree(where[0]) if where else None
+    if statement is None or tree is None or not evidence.snapshots:
+        return None
+    leaves = {base_name(n.name) for n in evidence.snapshots[-1].of_kind(NodeKind.LEAF) if n.requires_grad}
+    for name in code.grad_reads(statement):
+        line = code.rebinding_line(tree, name, where[1]) if name in leaves else None
+        if line is not None:
+            return name, f"{where[0]}:{line}"
+    return None
+
+
 def failure_sentence(evidence: Evidence) -> str:
     """` That is why the script failed at X: TypeError: ...`."""
     failure = evidence.failure

@@ -130,6 +130,31 @@ def inplace_lines(tree: ast.Module, names: set[str], after: int, until: int | No
     return sorted(lines)
 
 
+def _no_grad_blocks(tree: ast.Module) -> list[tuple[int, int]]:
+    """The line spans of `with torch.no_grad():` (or `no_grad()`, `inference_mode()`) blocks."""
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.With, ast.AsyncWith)) and any(
+                "no_grad" in text(item.context_expr) or "inference_mode" in text(item.context_expr)
+                for item in node.items):
+            spans.append((node.lineno, node.end_lineno or node.lineno))
+    return spans
+
+
+def rebinding_line(tree: ast.Module, name: str, before: int) -> int | None:
+    """The last line before `before` that rebinds `name` to a value computed from `name` itself
+    (`b = b - lr * b.grad`) outside a no_grad block: an update autograd records."""
+    quiet = _no_grad_blocks(tree)
+    found = None
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Assign) and node.lineno < before and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == name
+                and any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node.value))
+                and not any(start <= node.lineno <= end for start, end in quiet)):
+            found = max(found or 0, node.lineno)
+    return found
+
+
 class TruthTest(NamedTuple):
     """An expression Python tests for truth (`if w.grad:`), and its line."""
 

@@ -108,11 +108,13 @@ class OptimizerRecord:
 @dataclass(frozen=True)
 class ScalerStep:
     """One update of a GradScaler: the last captured step before it, the scale that step's loss
-    was multiplied by, and whether the scaler skipped the optimizer step (non-finite gradients)."""
+    was multiplied by, whether the scaler skipped the optimizer step (non-finite gradients),
+    and the scale it set for the steps after."""
 
     step: int
     scale: float
     skipped: bool
+    after: float | None = None
 
 
 @dataclass

@@ -61,6 +61,7 @@ class Snapshot:
     step: int = 0
     call: str = "backward"
     notes: tuple[str, ...] = ()
+    loss_scale: float | None = None
 
     @classmethod
     def deferred(cls, build: Callable[[], tuple[tuple[Node, ...], tuple[Edge, ...]]], step: int = 0,
@@ -68,7 +69,7 @@ class Snapshot:
         """A Snapshot whose nodes and edges `build()` makes when they are first read: a large
         trace that is only counted, saved or drawn as a view pays for its records once."""
         snapshot = cls.__new__(cls)
-        for name, value in (("step", step), ("call", call), ("notes", notes), ("_build", build),
+        for name, value in (("step", step), ("call", call), ("notes", notes), ("loss_scale", None), ("_build", build),
                             ("_building", threading.Lock())):
             object.__setattr__(snapshot, name, value)
         return snapshot
@@ -92,7 +93,7 @@ class Snapshot:
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the records themselves, built first if they were deferred."""
         self.nodes  # noqa: B018 - reading builds deferred records
-        return {name: self.__dict__[name] for name in ("nodes", "edges", "step", "call", "notes")}
+        return {name: self.__dict__.get(name) for name in ("nodes", "edges", "step", "call", "notes", "loss_scale")}
 
     @functools.cached_property
     def _index(self) -> dict[str, Node]:
@@ -190,16 +191,16 @@ class Snapshot:
 
 
 def to_node_link(snapshot: Snapshot) -> dict[str, Any]:
-    """networkx node-link data (`edges` key) for a snapshot."""
+    """networkx node-link data (`edges` key) for a snapshot; `loss_scale` only when a
+    GradScaler scaled the step's loss (its gradients are stored as computed, scaled)."""
+    graph: dict[str, Any] = {"call": snapshot.call, "format": JSON_FORMAT_VERSION, "notes": list(snapshot.notes),
+                             "step": snapshot.step}
+    if snapshot.loss_scale is not None:
+        graph["loss_scale"] = snapshot.loss_scale
     return {
         "directed": True,
         "multigraph": False,
-        "graph": {
-            "call": snapshot.call,
-            "format": JSON_FORMAT_VERSION,
-            "notes": list(snapshot.notes),
-            "step": snapshot.step,
-        },
+        "graph": graph,
         "nodes": [_node_to_dict(node) for node in snapshot.nodes],
         "edges": [
             {
@@ -224,6 +225,7 @@ def from_node_link(data: Mapping[str, Any]) -> Snapshot:
         step=int(graph.get("step", 0)),
         call=str(graph.get("call", "backward")),
         notes=tuple(graph.get("notes", ())),
+        loss_scale=graph.get("loss_scale"),
     )
 
 

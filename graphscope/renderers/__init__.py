@@ -14,16 +14,23 @@ from graphscope.renderers.diffdot import diff_to_dot
 from graphscope.renderers.dot import to_dot
 from graphscope.renderers.engine import DEFAULT_TIMEOUT, choose_engine, layout
 from graphscope.renderers.text import text_tree
+from graphscope.analysis.scaling import unscaled
 from graphscope.analysis.view import ViewOptions, readable
 
 FORMATS = ("svg", "png", "pdf", "dot", "json", "txt")
+
+
+def pictured(snapshot: Snapshot, view: ViewOptions = ViewOptions()) -> Snapshot:
+    """What a picture shows of a snapshot: its readable view, gradients unscaled where a
+    GradScaler scaled the loss."""
+    return readable(unscaled(snapshot), view)
 
 
 def to_svg(snapshot: Snapshot, engine: str = "embedded", timeout: float | None = DEFAULT_TIMEOUT,
            view: ViewOptions = ViewOptions(), findings: Sequence[Finding] = ()) -> bytes:
     """SVG bytes of a snapshot, in its readable view (large graphs are summarised), with the
     doctor's findings about it as badges."""
-    return layout(to_dot(readable(snapshot, view), findings), "svg", engine, timeout)
+    return layout(to_dot(pictured(snapshot, view), findings), "svg", engine, timeout)
 
 
 def to_bytes(snapshot: Snapshot, fmt: str, engine: str = "embedded",
@@ -32,13 +39,13 @@ def to_bytes(snapshot: Snapshot, fmt: str, engine: str = "embedded",
     """The snapshot in one of FORMATS, as bytes; pictures show the readable view, data all of it,
     and pictures badge the nodes the doctor's `findings` concern."""
     if fmt == "dot":
-        return to_dot(readable(snapshot, view), findings).encode("utf-8")
+        return to_dot(pictured(snapshot, view), findings).encode("utf-8")
     if fmt == "json":
         return snapshot.to_json().encode("utf-8")
     if fmt == "txt":
-        return (text_tree(snapshot) + "\n").encode("utf-8")
+        return (text_tree(unscaled(snapshot)) + "\n").encode("utf-8")
     if fmt in ("svg", "png", "pdf"):
-        return layout(to_dot(readable(snapshot, view), findings), fmt, engine, timeout)
+        return layout(to_dot(pictured(snapshot, view), findings), fmt, engine, timeout)
     raise GraphscopeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 

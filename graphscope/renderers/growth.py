@@ -6,19 +6,23 @@ from typing import Sequence
 from xml.sax.saxutils import escape
 
 from graphscope.analysis.growth import GrowthRow
+from graphscope.numbers import size_text
 
 WIDTH, HEIGHT, MARGIN = 640, 260, 48
 
 
 def growth_table(rows: Sequence[GrowthRow], limit: int = 12) -> str:
-    """Aligned text: step, nodes, edges, carried over, leaves; long runs show both ends."""
+    """Aligned text: step, nodes, edges, carried over, leaves, and the bytes the carried nodes
+    hold when any do; long runs show both ends."""
     shown = list(rows) if len(rows) <= limit else [*rows[: limit - 2], None, rows[-1]]
-    lines = ["   step    nodes    edges  carried   leaves"]
+    held = any(row.held for row in rows)
+    lines = ["   step    nodes    edges  carried   leaves" + ("       held" if held else "")]
     for row in shown:
         if row is None:
             lines.append(f"    ... {len(rows) - limit + 1} more")
             continue
-        lines.append(f"{row.step:>7} {row.nodes:>8} {row.edges:>8} {row.carried:>8} {row.leaves:>8}")
+        line = f"{row.step:>7} {row.nodes:>8} {row.edges:>8} {row.carried:>8} {row.leaves:>8}"
+        lines.append(line + (f" {size_text(row.held):>10}" if held else ""))
     return "\n".join(lines)
 
 
@@ -33,7 +37,8 @@ def _points(rows: Sequence[GrowthRow], values: Sequence[int], top: int) -> str:
 
 
 def growth_svg(rows: Sequence[GrowthRow], title: str = "graph size per step") -> str:
-    """A self-contained SVG line chart of nodes and carried-over nodes per step."""
+    """A self-contained SVG line chart of nodes and carried-over nodes per step, and, when the
+    carried nodes hold saved tensors, those bytes on a scale of their own (its top on the right)."""
     top = max([r.nodes for r in rows] + [1])
     first, last = (rows[0].step, rows[-1].step) if rows else (0, 0)
     series = (("nodes", "#1565c0", [r.nodes for r in rows]), ("carried over", "#d84315", [r.carried for r in rows]))
@@ -49,9 +54,14 @@ def growth_svg(rows: Sequence[GrowthRow], title: str = "graph size per step") ->
         f'<text x="{MARGIN}" y="{HEIGHT - MARGIN + 16}" text-anchor="middle">step {first}</text>',
         f'<text x="{WIDTH - MARGIN}" y="{HEIGHT - MARGIN + 16}" text-anchor="middle">step {last}</text>',
     ]
+    held = max((r.held for r in rows), default=0)
+    if held:
+        series += (("bytes held by carried nodes", "#6a1b9a", [r.held for r in rows]),)
+        parts.append(f'<text x="{WIDTH - MARGIN + 6}" y="{MARGIN + 4}" fill="#6a1b9a">{size_text(held)}</text>')
     for k, (label, color, values) in enumerate(series):
         if rows:
-            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{_points(rows, values, top)}"/>')
+            scale = held if label.startswith("bytes") else top
+            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{_points(rows, values, scale)}"/>')
         x = WIDTH - MARGIN - 150
         parts.append(f'<line x1="{x}" y1="{20 + 14 * k - 4}" x2="{x + 18}" y2="{20 + 14 * k - 4}" stroke="{color}" stroke-width="2"/>')
         parts.append(f'<text x="{x + 24}" y="{20 + 14 * k}">{label}</text>')

@@ -21,11 +21,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from graphscope.analysis.diff import diff
 from graphscope.analysis.growth import growth, is_growing
-from graphscope.analysis.view import ViewOptions, readable
+from graphscope.analysis.view import ViewOptions
 from graphscope.errors import LayoutError
 from graphscope.files import write_atomic
 from graphscope.model import Finding, GradStat, Node, NodeKind, Run, Snapshot, accumulated, compact_json
-from graphscope.renderers import labels, to_svg
+from graphscope.renderers import labels, pictured, to_svg
 from graphscope.renderers.dot import LEGEND
 from graphscope.renderers.growth import HEIGHT, MARGIN, WIDTH, growth_svg
 
@@ -211,7 +211,7 @@ def page_data(run: Run, views: Mapping[int, Snapshot], drawn: Sequence[int], not
 def drawn_views(run: Run, drawn: Iterable[int], view: ViewOptions = ViewOptions()) -> dict[int, Snapshot]:
     """The graph each drawn step shows (large ones summarised), and the step before each, to compare."""
     positions = sorted({p for pos in drawn for p in (pos - 1, pos) if p >= 0})
-    return {pos: readable(run.snapshots[pos], view) for pos in positions}
+    return {pos: pictured(run.snapshots[pos], view) for pos in positions}
 
 
 def report_html(run: Run, svgs: Mapping[int, bytes], note: str = "", view: ViewOptions = ViewOptions()) -> str:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Iterator
 
 from graphscope.doctor import scriptsource as code
-from graphscope.doctor.carried import Carried, carried, made_text, pattern, size_text
+from graphscope.doctor.carried import Carried, carried, made_text, pattern
 from graphscope.doctor.evidence import Evidence, failing_snapshot, failure_sentence, names_text, rule, steps_text
 from graphscope.model import Finding, NodeKind, Snapshot
+from graphscope.numbers import size_text
 
 SECOND_TIME = "Trying to backward through the graph a second time"
 CHANGED = "modified by an inplace operation"

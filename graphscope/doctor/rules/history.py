@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from graphscope.doctor.evidence import Evidence, failed_on_none_grad, failure_sentence, rule, upstream
+from graphscope.doctor.evidence import (Evidence, failed_on_none_grad, failure_sentence, rebound_parameter, rule,
+                                        upstream)
 from graphscope.model import Finding, Node, NodeKind, Snapshot, base_name
 
 
@@ -30,6 +31,23 @@ def non_leaf_parameter(evidence: Evidence) -> Iterator[Finding]:
             if leaf is not None:
                 reported.add(node.name)
                 yield _non_leaf_finding(evidence, snapshot, node, leaf)
+    rebound = rebound_parameter(evidence)
+    if rebound is not None and rebound[0] not in reported:
+        yield _rebound_finding(evidence, *rebound)
+
+
+def _rebound_finding(evidence: Evidence, name: str, location: str) -> Finding:
+    """The script failed on `name.grad` right after an update that no step captured yet made
+    `name` a non-leaf."""
+    last = evidence.snapshots[-1]
+    leaf = next(n for n in last.of_kind(NodeKind.LEAF) if base_name(n.name) == name)
+    message = (f"`{name}` was a leaf tensor requiring grad in step {last.step}, but {evidence.at(location)} then "
+               f"replaced it with a result computed from it, outside torch.no_grad(): `{name}` is no longer a "
+               f"leaf, so its .grad is None." + failure_sentence(evidence))
+    fix = (f"keep `{name}` a leaf: update it in place without recording the update, "
+           f"`with torch.no_grad(): {name} -= lr * {name}.grad` (or through `{name}.data`), "
+           f"then zero {name}.grad before the next backward.")
+    return Finding("non-leaf-parameter", "error", message, fix, location, last.step, (leaf.id,), True)
 
 
 def _non_leaf_finding(evidence: Evidence, snapshot: Snapshot, node: Node, leaf: Node) -> Finding:

@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Iterator
 
 from graphscope.doctor import scriptsource as code
-from graphscope.doctor.evidence import Evidence, failure_sentence, names_text, rule
+from graphscope.doctor.evidence import Evidence, failure_sentence, names_text, rebound_parameter, rule
 from graphscope.model import Finding, IdleParameter, NodeKind
 
 
@@ -17,13 +17,61 @@ def no_grad_param(evidence: Evidence) -> Iterator[Finding]:
     for idle in everything.values():
         yield _all_idle_finding(evidence, idle)
     groups: dict[tuple, list[IdleParameter]] = defaultdict(list)
+    stopped: dict[tuple, list[IdleParameter]] = defaultdict(list)
+    sometimes = []
     for idle in evidence.idle_parameters:
-        if not idle.everything:
+        if idle.everything:
+            continue
+        use = _use(idle)
+        if use == "never":
             cut = _detaching_location(evidence, idle.name) if idle.requires_grad else None
             groups[(idle.location, idle.step, idle.times, idle.requires_grad, cut)].append(idle)
+        elif use == "stopped":
+            stopped[(idle.location, idle.since, idle.trailing)].append(idle)
+        else:
+            sometimes.append(idle)
     for (_, _, _, _, cut), idles in groups.items():
         yield _idle_finding(evidence, idles, cut)
+    for idles in stopped.values():
+        yield _stopped_finding(evidence, idles)
+    if sometimes:
+        yield _sometimes_finding(evidence, sometimes)
     yield from _none_grad_failure(evidence)
+
+
+def _use(idle: IdleParameter) -> str:
+    """`never` (no gradient at any step of its optimizer), `stopped` (none for the last quarter
+    of the steps, at least 2 in a row, after having some), `sometimes` (gradients in some steps
+    but not in others, as control flow that picks layers gives)."""
+    if not idle.requires_grad or idle.total is None or idle.times >= idle.total:
+        return "never"
+    if idle.trailing and idle.trailing >= 2 and idle.trailing * 4 >= idle.total:
+        return "stopped"
+    return "sometimes"
+
+
+def _stopped_finding(evidence: Evidence, idles: list[IdleParameter]) -> Finding:
+    """Parameters that had gradients, then none in the last optimizer steps."""
+    first = idles[0]
+    names = names_text([i.name for i in idles])
+    it = "it" if len(idles) == 1 else "them"
+    since = "before any backward" if first.since is None else f"since step {first.since}"
+    message = (f"{names} got no gradient in the last {first.trailing} of {first.total} optimizer steps ({since}, "
+               f"stepping at {evidence.at(first.location)}), after getting one before: the forward pass stopped "
+               f"using {it}, so optimizer.step() has not changed {it} since.")
+    fix = f"if {it} should still learn, use {it} in the forward pass again; if not, drop {it} from the optimizer."
+    return Finding("no-grad-param", "warning", message, fix, first.location, first.since)
+
+
+def _sometimes_finding(evidence: Evidence, idles: list[IdleParameter]) -> Finding:
+    """Parameters with a gradient in some steps only: information, not a mistake."""
+    counts = ", ".join(f"`{i.name}` {i.total - i.times}/{i.total}" for i in idles[:4])
+    more = f" and {len(idles) - 4} more" if len(idles) > 4 else ""
+    message = (f"some parameters got a gradient in only some optimizer steps ({counts}{more}): the forward "
+               "pass used them in those steps only, as control flow that chooses layers does; PyTorch's "
+               "optimizers skip a parameter whose .grad is None, so they changed them in those steps only.")
+    fix = "nothing, if the forward pass skips them by design."
+    return Finding("no-grad-param", "info", message, fix, idles[0].location, idles[0].step)
 
 
 def _first_when(step: int | None) -> str:
@@ -78,6 +126,8 @@ def _missing_grads(evidence: Evidence) -> list[str]:
     failure = evidence.failure
     statement = evidence.statement(failure.location) if failure and "NoneType" in failure.message else None
     non_leaves = {n.name for s in evidence.snapshots for n in s.of_kind(NodeKind.TENSOR)}
+    rebound = rebound_parameter(evidence)
+    non_leaves |= {rebound[0]} if rebound else set()  # non-leaf-parameter explains it
     return [r for r in code.grad_reads(statement) if r not in non_leaves] if statement else []
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from graphscope.doctor.evidence import Evidence, backward_order, forward_op, rule
+from graphscope.doctor.evidence import Evidence, backward_location, backward_order, forward_op, rule, steps_text
 from graphscope.model import Finding, GradStat, Node, NodeKind, Snapshot, base_name
+from graphscope.numbers import scale_text
 
 
 _OP_HINTS = {
@@ -41,14 +42,57 @@ def nonfinite_origin(snapshot: Snapshot) -> Node | None:
     return None
 
 
+PERSISTENT_SKIPS = 3
+
+
 @rule("nonfinite-grad")
 def nonfinite_grad(evidence: Evidence) -> Iterator[Finding]:
-    """Where the first NaN/Inf gradient appeared, in the first step that has one."""
+    """Where the first NaN/Inf gradient appeared, in the first step that has one that loss
+    scaling does not account for; a GradScaler's overflow while it looks for its scale is
+    information."""
+    expected = _scaler_overflows(evidence)
     for snapshot in evidence.snapshots:
+        if snapshot.step in expected:
+            continue
         origin = nonfinite_origin(snapshot)
         if origin is not None:
             yield _nonfinite_finding(evidence, snapshot, origin)
-            return
+            break
+    if expected:
+        yield _scaler_finding(evidence, sorted(expected))
+
+
+def _scaler_overflows(evidence: Evidence) -> set[int]:
+    """The scaled steps whose non-finite gradients the scaler found and skipped while it was
+    still settling its scale: before its first step with finite gradients, or in runs of fewer
+    than PERSISTENT_SKIPS skips after it, at a scale of at least 1 (below 1 the gradients are
+    not finite even unscaled)."""
+    expected, settled, run = set(), False, []
+    for update in evidence.scaler:
+        if not update.skipped:
+            settled, run = True, []
+            continue
+        run.append(update.step)
+        if update.scale >= 1 and (not settled or len(run) < PERSISTENT_SKIPS):
+            expected.add(update.step)
+        else:
+            expected.difference_update(run)
+    return expected
+
+
+def _scaler_finding(evidence: Evidence, steps: list[int]) -> Finding:
+    """Information: the GradScaler skipped these steps on its way to a scale that fits."""
+    updates = [u for u in evidence.scaler if u.step in set(steps)]
+    scales = [u.scale for u in updates]
+    lowest = min(u.after if u.after is not None else u.scale for u in updates)
+    first = next((s for s in evidence.snapshots if s.step == steps[0]), None)
+    message = (f"GradScaler skipped {steps_text(steps)} while its scale fell from {scale_text(scales[0])} "
+               f"to {scale_text(lowest)}: the scaled loss's gradients held Inf/NaN, which is how a scaler "
+               "finds the largest scale whose gradients stay finite; it skips the optimizer step each time.")
+    fix = ("nothing, while it settles; if it keeps skipping, lower `init_scale` "
+           f"(the last skipped step's scale was {scale_text(scales[-1])}).")
+    location = backward_location(evidence, first) if first is not None else None
+    return Finding("nonfinite-grad", "info", message, fix, location, steps[0])
 
 
 def _nonfinite_finding(evidence: Evidence, snapshot: Snapshot, origin: Node) -> Finding:
