@@ -157,3 +157,21 @@ def test_a_loss_that_cannot_change_has_dead_gradients():
     assert "LogSoftmaxBackward0" in found.message and found.location == line_of("single_class.py", "loss = ")
     run = recorded("single_class.py")
     assert all(n.grad_step.norm == 0 for s in run for n in s.of_kind("leaf"))
+
+
+def test_a_list_of_log_probs_never_emptied_is_graph_growth_with_the_list_to_empty():
+    found = findings("reinforce.py")
+    assert [f.rule for f in found] == ["graph-growth"]
+    assert "policy.saved_log_probs" in found[0].message and "del policy.saved_log_probs[:]" in found[0].fix
+    assert found[0].explains_failure and no_retain_graph_advice(found)
+
+
+def test_an_in_place_error_on_carried_history_is_explained_by_the_carried_state():
+    found = findings("rnncell_retain.py")
+    assert [f.rule for f in found] == ["graph-growth"]
+    assert found[0].explains_failure and "`h`" in found[0].message and "h = h.detach()" in found[0].fix
+    assert "changed in place" in found[0].message
+
+
+def test_lbfgs_with_a_closure_is_fine():
+    assert findings("lbfgs.py") == []

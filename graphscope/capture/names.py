@@ -111,11 +111,12 @@ def add_scope_names(table: NameTable, scopes: Iterable[Mapping[str, Any]]) -> No
     modules, tensors, containers, objects = [], [], [], []
     for scope in scopes:
         _sort_variables(_public(scope.items()), modules, tensors, containers, objects)
+    objects += [(name, module) for name, module in modules if _user_class(type(module))]
     for name, value in objects:  # after every plain variable, whose names come first
         attributes = vars(value)
-        if len(attributes) <= _MAX_CONTAINER_ITEMS:
+        if len(attributes) <= _MAX_CONTAINER_ITEMS:  # a module's own lists and tensors too (`policy.saved_log_probs`)
             _sort_variables(((f"{name}.{key}", item) for key, item in _public(attributes.items())),
-                            modules, tensors, containers, [])
+                            modules if not isinstance(value, torch.nn.Module) else [], tensors, containers, [])
     for name, module in modules:
         add_module_names(table, module, prefix=name)
     for name, tensor in tensors:

@@ -54,6 +54,20 @@ def _assigned_names(evidence: Evidence, entries: list[Node]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _collected(snapshot: Snapshot, entries: list[Node]) -> bool:
+    """True when a new op of this step takes an entry together with a new node made on the
+    entry's own line: tensors of every step gathered into one (a list never emptied)."""
+    step = snapshot.step
+    for entry in entries:
+        for user in snapshot.users_of(entry.id):
+            if snapshot[user].carried_over(step):
+                continue
+            siblings = [snapshot[i] for i in snapshot.inputs_of(user) if i != entry.id]
+            if any(not s.carried_over(step) and s.source and s.source == entry.source for s in siblings):
+                return True
+    return False
+
+
 def _recurrent(snapshot: Snapshot, entries: list[Node]) -> bool:
     """True when a new op of this step consumes an entry on the line that made the entry."""
     step = snapshot.step
@@ -75,8 +89,10 @@ def carried(evidence: Evidence, snapshot: Snapshot) -> Carried | None:
     names = list(dict.fromkeys(named)) or _assigned_names(evidence, entries)
     backward_steps = {s.step for s in evidence.snapshots if s.call == "backward"}
     steps = tuple(sorted({n.first_step for n in old if n.first_step in backward_steps}))
+    recurrent = _recurrent(snapshot, entries)
+    kept = not recurrent and (any("[" in name for name in names) or _collected(snapshot, entries))
     return Carried(snapshot, tuple(entries), tuple(names), len(old), sum(n.saved_bytes or 0 for n in old), steps,
-                   _recurrent(snapshot, entries), any("[" in name for name in names))
+                   recurrent, kept)
 
 
 def producer(snapshot: Snapshot, node: Node) -> Node:
