@@ -52,7 +52,7 @@ def quietly(script: str, **options):
 @pytest.mark.parametrize("script", HISTORY_EXAMPLES)
 def test_rebuilt_steps_equal_walking_the_whole_graph(script):
     # saved=True walks every node of every step (saved tensors need them): the reference.
-    incremental, whole = quietly(script), quietly(script, saved=True)
+    incremental, whole = quietly(script, gradients="all"), quietly(script, saved=True)
     assert len(incremental) == len(whole) > 1
     for rebuilt, walked in zip(incremental.snapshots, whole.snapshots):
         assert_same_step(rebuilt, walked)
@@ -62,7 +62,7 @@ def named_history_loop(saved: bool):
     """Named tensors, a split and a leaf all end up deep in history carried from step to step."""
     torch.manual_seed(0)
     w = torch.randn(4, requires_grad=True)
-    with graphscope.record(saved=saved) as session:
+    with graphscope.record(saved=saved, gradients="all") as session:
         h = w * 2
         parts = h.split(2)
         kept = parts[0]
@@ -128,7 +128,7 @@ PROGRAMS = [grad_through_history, grad_direct_and_through_history, grad_elsewher
 def test_leaves_deep_in_history_read_as_a_full_walk_reads_them(program):
     def run(saved):
         w = torch.ones(3, requires_grad=True)
-        with graphscope.record(saved=saved) as session:
+        with graphscope.record(saved=saved, gradients="all") as session:
             program(w if program is not named_later else w.clone().detach().requires_grad_())
         return session
 
@@ -153,7 +153,7 @@ def test_a_node_made_before_recording_keeps_the_source_of_its_first_capture():
     def run(saved):
         w = torch.ones(3, requires_grad=True)
         made_before = (w * 2).exp().sum()  # outside the session: its nodes have no source
-        with graphscope.record(saved=saved) as session:
+        with graphscope.record(saved=saved, gradients="all") as session:
             made_before.backward(retain_graph=True)
             later = made_before * 3  # must not stamp the nodes step 0 captured with its line
             later.backward(retain_graph=True)

@@ -146,7 +146,7 @@ class _Rebuild:
         tensor_at = self._place_tensors(nodes, position, read, counters, renamed)
         edges = self._edges(order, position, tensor_at, nodes, renamed)
         return Snapshot(nodes=tuple(nodes), edges=edges, step=own.snapshot.step, call=own.snapshot.call,
-                        notes=own.snapshot.notes)
+                        notes=own.snapshot.notes, gradients=own.snapshot.gradients)
 
     def _place_tensors(self, nodes: list[Node], position: dict[Key, int], read: set[tuple[Key, int]],
                        counters: dict[str, int], renamed: dict[str, str]) -> dict[tuple[Key, int], int]:

@@ -3,10 +3,9 @@
 Hooks go on the autograd nodes of a `Walk` just before the real backward runs and are
 removed right after it, also when it fails. Their own torch calls run with torch-function
 handling off, so the source-tracking mode neither sees nor pays for them, and only on
-detached gradients, so they record nothing even under create_graph. Gradients wait in
-a buffer and their statistics are computed in batches (graphscope.stats), on their own
-device; the buffer is flushed whenever it holds more than FLUSH_ELEMENTS values, so memory
-stays bounded.
+detached gradients, so they record nothing even under create_graph. Gradients wait in a
+`StatsQueue` and their statistics are computed in batches, across steps, on their own device
+(graphscope.capture.stats); the queue is bounded, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -17,11 +16,10 @@ from typing import Any, Callable, Iterator
 import torch
 
 from graphscope.capture.history import Key
-from graphscope.model import NodeKind
-from graphscope.capture.stats import grad_stats
+from graphscope.capture.stats import StatsQueue
 from graphscope.capture.walker import Walk
+from graphscope.model import NodeKind
 
-FLUSH_ELEMENTS = 1 << 23
 
 
 def _sum(grads: list[torch.Tensor | None]) -> torch.Tensor | None:
@@ -39,18 +37,18 @@ def _sum(grads: list[torch.Tensor | None]) -> torch.Tensor | None:
 class _Recorder:
     """Receives the node hooks of one backward call and keeps statistics, not tensors."""
 
-    def __init__(self, walk: Walk):
+    def __init__(self, walk: Walk, queue: StatsQueue):
         walk.build()
         self.walk = walk
+        self.queue = queue
         self.handles: list[Any] = []
         self.leaf_sums: dict[int | Key, torch.Tensor] = {}  # a node, or an earlier step's leaf
         self.accumulated: set[int | Key] = set()
-        self.pending: list[tuple[dict, Any, torch.Tensor | None]] = []
-        self.pending_elements = 0
         count = len(walk.functions)
         self.slot_edges: list[list[tuple[int, tuple[int, ...]]]] = [[] for _ in range(count)]
         self.leaf_slots: list[list[tuple[int, int]]] = [[] for _ in range(count)]
         self.produced: list[list[tuple[int, int]]] = [[] for _ in range(count)]
+        self.into_leaf: set[int] = set()  # edges whose gradient a leaf's .grad may take as it is
         self._index(walk)
 
     def _index(self, walk: Walk) -> None:
@@ -62,6 +60,7 @@ class _Recorder:
             self.slot_edges[target - first].append((edge, slots))
             if nodes[source].kind is NodeKind.LEAF and source >= first:
                 self.leaf_slots[target - first].extend((slot, source) for slot in slots)
+                self.into_leaf.add(edge)
         for fi, nr, edge in walk.produced:
             self.produced[fi].append((nr, edge))
 
@@ -92,7 +91,7 @@ class _Recorder:
         received, after any hooks on the leaf tensor, i.e. exactly what went into `.grad`."""
         edge_grad = self.walk.edge_grad
         for edge, slots in self.slot_edges[fi]:
-            self.defer(edge_grad, edge, _sum([grad_inputs[s] for s in slots]))
+            self.defer(edge_grad, edge, _sum([grad_inputs[s] for s in slots]), copy=edge in self.into_leaf)
         for nr, edge in self.produced[fi]:
             if nr < len(grad_outputs):
                 self.defer(edge_grad, edge, grad_outputs[nr])
@@ -119,41 +118,33 @@ class _Recorder:
         of `grads`): for a named non-leaf input, what flowed into it (the engine stops there,
         so its producer's hook never runs)."""
         node_of = {id(tensor): node for node, tensor in self.walk.tensors.items()
-                   if self.walk.nodes[node].kind is NodeKind.TENSOR}
+                   if self.walk.nodes[node].kind in (NodeKind.TENSOR, NodeKind.LEAF)}
+        deep = {node: key for key, node in self.walk.deep_leaves.items()}
         for tensor, grad in zip([inputs] if isinstance(inputs, torch.Tensor) else inputs, grads):
             node = node_of.get(id(tensor))
-            if node is not None and grad is not None:
+            if node is None or grad is None:
+                continue
+            if self.walk.nodes[node].kind is NodeKind.TENSOR:
                 self.defer(self.walk.node_grad_step, node, grad)
+            elif deep.get(node, node) not in self.leaf_sums:  # a light capture hooked no consumer
+                self.accumulated_into(deep.get(node, node), grad)
 
-    def defer(self, store: dict, key: Any, grad: torch.Tensor | None) -> None:
-        """Keep a gradient for the next batch of statistics, which go to `store[key]`."""
-        self.pending.append((store, key, None if grad is None else grad.detach()))
-        self.pending_elements += 0 if grad is None else grad.numel()
-        if self.pending_elements > FLUSH_ELEMENTS:
-            self.flush()
-
-    def flush(self) -> None:
-        """Statistics of every waiting gradient, in one batch."""
-        stats = grad_stats([grad for _, _, grad in self.pending])
-        for (store, key, _), stat in zip(self.pending, stats):
-            store[key] = stat
-        self.pending.clear()
-        self.pending_elements = 0
+    def defer(self, store: dict, key: Any, grad: torch.Tensor | None, copy: bool = False) -> None:
+        """Queue a gradient for the next batch of statistics, which go to `store[key]`."""
+        self.queue.put(store, key, grad, copy)
 
     def finish(self) -> None:
-        """After the call: stored `.grad` of leaves and retained tensors, and each node's share."""
+        """After the call: queue the stored `.grad` of leaves and retained tensors, and each
+        leaf's share of this step (copied: the next backward adds to a `.grad` in place)."""
         walk = self.walk
         for leaf, grad in self.leaf_sums.items():
             if isinstance(leaf, int):
-                self.defer(walk.node_grad_step, leaf, grad)
+                self.defer(walk.node_grad_step, leaf, grad, copy=True)
             else:
-                self.defer(walk.deep_grads, ("step", leaf), grad)
+                self.defer(walk.deep_grads, ("step", leaf), grad, copy=True)
         for node, tensor in walk.tensors.items():
-            self.defer(walk.node_grad, node, _stored_grad(tensor))
+            self.defer(walk.node_grad, node, _stored_grad(tensor), copy=True)
         self.leaf_sums.clear()
-        self.flush()
-        for _, _, edge in walk.produced:
-            walk.node_grad_step.setdefault(walk.edges[edge][1], walk.edge_grad.get(edge))
 
 
 def _stored_grad(tensor: torch.Tensor) -> torch.Tensor | None:
@@ -205,6 +196,7 @@ class _History:
             if (key, nr) in self.deep_tensors:
                 self.recorder.defer(grads, ("out", key, nr), grad)
         groups: dict[Any, list[torch.Tensor | None]] = {}
+        leaves = set()
         for slot, (child, nr) in enumerate(fn.next_functions):
             child_key = None if child is None else child.metadata.get(self.walk.at_key)
             if child_key is None:
@@ -213,30 +205,53 @@ class _History:
             groups.setdefault(source, []).append(grad_inputs[slot])
             is_leaf = hasattr(child, "variable")
             if is_leaf:
+                leaves.add(source)
                 self.recorder.add_share(self.local_leaves.get(child_key, child_key), grad_inputs[slot])
             if child_key not in self.hooked:
                 (self.watch_leaf if is_leaf else self.follow)(child, child_key)
         for source, slot_grads in groups.items():
-            self.recorder.defer(grads, (source, key), _sum(slot_grads))
+            self.recorder.defer(grads, (source, key), _sum(slot_grads), copy=source in leaves)
 
-    def finish(self) -> None:
-        """What earlier functions sent to this step's named tensors: their share of the step."""
-        grads = self.walk.deep_grads
-        for (key, nr), node in self.deep_tensors.items():
-            if ("out", key, nr) in grads:
-                self.walk.node_grad_step[node] = grads[("out", key, nr)]
+def _accumulator(tensor: torch.Tensor) -> Any:
+    """The AccumulateGrad node of a leaf tensor."""
+    return tensor.view_as(tensor).grad_fn.next_functions[0][0]
+
+
+def _hook_leaves(walk: Walk, recorder: _Recorder) -> None:
+    """Hook only what each leaf receives: the leaves of this walk, and the session's leaves
+    deep in the history it stopped at (a light capture records no per-edge gradient)."""
+    first = walk.first_function
+    for fi, fn in enumerate(walk.functions):
+        if walk.nodes[first + fi].kind is NodeKind.LEAF:
+            recorder.handles.append(fn.register_hook(_leaf_hook(recorder, first + fi)))
+    for key, node in walk.deep_leaves.items():
+        recorder.handles.append(_accumulator(walk.tensors[node]).register_hook(_leaf_hook(recorder, key)))
+
+
+def _leaf_hook(recorder: _Recorder, leaf: int | Key) -> Callable[[tuple, tuple], None]:
+    """The post-hook of a leaf's AccumulateGrad: its share of this step."""
+
+    def hook(_: tuple, grad_outputs: tuple) -> None:
+        if grad_outputs and grad_outputs[0] is not None:
+            with torch._C.DisableTorchFunction():
+                recorder.accumulated_into(leaf, grad_outputs[0])
+
+    return hook
 
 
 @contextlib.contextmanager
-def hooked(walk: Walk) -> Iterator[_Recorder]:
+def hooked(walk: Walk, queue: StatsQueue, leaves_only: bool = False) -> Iterator[_Recorder]:
     """Hook every node of `walk` for the duration of the block, then remove the hooks; where
     the walk stopped at an earlier step's nodes, hooks follow the gradient into that history.
-    Like the walk, hooking and reading the results run no `__torch_function__`."""
-    recorder = _Recorder(walk)
-    history = _History(walk, recorder) if walk.stopped_early else None
+    With `leaves_only`, only what each leaf receives is recorded. Like the walk, hooking and
+    reading the results run no `__torch_function__`."""
+    recorder = _Recorder(walk, queue)
+    history = _History(walk, recorder) if walk.stopped_early and not leaves_only else None
     try:
         with torch._C.DisableTorchFunction():
-            for fi, fn in enumerate(walk.functions):
+            if leaves_only:
+                _hook_leaves(walk, recorder)
+            for fi, fn in enumerate(walk.functions if not leaves_only else ()):
                 if recorder.needs_hook(fi):
                     recorder.handles.append(fn.register_hook(recorder.hook_for(fi)))
                 if history is not None and fi in walk.refs and not hasattr(fn, "variable"):
@@ -247,5 +262,3 @@ def hooked(walk: Walk) -> Iterator[_Recorder]:
             handle.remove()
         with torch._C.DisableTorchFunction():
             recorder.finish()
-            if history is not None:
-                history.finish()

@@ -111,15 +111,17 @@ def run_script(path: str, args: Sequence[str] = ()) -> ScriptEnd:
 
 
 def record_script(path: str | os.PathLike[str], args: Sequence[str] = (), saved: bool = False,
-                  source: bool = True, on_step: Callable[[int], None] | None = None) -> Run:
+                  source: bool = True, on_step: Callable[[int], None] | None = None,
+                  gradients: str = "auto") -> Run:
     """Run a script inside a recording Session: every backward it makes becomes a step
-    (`on_step` hears each step's number as it is captured). The Run says how the script
-    ended, what it warned and what its optimizers stepped; source lines are relative to the
-    script's folder, so output does not depend on where the script lives on this machine.
+    (`on_step` hears each step's number as it is captured; `gradients` as for Session). The
+    Run says how the script ended, what it warned and what its optimizers stepped; source
+    lines are relative to the script's folder, so output does not depend on where the script
+    lives on this machine.
     """
     script = check_script(str(path))
     root = str(script.resolve().parent)
-    with Session(saved=saved, source=source, root=root, on_step=on_step) as session, \
+    with Session(saved=saved, source=source, root=root, on_step=on_step, gradients=gradients) as session, \
             watching(root, lambda: len(session) - 1) as watch, watching_scalers(lambda: len(session) - 1) as scalers:
         end = run_script(str(path), args)
     updates = scalers.steps()

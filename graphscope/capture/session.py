@@ -21,6 +21,8 @@ from graphscope.capture.history import Partial, Steps
 from graphscope.model import Snapshot
 from graphscope.capture.overlay import hooked
 from graphscope.capture.sources import ModuleStack, track_sources
+from graphscope.capture.stats import StatsQueue
+from graphscope.capture.steady import Cadence
 from graphscope.capture.identity import LeafRegistry, Stamp, StampKeys
 from graphscope.capture.walker import resolve_names, walk
 
@@ -28,6 +30,7 @@ ORIGINAL_BACKWARD = torch.autograd.backward
 ORIGINAL_GRAD = torch.autograd.grad
 _BACKWARD_SIGNATURE = inspect.signature(ORIGINAL_BACKWARD)
 _sessions = itertools.count()
+GRADIENT_DETAILS = ("auto", "all")
 _GRAD_SIGNATURE = inspect.signature(ORIGINAL_GRAD)
 
 
@@ -45,9 +48,11 @@ def capture(*outputs: torch.Tensor, gradient: Any = None, retain_graph: bool | N
             saved: bool = False) -> Snapshot:
     """Trace `outputs`, run their backward with gradient hooks, return the annotated Snapshot."""
     captured = walk(outputs, resolve_names(names, sys._getframe(1)), saved=saved)
-    with hooked(captured):
+    queue = StatsQueue()
+    with hooked(captured, queue):
         ORIGINAL_BACKWARD(list(outputs), grad_tensors=gradient, retain_graph=retain_graph,
                           create_graph=create_graph)
+    queue.flush()
     return captured.freeze()
 
 
@@ -64,15 +69,23 @@ class Session:
     can tell history carried over from an earlier one, and walks only the nodes that are new
     (`snapshots` rebuilds each step's whole graph when it is read). With `source=True` (the
     default) every op made inside the block is stamped with the user's `file:line`, relative
-    to `root` (the current folder unless given).
+    to `root` (the current folder unless given). With `gradients="auto"` (the default) a step
+    whose graph repeats an earlier shape records only what its leaves received, except on a
+    spaced sample of steps; "all" records every per-edge gradient of every step.
     """
 
     def __init__(self, names: Mapping[str, Any] | torch.nn.Module | None = None,
                  saved: bool = False, source: bool = True, root: str | None = None,
-                 on_step: Callable[[int], None] | None = None):
+                 on_step: Callable[[int], None] | None = None, gradients: str = "auto"):
+        if gradients not in GRADIENT_DETAILS:
+            raise GraphscopeError(f"gradients must be one of {', '.join(GRADIENT_DETAILS)}, not {gradients!r}")
         self.names = names
         self.saved = saved
         self.source = source
+        self.gradients = gradients
+        self._cadence = Cadence()
+        self._queue = StatsQueue()
+        self._detail = "full"
         self.root = root
         self.on_step = on_step
         self._partials: list[Partial] = []
@@ -141,11 +154,17 @@ class Session:
         except GraphscopeError:
             return original(*args, **kwargs)
         self._busy = True
+        self._detail = "full"
         try:
             if arguments.get("is_grads_batched"):
                 captured.notes.append("gradients not recorded: is_grads_batched=True runs backward under vmap")
                 return original(*args, **kwargs)
-            with hooked(captured) as recorder:
+            shape = captured.shape(len(self._partials))
+            light = self.gradients == "auto" and not self.saved and not self._cadence.full(len(self._partials), shape)
+            if light:
+                captured.notes.append(self._cadence.note(shape))
+            self._detail = "leaves" if light else "full"
+            with hooked(captured, self._queue, leaves_only=light) as recorder:
                 result = original(*args, **kwargs)
                 if kind == "grad":
                     recorder.returned(arguments.get("inputs", ()), result)
@@ -157,7 +176,7 @@ class Session:
             raise
         finally:
             self._busy = False
-            self._partials.append(captured.partial(step=len(self._partials), call=kind))
+            self._partials.append(captured.partial(len(self._partials), kind, self._queue, self._detail))
             if self.on_step is not None:
                 self.on_step(len(self._partials) - 1)
 
@@ -171,6 +190,8 @@ class Session:
 
 
 def record(names: Mapping[str, Any] | torch.nn.Module | None = None, saved: bool = False,
-           source: bool = True) -> Session:
-    """`with graphscope.record() as session:` records every backward inside the block."""
-    return Session(names=names, saved=saved, source=source)
+           source: bool = True, gradients: str = "auto") -> Session:
+    """`with graphscope.record() as session:` records every backward inside the block; with
+    gradients="all", every step keeps every per-edge gradient, not only the steps of a new
+    shape and a spaced sample (see graphscope.capture.steady)."""
+    return Session(names=names, saved=saved, source=source, gradients=gradients)

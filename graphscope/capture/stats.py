@@ -12,7 +12,7 @@ per edge.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -20,6 +20,8 @@ from graphscope.model import GradStat
 
 SMALL_TENSOR = 64
 SEGMENTED = 1 << 10
+FLUSH_ELEMENTS = 1 << 23
+FLUSH_TENSORS = 1 << 12
 
 _READY = (torch.float32, torch.float64)
 _STRIDED = torch.strided
@@ -195,3 +197,35 @@ def _same_data(grad: torch.Tensor) -> tuple:
 def _stored_size(grad: torch.Tensor) -> int:
     """Number of stored values (a sparse gradient may store none)."""
     return grad._nnz() if grad.is_sparse else grad.numel()
+
+
+class StatsQueue:
+    """Gradients waiting for their statistics, computed in batches across steps: on their own
+    device, with one transfer per batch, so a recording adds no device synchronisation per
+    step and pays the kernels' fixed cost once per batch. Each result goes to `store[key]`.
+    The queue holds at most FLUSH_ELEMENTS values (or FLUSH_TENSORS tensors) before it
+    computes them."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[dict, Any, torch.Tensor]] = []
+        self.elements = 0
+
+    def put(self, store: dict, key: Any, grad: torch.Tensor | None, copy: bool = False) -> None:
+        """Queue one gradient; `copy` it when its memory may change before the batch is computed
+        (a leaf's `.grad`, which the next backward adds to in place)."""
+        if grad is None:
+            store[key] = None
+            return
+        grad = grad.detach() if grad.requires_grad else grad
+        self.entries.append((store, key, grad.clone() if copy else grad))
+        self.elements += grad.numel()
+        if self.elements > FLUSH_ELEMENTS or len(self.entries) > FLUSH_TENSORS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Compute every queued gradient's statistics, in one batch."""
+        if not self.entries:
+            return
+        entries, self.entries, self.elements = self.entries, [], 0
+        for (store, key, _), stat in zip(entries, grad_stats([grad for _, _, grad in entries])):
+            store[key] = stat

@@ -26,6 +26,7 @@ from graphscope.capture.pending import (ACCUMULATE_GRAD, TENSOR_ATTRIBUTES, Pend
                                         tensor_fields)
 from graphscope.capture.saved import attach_saved, saved_bytes, saved_freed
 from graphscope.capture.sources import MODULE_KEY, SOURCE_KEY
+from graphscope.capture.stats import StatsQueue
 from graphscope.capture.tensors import attach_deep_names, attach_tensor_nodes, stamp_names
 from graphscope.errors import GraphscopeError
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
@@ -168,10 +169,20 @@ class Walk:
         self.index.clear()
         self.tensors.clear()
 
-    def freeze(self, step: int = 0, call: str = "backward") -> Snapshot:
-        """The torch-free Snapshot of this walk; drops every reference to the graph."""
+    def _settle(self) -> None:
+        """Tensor nodes take the gradient that flowed into them this step: from their producer
+        here, or from the history the walk stopped at (once the statistics are computed)."""
+        for _, _, edge in self.produced:
+            self.node_grad_step.setdefault(self.edges[edge][1], self.edge_grad.get(edge))
+        after_functions = self.first_function + len(self.children)
+        for node, key, nr in self.tensor_keys:
+            if node >= after_functions and ("out", key, nr) in self.deep_grads:
+                self.node_grad_step[node] = self.deep_grads[("out", key, nr)]
+
+    def _records(self) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+        """The nodes and edges with their gradients' statistics (computed by now)."""
         with paused_gc():
-            self.build()
+            self._settle()
             nodes, grads, steps = self.nodes, self.node_grad, self.node_grad_step
             for i in grads.keys() | steps.keys():
                 values = list(nodes[i])
@@ -180,8 +191,14 @@ class Walk:
             ids = [node.id for node in nodes]
             grads = self.edge_grad
             edges = tuple([_new(Edge, (ids[s], ids[t], grads.get(i))) for i, (s, t) in enumerate(self.edges)])
-            self.release()
-            return Snapshot(nodes=tuple(nodes), edges=edges, step=step, call=call, notes=tuple(self.notes))
+            return tuple(nodes), edges
+
+    def freeze(self, step: int = 0, call: str = "backward", gradients: str = "full") -> Snapshot:
+        """The torch-free Snapshot of this walk; drops every reference to the graph."""
+        self.build()
+        self.release()
+        nodes, edges = self._records()
+        return Snapshot(nodes=nodes, edges=edges, step=step, call=call, notes=tuple(self.notes), gradients=gradients)
 
     def deferred(self) -> Snapshot:
         """The Snapshot of a walk no hook saw, its records built from the parts when first read."""
@@ -189,9 +206,30 @@ class Walk:
         self.release()
         return Snapshot.deferred(pending.records, notes=notes)
 
-    def partial(self, step: int, call: str) -> Partial:
-        """The torch-free record of a stamped walk, for a session to rebuild the step from."""
-        return Partial(self.freeze(step, call), self.first_function, self.children, not self.stopped_early,
+    def shape(self, step: int) -> tuple:
+        """What this step's graph looks like, apart from values and when it was made: its ops
+        in walk order, which reads which, its outputs and named tensors, and where it meets
+        earlier steps (their leaves by identity, the rest by how many steps back): two steps
+        of a steady loop, or of a graph that grows by the same part each step, look alike."""
+        first, leaf = self.first_function, NodeKind.LEAF
+        meets = tuple(sorted((fi, self.nodes[first + fi].kind is leaf, at if self.nodes[first + fi].kind is leaf
+                              else step - at, number) for fi, (at, number) in self.refs.items()))
+        pending = self.pending
+        return (tuple(pending.types), tuple(pending.reads), tuple(pending.roots),
+                tuple(sorted(pending.tensor_node)), meets)
+
+    def partial(self, step: int, call: str, queue: StatsQueue, gradients: str = "full") -> Partial:
+        """The torch-free record of a stamped walk, for a session to rebuild the step from; its
+        records are made when first read, once `queue` has computed their statistics."""
+        self.build()
+        self.release()
+
+        def records() -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+            queue.flush()
+            return self._records()
+
+        snapshot = Snapshot.deferred(records, step, call, tuple(self.notes), gradients)
+        return Partial(snapshot, self.first_function, self.children, not self.stopped_early,
                        self.refs, self.roots, self.tensor_keys, self.deep_leaves, self.deep_grads, self.first_names,
                        frozenset(self.freed))
 

@@ -62,14 +62,17 @@ class Snapshot:
     call: str = "backward"
     notes: tuple[str, ...] = ()
     loss_scale: float | None = None
+    gradients: str = "full"
 
     @classmethod
     def deferred(cls, build: Callable[[], tuple[tuple[Node, ...], tuple[Edge, ...]]], step: int = 0,
-                 call: str = "backward", notes: tuple[str, ...] = ()) -> Snapshot:
+                 call: str = "backward", notes: tuple[str, ...] = (), gradients: str = "full") -> Snapshot:
         """A Snapshot whose nodes and edges `build()` makes when they are first read: a large
-        trace that is only counted, saved or drawn as a view pays for its records once."""
+        trace that is only counted, saved or drawn as a view pays for its records once, and a
+        recorded step's gradient statistics can wait to be computed in a batch."""
         snapshot = cls.__new__(cls)
-        for name, value in (("step", step), ("call", call), ("notes", notes), ("loss_scale", None), ("_build", build),
+        for name, value in (("step", step), ("call", call), ("notes", notes), ("loss_scale", None),
+                            ("gradients", gradients), ("_build", build),
                             ("_building", threading.Lock())):
             object.__setattr__(snapshot, name, value)
         return snapshot
@@ -93,7 +96,8 @@ class Snapshot:
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the records themselves, built first if they were deferred."""
         self.nodes  # noqa: B018 - reading builds deferred records
-        return {name: self.__dict__.get(name) for name in ("nodes", "edges", "step", "call", "notes", "loss_scale")}
+        return {name: self.__dict__.get(name)
+                for name in ("nodes", "edges", "step", "call", "notes", "loss_scale", "gradients")}
 
     @functools.cached_property
     def _index(self) -> dict[str, Node]:
@@ -192,11 +196,14 @@ class Snapshot:
 
 def to_node_link(snapshot: Snapshot) -> dict[str, Any]:
     """networkx node-link data (`edges` key) for a snapshot; `loss_scale` only when a
-    GradScaler scaled the step's loss (its gradients are stored as computed, scaled)."""
+    GradScaler scaled the step's loss (its gradients are stored as computed, scaled), and
+    `gradients` only when the step recorded the leaves' gradients alone ("leaves")."""
     graph: dict[str, Any] = {"call": snapshot.call, "format": JSON_FORMAT_VERSION, "notes": list(snapshot.notes),
                              "step": snapshot.step}
     if snapshot.loss_scale is not None:
         graph["loss_scale"] = snapshot.loss_scale
+    if snapshot.gradients != "full":
+        graph["gradients"] = snapshot.gradients
     return {
         "directed": True,
         "multigraph": False,
@@ -226,6 +233,7 @@ def from_node_link(data: Mapping[str, Any]) -> Snapshot:
         call=str(graph.get("call", "backward")),
         notes=tuple(graph.get("notes", ())),
         loss_scale=graph.get("loss_scale"),
+        gradients=str(graph.get("gradients", "full")),
     )
 
 

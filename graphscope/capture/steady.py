@@ -1,0 +1,40 @@
+"""Which steps a recording captures in full: per-edge gradients cost a hook and statistics
+per node, which a training loop that repeats one graph need not pay at every step.
+
+A step gets full gradients when its graph has a shape no earlier step had (the first steps
+of a loop, and every step where the structure changes), and on a spaced sample (powers of
+two and every SPACING-th step); the others record what each leaf received and its `.grad`,
+which the doctor's rules about parameters need, and say so (`gradients="leaves"`).
+"""
+
+from __future__ import annotations
+
+from typing import Hashable
+
+FIRST_FULL = 3
+SPACING = 250
+
+
+def sampled(step: int) -> bool:
+    """The spaced sample of full steps: the first ones, powers of two, every SPACING-th."""
+    return step < FIRST_FULL or step & (step - 1) == 0 or step % SPACING == 0
+
+
+class Cadence:
+    """Remembers each graph shape seen, and the step that first had it."""
+
+    def __init__(self) -> None:
+        self.shapes: dict[Hashable, int] = {}
+
+    def full(self, step: int, shape: Hashable) -> bool:
+        """Whether `step`, of this shape, is captured with every per-edge gradient."""
+        new = shape not in self.shapes
+        if new:
+            self.shapes[shape] = step
+        return new or sampled(step)
+
+    def note(self, shape: Hashable) -> str:
+        """What a step recorded with leaves only says about it."""
+        return (f"gradients of the leaves only: this step's graph has the shape of step {self.shapes[shape]}; "
+                "every per-edge gradient is recorded at the steps of a new shape and a spaced sample "
+                "(--gradients all records them at every step)")
