@@ -152,10 +152,8 @@ class _Recorder:
             self.defer(walk.node_grad, node, _stored_grad(tensor))
         self.leaf_sums.clear()
         self.flush()
-        produced_grad = {walk.edges[edge][1]: walk.edge_grad.get(edge) for _, _, edge in walk.produced}
-        for node in walk.tensors:
-            if node not in walk.node_grad_step and node in produced_grad:
-                walk.node_grad_step[node] = produced_grad[node]
+        for _, _, edge in walk.produced:  # a tensor node (or gradient edge) received what its producer sent
+            walk.node_grad_step.setdefault(walk.edges[edge][1], walk.edge_grad.get(edge))
 
 
 def _stored_grad(tensor: torch.Tensor) -> torch.Tensor | None:
