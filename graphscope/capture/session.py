@@ -22,6 +22,7 @@ from graphscope.model import Snapshot
 from graphscope.capture.outputs import outputs_of
 from graphscope.capture.overlay import hooked
 from graphscope.capture.sources import track_sources
+from graphscope.capture.tracing import torch_is_tracing
 from graphscope.capture.identity import LeafRegistry, Stamp
 from graphscope.capture.walker import resolve_names, walk
 
@@ -110,10 +111,11 @@ class Session:
 
     def _capture(self, original: Callable[..., Any], signature: inspect.Signature, argument: str,
                  kind: str, args: tuple, kwargs: dict) -> Any:
-        """Run `original` as a captured step, or plainly when nested or without a graph."""
+        """Run `original` as a captured step; plainly when nested, without a graph, or made by
+        torch while it traces a program (AOT autograd, `torch.func`), which is no step."""
         arguments = signature.bind(*args, **kwargs).arguments
         outputs = outputs_of(arguments.get(argument))
-        if self._busy:
+        if self._busy or torch_is_tracing(outputs):
             return original(*args, **kwargs)
         try:
             captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved,

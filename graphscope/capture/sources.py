@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 import weakref
 from typing import Any, Iterator
 
@@ -21,18 +22,26 @@ from torch.nn.modules import module as nn_module
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.overrides import TorchFunctionMode
 
+from graphscope.capture.compiled import is_compiled_module, mark_regions, sequence_mark
 from graphscope.capture.frames import display_path, is_internal
-from graphscope.capture.names import variable_name
+from graphscope.capture.names import ORIGINAL_MODULE, variable_name
+from graphscope.capture.tracing import compiling
 
+_HOOK_WARNING = r"Using `torch\.compile\(module\)` when there are global hooks on modules"
 SOURCE_KEY = "graphscope.source"
 MODULE_KEY = "graphscope.module"
 
 
 class ModuleStack:
-    """The nn.Module calls in progress, each named by its dotted path from a user variable."""
+    """The nn.Module calls in progress, each named by its dotted path from a user variable.
 
-    def __init__(self) -> None:
-        self.stack: list[tuple[torch.nn.Module, str]] = []
+    While dynamo traces a module call, its hooks do nothing: the trace must not see them. The
+    call of a `torch.compile(module)` wrapper names the compiled regions it made after the
+    wrapper's path, at the user's line that called it."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.stack: list[tuple[torch.nn.Module, str, int | None]] = []
         self.paths: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
 
     def path_of(self, module: torch.nn.Module) -> str:
@@ -44,11 +53,12 @@ class ModuleStack:
         return path
 
     def _child_path(self, module: torch.nn.Module) -> str:
-        """Path of a submodule called while an ancestor runs (`layers.0` inside a ModuleList)."""
-        parent, parent_path = self.stack[-1]
+        """Path of a submodule called while an ancestor runs (`layers.0` inside a ModuleList;
+        the `_orig_mod` a compiled wrapper holds its module in is no part of the user's path)."""
+        parent, parent_path, _ = self.stack[-1]
         for name, child in parent.named_modules(remove_duplicate=False):
             if child is module and name:
-                return f"{parent_path}.{name}"
+                return ".".join([parent_path, *(part for part in name.split(".") if part != ORIGINAL_MODULE)])
         return f"{parent_path}.{type(module).__name__}"
 
     def _root_path(self, module: torch.nn.Module) -> str:
@@ -57,17 +67,39 @@ class ModuleStack:
 
     def enter(self, module: torch.nn.Module, *_: Any) -> None:
         """Forward pre-hook: a module call starts."""
-        self.stack.append((module, self.path_of(module)))
+        if compiling():
+            return
+        mark = sequence_mark() if is_compiled_module(module) else None
+        self.stack.append((module, self.path_of(module), mark))
 
-    def leave(self, module: torch.nn.Module, *_: Any) -> None:
+    def leave(self, module: torch.nn.Module, _: Any, output: Any = None) -> None:
         """Forward hook: the module call ended (also when it raised)."""
-        if self.stack:
-            self.stack.pop()
+        if compiling() or not self.stack:
+            return
+        _, path, mark = self.stack.pop()
+        if mark is not None:
+            self._name_regions(output, path, mark)
+
+    def _name_regions(self, output: Any, path: str, mark: int) -> None:
+        """Name the regions a compiled module call made after it, stamped with the caller's line."""
+        location = caller_location(sys._getframe(2), self.root)
+        for fn in mark_regions(output, path, mark):
+            if SOURCE_KEY not in fn.metadata and location is not None:
+                fn.metadata.update({SOURCE_KEY: location, MODULE_KEY: path})
 
     @property
     def current(self) -> str | None:
         """Path of the innermost module call in progress."""
         return self.stack[-1][1] if self.stack else None
+
+
+def caller_location(frame: Any, root: str) -> str | None:
+    """`file:line` of the innermost frame outside torch and graphscope, from `frame` out."""
+    while frame is not None and is_internal(frame.f_code.co_filename):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    return f"{display_path(frame.f_code.co_filename, root)}:{frame.f_lineno}"
 
 
 def _readable_grad_fn(value: Any) -> Any:
@@ -90,6 +122,8 @@ class _SourceMode(TorchFunctionMode):
         self.captured_key = captured_key
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if compiling():  # dynamo traces this method: it must find nothing of graphscope in it
+            return func(*args, **(kwargs or {}))
         result = func(*args, **(kwargs or {}))
         if torch.is_grad_enabled():  # under no_grad a call makes no autograd node to stamp
             self._stamp(result)
@@ -109,7 +143,7 @@ class _SourceMode(TorchFunctionMode):
             fresh = [fn for fn in map(_readable_grad_fn, outputs) if fn is not None and SOURCE_KEY not in fn.metadata]
         if not fresh:
             return
-        location = self._caller()
+        location = caller_location(sys._getframe(2), self.root)
         if location is None:
             return
         stamp = {SOURCE_KEY: location}
@@ -125,15 +159,6 @@ class _SourceMode(TorchFunctionMode):
             stack.extend(child for child, _ in fn.next_functions
                          if child is not None and not hasattr(child, "variable"))
 
-    def _caller(self) -> str | None:
-        """`file:line` of the innermost frame outside torch and graphscope."""
-        frame = sys._getframe(2)
-        while frame is not None and is_internal(frame.f_code.co_filename):
-            frame = frame.f_back
-        if frame is None:
-            return None
-        return f"{display_path(frame.f_code.co_filename, self.root)}:{frame.f_lineno}"
-
 
 class _OptimizerPause:
     """Takes the mode off the stack while an optimizer steps: a plain step updates parameters
@@ -147,7 +172,7 @@ class _OptimizerPause:
     def before(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         """Optimizer step pre-hook (`args` starts with the optimizer): pause when this mode is
         the innermost one."""
-        if len(args) > 1 or kwargs or optimizer.defaults.get("differentiable") or self.paused:
+        if len(args) > 1 or kwargs or optimizer.defaults.get("differentiable") or self.paused or compiling():
             return
         depth = torch._C._len_torch_function_stack()
         if depth and torch._C._get_function_stack_at(depth - 1) is self.mode:
@@ -162,21 +187,40 @@ class _OptimizerPause:
 
 
 @contextlib.contextmanager
+def _quiet_about_own_hooks() -> Iterator[None]:
+    """Keep the warning `torch.compile(module)` gives when global module hooks exist from a
+    script that has none of its own: graphscope's hooks are not the script's, and its output
+    must be what `python` prints. A script with global hooks of its own still gets it."""
+    if getattr(nn_module, "_has_any_global_hook", lambda: True)():
+        yield
+        return
+    warnings.filterwarnings("ignore", message=_HOOK_WARNING, category=UserWarning)
+    entry = warnings.filters[0]
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            warnings.filters.remove(entry)
+            getattr(warnings, "_filters_mutated", lambda: None)()
+
+
+@contextlib.contextmanager
 def track_sources(root: str | None = None, captured_key: str | None = None) -> Iterator[None]:
     """Stamp the creation site and module of every autograd node made inside the block
     (nodes whose metadata holds `captured_key` existed before it and are left alone)."""
-    modules = ModuleStack()
+    modules = ModuleStack(root or os.getcwd())
     mode = _SourceMode(root or os.getcwd(), modules, captured_key)
     pause = _OptimizerPause(mode)
-    handles = [nn_module.register_module_forward_pre_hook(modules.enter),
-               nn_module.register_module_forward_hook(modules.leave, always_call=True),
-               register_optimizer_step_pre_hook(pause.before), register_optimizer_step_post_hook(pause.after)]
-    try:
-        with mode:
-            try:
-                yield
-            finally:
-                pause.after()
-    finally:
-        for handle in handles:
-            handle.remove()
+    with _quiet_about_own_hooks():
+        handles = [nn_module.register_module_forward_pre_hook(modules.enter),
+                   nn_module.register_module_forward_hook(modules.leave, always_call=True),
+                   register_optimizer_step_pre_hook(pause.before), register_optimizer_step_post_hook(pause.after)]
+        try:
+            with mode:
+                try:
+                    yield
+                finally:
+                    pause.after()
+        finally:
+            for handle in handles:
+                handle.remove()

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from graphscope.capture import safety
+from graphscope.capture.compiled import COMPILED_OP, is_compiled_node, region_of
 from graphscope.capture.history import Key, Partial
 from graphscope.capture.identity import Stamp
 from graphscope.capture.names import NameTable, names_from_argument, names_from_frames
@@ -201,8 +202,8 @@ class _Builder:
         self.output_keys: list[tuple[tuple[Any, int], int]] = []
 
     def read_functions(self, order: list[Any]) -> None:
-        """Each function's class (its op name where the class has none of its own), and each
-        leaf's tensor, attributes and name."""
+        """Each function's class (its op name where the class has none of its own), each
+        compiled region, and each leaf's tensor, attributes and name."""
         walk, pending = self.walk, self.walk.pending
         pending.types = types = list(map(type, order))
         kinds = set(types)
@@ -212,6 +213,8 @@ class _Builder:
         generic = {kind for kind, name in pending.kind_names.items() if name is None}
         if generic:
             pending.instance_names = {fi: fn.name() for fi, fn in enumerate(order) if types[fi] in generic}
+        if COMPILED_OP in pending.kind_names.values():
+            pending.regions = {fi: region_of(fn) for fi, fn in enumerate(order) if is_compiled_node(fn)}
         leaf_types = [kind for kind in kinds if _NAME_OF_TYPE[kind] == ACCUMULATE_GRAD]
         if leaf_types:
             pending.leaf_at = _positions(types, leaf_types[0])

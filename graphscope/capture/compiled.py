@@ -1,0 +1,173 @@
+"""Regions `torch.compile` made: which autograd nodes are compiled regions, what they are
+called in the user's code, and the backward graph AOT autograd built for each.
+
+A compiled module or function shows up in the autograd graph as one `CompiledFunctionBackward`
+node whose class (`_forward_cls`) keeps what AOT autograd produced: the backward graph as an
+fx GraphModule, before it is lowered (`_lazy_backward_info.bw_module`, or a function that
+rebuilds it after a cache hit). Its region is named by the compiled module's path, stamped
+when the call of a `torch.compile(module)` ends, else by the compiled function's name as
+dynamo's compilation records have it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+import weakref
+from typing import Any, Iterator, NamedTuple
+
+import torch
+
+from graphscope.capture.frames import is_internal
+
+COMPILED_OP = "CompiledFunctionBackward"
+REGION_KEY = "graphscope.region"
+_RESUME = re.compile(r"^torch_dynamo_resume_in_(.+)_at_\d+$")
+_NO_SEQUENCE = getattr(torch._C._autograd, "_get_sequence_nr", lambda: 0)
+
+
+class Region(NamedTuple):
+    """A compiled region as the model stores it: its name, the number of ops in its backward
+    graph and that graph as node-link data (None where AOT autograd kept no graph)."""
+
+    name: str | None
+    inner_ops: int | None
+    inner: dict[str, Any] | None
+
+
+_read: weakref.WeakKeyDictionary[type, Region] = weakref.WeakKeyDictionary()
+
+
+def is_compiled_node(fn: Any) -> bool:
+    """True for the autograd node of a region compiled by AOT autograd."""
+    return type(fn).__name__ == COMPILED_OP and hasattr(getattr(fn, "_forward_cls", None), "compiled_bw")
+
+
+def is_compiled_module(module: torch.nn.Module) -> bool:
+    """True for the wrapper `torch.compile(module)` returns."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    kind = getattr(eval_frame, "OptimizedModule", None)
+    return kind is not None and isinstance(module, kind)
+
+
+def sequence_mark() -> int:
+    """The sequence number the next autograd node made in this thread will have."""
+    return _NO_SEQUENCE()
+
+
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    """The tensors in a module's output: itself, or inside tuples, lists and dicts."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            yield item
+        elif isinstance(item, (tuple, list)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+
+
+def mark_regions(output: Any, region: str, since: int) -> list[Any]:
+    """Stamp `region` on the compiled nodes a compiled module call made (those numbered from
+    `since` on, behind its output) that no inner call named first; returns them."""
+    stack = [t.grad_fn for t in _tensors(output) if t.grad_fn is not None]
+    seen, marked = set(), []
+    while stack:
+        fn = stack.pop()
+        if fn in seen or hasattr(fn, "variable") or fn._sequence_nr() < since:
+            continue
+        seen.add(fn)
+        if is_compiled_node(fn) and REGION_KEY not in fn.metadata:
+            fn.metadata[REGION_KEY] = region
+            marked.append(fn)
+        stack.extend(child for child, _ in fn.next_functions if child is not None)
+    return marked
+
+
+def _function_name(forward_cls: Any) -> str | None:
+    """The compiled function's name where dynamo compiled the user's own code (`train_step`;
+    the part after a graph break is named as its function), else None."""
+    compile_id = getattr(getattr(forward_cls, "metadata", None), "compile_id_str", None)
+    utils = sys.modules.get("torch._dynamo.utils")
+    records = getattr(utils, "get_compilation_metrics", lambda: [])()
+    for record in records:
+        if record.compile_id == compile_id and record.co_name and record.co_filename:
+            if is_internal(record.co_filename):
+                return None
+            resumed = _RESUME.match(record.co_name)
+            return resumed.group(1) if resumed else record.co_name
+    return None
+
+
+@contextlib.contextmanager
+def _subclasses_only() -> Iterator[None]:
+    """Torch-function handling on for tensor subclasses (fx's Proxy: rebuilding a graph traces
+    it) and off for every mode, the user's and graphscope's: none of them sees the rebuild."""
+    modes = [torch._C._pop_torch_function_stack() for _ in range(torch._C._len_torch_function_stack())]
+    try:
+        with torch._C._EnableTorchFunction():
+            yield
+    finally:
+        for mode in reversed(modes):
+            torch._C._push_on_torch_function_stack(mode)
+
+
+def _backward_module(forward_cls: Any) -> Any:
+    """The fx GraphModule of the region's backward (rebuilt from the compile cache when the
+    region came from there), None where AOT autograd kept none."""
+    lazy = getattr(forward_cls, "_lazy_backward_info", None)
+    module = getattr(lazy, "bw_module", None)
+    rebuild = getattr(lazy, "bw_module_fn", None)
+    if module is None and rebuild is not None:
+        try:
+            with _subclasses_only():
+                module = rebuild()
+        except Exception:  # a cache entry that no longer loads: the graph is unknown, not wrong
+            return None
+    return module if hasattr(module, "graph") else None
+
+
+def _op_name(node: Any) -> str:
+    """`mm`, `threshold_backward`: an aten op's name without namespace and overload."""
+    target = node.target
+    name = getattr(target, "_opname", None) or getattr(target, "__name__", None) or str(target)
+    return str(name)
+
+
+_NOT_OPS = {"placeholder": "input", "get_attr": "constant", "output": "output"}
+
+
+def inner_graph(module: Any) -> tuple[int, dict[str, Any]]:
+    """The number of ops in a backward GraphModule and the graph as node-link data: its
+    inputs, constants, ops and output, in the graph's order, and an edge for each value an
+    op reads."""
+    nodes, edges, ops = [], [], 0
+    for node in module.graph.nodes:
+        kind = _NOT_OPS.get(node.op, "op")
+        node_id = "output" if kind == "output" else node.name
+        ops += kind == "op"
+        nodes.append({"id": node_id, "kind": kind, "op": _op_name(node) if kind == "op" else None})
+        for source in dict.fromkeys(arg.name for arg in node.all_input_nodes):
+            edges.append({"source": source, "target": node_id})
+    return ops, {"directed": True, "multigraph": False, "graph": {}, "nodes": nodes, "edges": edges}
+
+
+def _read_region(forward_cls: Any) -> Region:
+    """A compiled region's function name and backward graph, as AOT autograd left them."""
+    module = _backward_module(forward_cls)
+    inner_ops, inner = (None, None) if module is None else inner_graph(module)
+    return Region(_function_name(forward_cls), inner_ops, inner)
+
+
+def region_of(fn: Any) -> Region:
+    """What the model records of a compiled node (its class read once, when first met, while
+    dynamo's records of the compile are fresh), named by its module where one was stamped."""
+    forward_cls = fn._forward_cls
+    region = _read.get(forward_cls)
+    if region is None:
+        region = _read[forward_cls] = _read_region(forward_cls)
+    stamped = fn.metadata.get(REGION_KEY)
+    return region._replace(name=stamped) if stamped else region
+
