@@ -22,6 +22,7 @@ from torch import nn
 import graphscope
 from graphscope.capture.compiled import region_of
 from graphscope.capture.runner import record_script
+from graphscope.output import graph_break_lines
 
 from conftest import run_graphscope
 
@@ -145,6 +146,20 @@ def test_the_region_holds_the_backward_graph_aot_autograd_compiled():
     assert len(handed) == 1 and region.inner_ops == len(handed[0])
     assert [n["op"] for n in region.inner["nodes"] if n["kind"] == "op"] == handed[0]
     assert region.region == "model"
+
+
+def test_graph_breaks_are_listed_and_both_parts_are_regions(capsys):
+    run = record_script(SCRIPTS / "graph_break.py")
+    assert run.status == 0 and len(run) == 2
+    assert [(b.location, "print" in b.reason) for b in run.graph_breaks] == [("graph_break.py:11", True)]
+    assert graph_break_lines(run)[1].startswith("  graph_break.py:11: ")
+    regions = run[0].of_kind("compiled")
+    assert len(regions) == 2 and {r.region for r in regions} == {"train_step"}
+    assert all(r.inner_ops > 0 for r in regions)
+    ours = capsys.readouterr().out
+    with redirect_stdout(io.StringIO()) as plain:
+        runpy.run_path(str(SCRIPTS / "graph_break.py"), run_name="__main__")
+    assert ours == plain.getvalue()
 
 
 def test_export_func_transforms_and_checkpointing_are_not_steps(capsys):

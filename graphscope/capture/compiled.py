@@ -12,6 +12,7 @@ dynamo's compilation records have it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import sys
 import weakref
@@ -19,11 +20,15 @@ from typing import Any, Iterator, NamedTuple
 
 import torch
 
-from graphscope.capture.frames import is_internal
+from graphscope.capture.frames import display_path, is_internal
+from graphscope.model import GraphBreak
 
 COMPILED_OP = "CompiledFunctionBackward"
 REGION_KEY = "graphscope.region"
 _RESUME = re.compile(r"^torch_dynamo_resume_in_(.+)_at_\d+$")
+_GRAPH_BREAK_LOG = "torch._dynamo.symbolic_convert.__graph_breaks"
+_BREAK_AT = re.compile(r"in user code at (?P<file>.+?):(?P<line>\d+)")
+_BREAK_WHY = (re.compile(r"Explanation: (.+)"), re.compile(r"Graph Break Reason: (.+)"))
 _NO_SEQUENCE = getattr(torch._C._autograd, "_get_sequence_nr", lambda: 0)
 
 
@@ -171,3 +176,44 @@ def region_of(fn: Any) -> Region:
     stamped = fn.metadata.get(REGION_KEY)
     return region._replace(name=stamped) if stamped else region
 
+
+class _GraphBreaks(logging.Handler):
+    """Hears dynamo's graph-break log: each break's user `file:line` and why, once per place."""
+
+    def __init__(self, root: str):
+        super().__init__(logging.DEBUG)
+        self.root = root
+        self.found: dict[tuple[str, str], GraphBreak] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the break a log record tells of."""
+        text = record.getMessage()
+        where = _BREAK_AT.search(text)
+        if where is None:
+            return
+        whys = [match.group(1).strip() for match in map(lambda why: why.search(text), _BREAK_WHY) if match]
+        reason = whys[0] if whys else ""
+        location = f"{display_path(where.group('file'), self.root)}:{where.group('line')}"
+        self.found.setdefault((location, reason), GraphBreak(location, reason))
+
+
+@contextlib.contextmanager
+def watching_graph_breaks(root: str) -> Iterator[_GraphBreaks]:
+    """Collect the graph breaks dynamo reports inside the block. Its graph-break log is turned
+    on for graphscope alone (not passed on to torch's own handlers, so nothing more is
+    printed) unless the user turned it on (`TORCH_LOGS=graph_breaks`); then it is left as is."""
+    log = logging.getLogger(_GRAPH_BREAK_LOG)
+    handler = _GraphBreaks(root)
+    level, propagate = log.level, log.propagate
+    quiet = not log.isEnabledFor(logging.DEBUG)
+    if quiet:
+        log.setLevel(logging.DEBUG)
+        log.propagate = False
+    log.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)
+        if quiet:
+            log.setLevel(level)
+            log.propagate = propagate

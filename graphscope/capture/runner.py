@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 from graphscope.capture import safety
+from graphscope.capture.compiled import watching_graph_breaks
 from graphscope.capture.frames import display_path, is_internal, is_runner_frame
 from graphscope.capture.probes import watching
 from graphscope.capture.session import Session
@@ -113,14 +114,15 @@ def record_script(path: str | os.PathLike[str], args: Sequence[str] = (), saved:
                   source: bool = True, on_step: Callable[[int], None] | None = None) -> Run:
     """Run a script inside a recording Session: every backward it makes becomes a step
     (`on_step` hears each step's number as it is captured). The Run says how the script
-    ended, what it warned and what its optimizers stepped; source lines are relative to the
-    script's folder, so output does not depend on where the script lives on this machine.
+    ended, what it warned, what its optimizers stepped and where torch.compile broke its
+    graphs; source lines are relative to the script's folder, so output does not depend on
+    where the script lives on this machine.
     """
     script = check_script(str(path))
     root = str(script.resolve().parent)
     with Session(saved=saved, source=source, root=root, on_step=on_step) as session, \
-            watching(root, lambda: len(session) - 1) as watch:
+            watching(root, lambda: len(session) - 1) as watch, watching_graph_breaks(root) as breaks:
         end = run_script(str(path), args)
     return Run(session.snapshots, script.name, end.status, failure=end.failure,
                warnings=tuple(watch.warned.values()), optimizer_steps=tuple(watch.optimizer_steps),
-               idle_parameters=tuple(watch.idle.values()), root=root)
+               idle_parameters=tuple(watch.idle.values()), root=root, graph_breaks=tuple(breaks.found.values()))

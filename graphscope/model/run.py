@@ -90,6 +90,14 @@ class IdleParameter:
     everything: bool = False
 
 
+@dataclass(frozen=True)
+class GraphBreak:
+    """A place where `torch.compile` split the user's code into several graphs, and why."""
+
+    location: str
+    reason: str
+
+
 @dataclass
 class Run:
     """The steps of one recorded run, live or reloaded, with what the script did and what the
@@ -98,7 +106,8 @@ class Run:
     `status` is the script's exit status and `failure` its exception, if it raised one;
     `warnings` what it warned, `optimizer_steps` after which captured step each
     optimizer.step() ran, `idle_parameters` what an optimizer stepped without a gradient;
-    `root` is the folder the steps' `file:line` sources are relative to.
+    `root` is the folder the steps' `file:line` sources are relative to; `graph_breaks` where
+    `torch.compile` had to split the script's code, as dynamo reported it.
     """
 
     snapshots: Sequence[Snapshot] = ()
@@ -110,6 +119,7 @@ class Run:
     optimizer_steps: tuple[int, ...] = ()
     idle_parameters: tuple[IdleParameter, ...] = ()
     root: str | None = None
+    graph_breaks: tuple[GraphBreak, ...] = ()
 
     def __len__(self) -> int:
         return len(self.snapshots)
