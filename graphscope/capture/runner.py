@@ -8,6 +8,7 @@ import os
 import runpy
 import sys
 import traceback
+import types
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -58,9 +59,30 @@ def _exit_status(code: object) -> int:
     return 1
 
 
+def _without_runner(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """A copy of a traceback without the runner's frames."""
+    kept = []
+    while tb is not None:
+        if not is_runner_frame(tb.tb_frame.f_code.co_filename):
+            kept.append(tb)
+        tb = tb.tb_next
+    copy = None
+    for part in reversed(kept):
+        copy = types.TracebackType(copy, part.tb_frame, part.tb_lasti, part.tb_lineno)
+    return copy
+
+
 def _print_user_traceback(exc: BaseException) -> None:
     """Print the exception as Python would for the script alone: without the runner's frames,
-    in its own traceback and in those of the exceptions it was raised from."""
+    in its own traceback and in those of the exceptions it was raised from; through the hook
+    the script set, if any (torch.distributed's marks every line with the rank)."""
+    if sys.excepthook is not sys.__excepthook__:
+        whole = exc.__traceback__
+        try:  # Python's own hook prints the exception's traceback, not the one it is given
+            sys.excepthook(type(exc), exc, exc.with_traceback(_without_runner(whole)).__traceback__)
+        finally:
+            exc.with_traceback(whole)
+        return
     shown = traceback.TracebackException.from_exception(exc)
     pending, seen = [shown], set()
     while pending:
