@@ -94,7 +94,7 @@ def test_fixed_twins_have_no_findings(script, flag):
 def test_every_rule_reports_under_its_own_id():
     assert list(RULES) == ["non-leaf-parameter", "graph-growth", "grad-accumulation", "no-grad-param",
                            "nonfinite-grad", "backward-twice", "inplace-leaf", "inplace-modified",
-                           "nonleaf-grad-access", "tensor-truthiness"]
+                           "nonleaf-grad-access", "tensor-truthiness", "ddp-unused-parameter"]
     scripts = ["wrong_update.py", "no_zero_grad.py", "backward_twice.py", "nan_gradient.py", "truthiness.py",
                "inplace_leaf.py", "inplace_modified.py", "nonleaf_grad.py", "unused_parameter.py",
                "total_loss_graph.py", "rnn_hidden_state.py", "wrong_update_retain.py"]

@@ -16,7 +16,7 @@ import torch
 
 import graphscope
 from graphscope.doctor.ranks import divergence_findings, merged, rank_differences
-from graphscope.model import Finding, Run
+from graphscope.model import Failure, Finding, Run
 from graphscope.output import write_run
 from graphscope.ranks import RANK_FILE, Ranks, completed, mark_complete, rank_folder, ranks_from, write_index
 
@@ -97,6 +97,21 @@ def test_render_nproc_starts_torchrun_and_writes_the_same_layout(ddp):
     assert files(tmp / "nproc") == files(tmp / "out")
 
 
+def test_doctor_nproc_names_the_parameters_ddp_gave_up_on(tmp_path):
+    script = str(SCRIPTS / "ddp_aux_head.py")
+    plain = torchrun(script, cwd=tmp_path)
+    assert plain.returncode != 0 and "Parameter indices which did not receive grad for rank 0: 4 5" in plain.stderr
+    done = graphscope_command("doctor", "--nproc", "2", script, cwd=tmp_path)
+    assert done.returncode == 1
+    assert losses(done.stdout) == losses(plain.stdout)
+    report = done.stderr[done.stderr.index("graphscope doctor:"):]
+    assert "error ddp-unused-parameter at ddp_aux_head.py:22 (step 1)" in report
+    assert "on ranks 0, 1:" in report and "`module.aux.weight` and `module.aux.bias`" in report
+    assert "(`return self.head(h)`)" in report and "find_unused_parameters=True" in report
+    error = "[rank0]: RuntimeError: Expected to have finished reduction in the prior iteration"
+    assert error in plain.stderr and error in done.stderr  # the script's failure, shown as torch shows it
+
+
 @needs_browser
 def test_the_index_switches_between_ranks(ddp):
     index = ddp["tmp"] / "out" / "index.html"
@@ -156,3 +171,47 @@ def test_rank_is_read_from_torchrun_s_environment():
     assert ranks_from(env) == Ranks(1, 4, 2, "abc/0", False)
     assert ranks_from({**env, "GRAPHSCOPE_LAUNCH": "x"}) == Ranks(1, 4, 2, "x", True)
 
+
+class _AuxHead(torch.nn.Module):
+    """A model whose auxiliary head helps in warm-up steps only."""
+
+    def __init__(self):
+        super().__init__()
+        self.head, self.aux = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+
+    def forward(self, x, warmup):
+        if warmup:
+            return self.head(x) + self.aux(x)
+        return self.head(x)  # the branch that leaves aux out
+
+
+DDP_ERROR = ("Expected to have finished reduction in the prior iteration before starting a new one. This error "
+             "indicates that your module has parameters that were not used in producing loss.\n"
+             "Parameter indices which did not receive grad for rank 0: 2 3\n")
+
+
+def test_the_unused_parameter_rule_names_them_and_the_branch_that_skipped_them():
+    """The rule on its own (no DDP): the steps as a recording captured them, DDP's message."""
+    torch.manual_seed(0)
+    model = _AuxHead()
+    with graphscope.Session(root=str(Path(__file__).parent)) as session:
+        for step in range(2):
+            model(torch.randn(4, 3), warmup=step == 0).sum().backward()
+    names = ("module.head.weight", "module.head.bias", "module.aux.weight", "module.aux.bias")
+    lines = Path(__file__).read_text().splitlines()
+    branch = next(i for i, line in enumerate(lines, 1) if "# the branch that leaves aux out" in line)
+    debug = DDP_ERROR.replace("Parameter indices", "Parameters which did not receive grad for rank 0: aux.bias, "
+                                                   "aux.weight\nParameter indices")
+    for message, known, expected in ((DDP_ERROR, names, "`module.aux.weight` and `module.aux.bias`"),
+                                     (debug, (), "`aux.bias` and `aux.weight`"),
+                                     (DDP_ERROR, (), "`parameter 2` and `parameter 3`")):
+        run = Run(list(session.snapshots), "train.py", 1, failure=Failure("RuntimeError", message, "train.py:40"),
+                  ddp_parameters=known, root=str(Path(__file__).parent))
+        (finding,) = [f for f in graphscope.diagnose(run) if f.rule == "ddp-unused-parameter"]
+        assert expected in finding.message and finding.explains_failure
+    assert finding.step is None and finding.location == "train.py:40"  # parameters it cannot find in the graphs
+    run = Run(list(session.snapshots), "train.py", 1, failure=Failure("RuntimeError", DDP_ERROR, "train.py:40"),
+              ddp_parameters=names, root=str(Path(__file__).parent))
+    (finding,) = [f for f in graphscope.diagnose(run) if f.rule == "ddp-unused-parameter"]
+    assert finding.location == f"test_ranks.py:{branch}" and finding.step == 1
+    assert "from step 1 on (step 0 gave them one)" in finding.message

@@ -14,6 +14,7 @@ from typing import Callable, NamedTuple, Sequence
 
 from graphscope.capture import safety
 from graphscope.capture.compiled import watching_graph_breaks
+from graphscope.capture.distributed import ddp_parameters
 from graphscope.capture.frames import display_path, is_internal, is_runner_frame
 from graphscope.capture.probes import watching
 from graphscope.capture.session import Session
@@ -22,10 +23,12 @@ from graphscope.model import Failure, Run
 
 
 class ScriptEnd(NamedTuple):
-    """How a script ended: its exit status and, if it raised, the exception at the user's line."""
+    """How a script ended: its exit status and, if it raised, the exception at the user's line
+    (and, raised inside DistributedDataParallel, the names of DDP's parameters by index)."""
 
     status: int
     failure: Failure | None = None
+    ddp_parameters: tuple[str, ...] = ()
 
 
 def check_script(path: str) -> Path:
@@ -125,7 +128,7 @@ def run_script(path: str, args: Sequence[str] = ()) -> ScriptEnd:
         return ScriptEnd(130, failure_of(exc, str(script.parent)))
     except BaseException as exc:  # the user's script failed: show it as Python would
         _print_user_traceback(exc)
-        return ScriptEnd(1, failure_of(exc, str(script.parent)))
+        return ScriptEnd(1, failure_of(exc, str(script.parent)), ddp_parameters(exc.__traceback__))
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
         os.chdir(saved_cwd)
@@ -147,4 +150,5 @@ def record_script(path: str | os.PathLike[str], args: Sequence[str] = (), saved:
         end = run_script(str(path), args)
     return Run(session.snapshots, script.name, end.status, failure=end.failure,
                warnings=tuple(watch.warned.values()), optimizer_steps=tuple(watch.optimizer_steps),
-               idle_parameters=tuple(watch.idle.values()), root=root, graph_breaks=tuple(breaks.found.values()))
+               idle_parameters=tuple(watch.idle.values()), root=root, graph_breaks=tuple(breaks.found.values()),
+               ddp_parameters=end.ddp_parameters)

@@ -107,7 +107,9 @@ class Run:
     `warnings` what it warned, `optimizer_steps` after which captured step each
     optimizer.step() ran, `idle_parameters` what an optimizer stepped without a gradient;
     `root` is the folder the steps' `file:line` sources are relative to; `graph_breaks` where
-    `torch.compile` had to split the script's code, as dynamo reported it.
+    `torch.compile` had to split the script's code, as dynamo reported it; `ddp_parameters` the
+    names of the parameters of the DistributedDataParallel module the script failed in, by
+    DDP's index (DDP's errors name parameters by index).
     """
 
     snapshots: Sequence[Snapshot] = ()
@@ -120,6 +122,7 @@ class Run:
     idle_parameters: tuple[IdleParameter, ...] = ()
     root: str | None = None
     graph_breaks: tuple[GraphBreak, ...] = ()
+    ddp_parameters: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.snapshots)

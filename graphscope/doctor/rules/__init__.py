@@ -1,4 +1,4 @@
 """The doctor's rules, one module per family of mistakes. Importing this package registers every
 rule; the families are imported in catalogue order, which is the order of `RULES`."""
 
-from graphscope.doctor.rules import history, accumulation, parameters, values, freed, inplace, reads  # noqa: F401, I001
+from graphscope.doctor.rules import history, accumulation, parameters, values, freed, inplace, reads, distributed  # noqa: F401, I001
