@@ -23,8 +23,9 @@ import graphscope
 from graphscope.capture.compiled import region_of
 from graphscope.capture.runner import record_script
 from graphscope.output import graph_break_lines
+from graphscope.report.builder import node_rows
 
-from conftest import run_graphscope
+from conftest import EXAMPLES, run_graphscope
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 SUMMARY = "graphscope: captured"
@@ -119,7 +120,7 @@ def test_a_region_rebuilt_from_the_compile_cache_is_read_unseen_by_modes():
     forward_cls = type("CompiledFunction", (), {"compiled_bw": None, "_lazy_backward_info": SimpleNamespace(
         bw_module_fn=lambda: torch.fx.symbolic_trace(backward))})
     with Logging(), torch._C.DisableTorchFunction():
-        region = region_of(SimpleNamespace(_forward_cls=forward_cls, metadata={}))
+        region = region_of(SimpleNamespace(_forward_cls=forward_cls, metadata={}, next_functions=()), lambda _: None)
     assert seen == [] and region.inner_ops == 2
     assert [(n["kind"], n["op"]) for n in region.inner["nodes"]] == [
         ("input", None), ("input", None), ("op", "cos"), ("op", "mul"), ("output", None)]
@@ -146,6 +147,10 @@ def test_the_region_holds_the_backward_graph_aot_autograd_compiled():
     assert len(handed) == 1 and region.inner_ops == len(handed[0])
     assert [n["op"] for n in region.inner["nodes"] if n["kind"] == "op"] == handed[0]
     assert region.region == "model"
+    rows = dict(node_rows(region, session[0]))  # what the report shows when the box is clicked
+    assert rows["region"] == "model" and rows["backward graph"].startswith(f"{region.inner_ops} ops in its backward")
+    ops = [n for n in region.inner["nodes"] if n["kind"] == "op"]
+    assert [rows[op["id"]].split("(")[0] for op in ops] == handed[0]
 
 
 def test_graph_breaks_are_listed_and_both_parts_are_regions(capsys):
@@ -171,3 +176,13 @@ def test_export_func_transforms_and_checkpointing_are_not_steps(capsys):
     with redirect_stdout(io.StringIO()) as plain:
         runpy.run_path(str(SCRIPTS / "traced_elsewhere.py"), run_name="__main__")
     assert ours == plain.getvalue()
+
+
+def test_a_module_compiled_in_place_is_named_by_the_module_that_owns_its_parameters(capsys):
+    """`net.compile()` compiles the module's forward; the region is `net`, not `forward`."""
+    run = record_script(EXAMPLES / "compiled_model.py")
+    assert run.status == 0 and len(run) == 6
+    (region,) = run[0].of_kind("compiled")
+    assert region.region == "net" and region.inner_ops > 0
+    assert [leaf.name for leaf in run[0].of_kind("leaf")] == ["net.fc1.weight", "net.fc1.bias", "net.fc2.weight",
+                                                             "net.fc2.bias"]

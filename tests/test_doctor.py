@@ -31,7 +31,7 @@ from conftest import EXAMPLES, run_graphscope
 
 CORRECT = ["linear_fit.py", "sgd_by_hand.py", "linear_model.py", "mlp.py", "logistic_regression.py",
            "two_paths.py", "weighted_root.py", "higher_order.py", "d2l_linear_regression.py",
-           "dot_product.py", "control_flow.py", "training_loop.py", "transformer.py"]
+           "dot_product.py", "control_flow.py", "training_loop.py", "transformer.py", "compiled_model.py"]
 FIXED = [("rnn_hidden_state.py", "--detach"), ("inplace_leaf.py", "--no-grad"),
          ("inplace_modified.py", "--out-of-place"), ("nonleaf_grad.py", "--retain-grad"),
          ("unused_parameter.py", "--use-all")]
@@ -107,7 +107,7 @@ def test_every_rule_reports_under_its_own_id():
         for finding in findings(script):
             path, line = scriptsource.split_location(finding.location)
             assert path == script and 0 < line <= len((EXAMPLES / script).read_text().splitlines())
-    assert seen == set(RULES)
+    assert seen == set(RULES) - {"ddp-unused-parameter"}  # needs torchrun: see test_ranks.py
 
 
 # --- non-leaf-parameter ------------------------------------------------------------------------

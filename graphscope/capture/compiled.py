@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import sys
 import weakref
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import torch
 
@@ -166,15 +167,26 @@ def _read_region(forward_cls: Any) -> Region:
     return Region(_function_name(forward_cls), inner_ops, inner)
 
 
-def region_of(fn: Any) -> Region:
+def _owner(names: Sequence[str | None]) -> str | None:
+    """`net` for `net.fc1.weight` and `net.fc2.bias`: the module path the parameters share."""
+    paths = [name.split(".")[:-1] for name in names if name]
+    if not paths or len(paths) < len(names):
+        return None
+    return ".".join(os.path.commonprefix(paths)) or None
+
+
+def region_of(fn: Any, leaf_name: Callable[[torch.Tensor], str | None]) -> Region:
     """What the model records of a compiled node (its class read once, when first met, while
-    dynamo's records of the compile are fresh), named by its module where one was stamped."""
+    dynamo's records of the compile are fresh), named by the first of: the compiled module
+    call's path stamped on it, the compiled function's name, the module that owns all the
+    parameters it reads (a module compiled in place compiles its `forward`)."""
     forward_cls = fn._forward_cls
     region = _read.get(forward_cls)
     if region is None:
         region = _read[forward_cls] = _read_region(forward_cls)
-    stamped = fn.metadata.get(REGION_KEY)
-    return region._replace(name=stamped) if stamped else region
+    function = None if region.name == "forward" else region.name
+    leaves = [leaf_name(child.variable) for child, _ in fn.next_functions if hasattr(child, "variable")]
+    return region._replace(name=fn.metadata.get(REGION_KEY) or function or _owner(leaves) or region.name)
 
 
 class _GraphBreaks(logging.Handler):

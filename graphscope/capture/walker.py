@@ -214,7 +214,8 @@ class _Builder:
         if generic:
             pending.instance_names = {fi: fn.name() for fi, fn in enumerate(order) if types[fi] in generic}
         if COMPILED_OP in pending.kind_names.values():
-            pending.regions = {fi: region_of(fn) for fi, fn in enumerate(order) if is_compiled_node(fn)}
+            name = self.names.leaf_name
+            pending.regions = {fi: region_of(fn, name) for fi, fn in enumerate(order) if is_compiled_node(fn)}
         leaf_types = [kind for kind in kinds if _NAME_OF_TYPE[kind] == ACCUMULATE_GRAD]
         if leaf_types:
             pending.leaf_at = _positions(types, leaf_types[0])

@@ -116,7 +116,8 @@ def region_lines(node: Node) -> list[str]:
     lines = [f"compiled: {node.region}" if node.region else "compiled region"]
     if node.inner_ops is None:
         return lines + ["backward graph not kept by torch"]
-    return lines + [f"{node.inner_ops} ops in its backward", inner_ops(node)]
+    count = f"{node.inner_ops} op" + ("" if node.inner_ops == 1 else "s")
+    return lines + [f"{count} in its backward", inner_ops(node)]
 
 
 INNER_ROWS = 200
