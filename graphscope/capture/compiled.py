@@ -1,12 +1,13 @@
-"""Regions `torch.compile` made: which autograd nodes are compiled regions, what they are
-called in the user's code, and the backward graph AOT autograd built for each.
+"""What `torch.compile` made of a script: which autograd nodes are compiled regions, what they
+are called in the user's code, the backward graph AOT autograd built for each, and where dynamo
+had to split the code (graph breaks).
 
 A compiled module or function shows up in the autograd graph as one `CompiledFunctionBackward`
 node whose class (`_forward_cls`) keeps what AOT autograd produced: the backward graph as an
 fx GraphModule, before it is lowered (`_lazy_backward_info.bw_module`, or a function that
-rebuilds it after a cache hit). Its region is named by the compiled module's path, stamped
-when the call of a `torch.compile(module)` ends, else by the compiled function's name as
-dynamo's compilation records have it.
+rebuilds it after a cache hit). A region is named by the path of the `torch.compile(module)`
+wrapper whose call made it, else by the compiled function's name as dynamo's compilation
+records have it, else by the module that owns the parameters it reads.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _RESUME = re.compile(r"^torch_dynamo_resume_in_(.+)_at_\d+$")
 _GRAPH_BREAK_LOG = "torch._dynamo.symbolic_convert.__graph_breaks"
 _BREAK_AT = re.compile(r"in user code at (?P<file>.+?):(?P<line>\d+)")
 _BREAK_WHY = (re.compile(r"Explanation: (.+)"), re.compile(r"Graph Break Reason: (.+)"))
-_NO_SEQUENCE = getattr(torch._C._autograd, "_get_sequence_nr", lambda: 0)
+_NEXT_SEQUENCE_NR = getattr(torch._C._autograd, "_get_sequence_nr", lambda: 0)
 
 
 class Region(NamedTuple):
@@ -59,7 +60,7 @@ def is_compiled_module(module: torch.nn.Module) -> bool:
 
 def sequence_mark() -> int:
     """The sequence number the next autograd node made in this thread will have."""
-    return _NO_SEQUENCE()
+    return _NEXT_SEQUENCE_NR()
 
 
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
@@ -203,8 +204,8 @@ class _GraphBreaks(logging.Handler):
         where = _BREAK_AT.search(text)
         if where is None:
             return
-        whys = [match.group(1).strip() for match in map(lambda why: why.search(text), _BREAK_WHY) if match]
-        reason = whys[0] if whys else ""
+        found = [why.search(text) for why in _BREAK_WHY]
+        reason = next((match.group(1).strip() for match in found if match), "")
         location = f"{display_path(where.group('file'), self.root)}:{where.group('line')}"
         self.found.setdefault((location, reason), GraphBreak(location, reason))
 
