@@ -26,6 +26,7 @@ from typing import Iterator, Mapping, Sequence
 
 from graphscope.doctor import SCRIPT_FAILED
 from graphscope.doctor.ranks import divergence_findings, merged, rank_differences
+from graphscope.doctor.report import format_finding
 from graphscope.files import write_atomic
 from graphscope.model import Finding, Run, compact_json
 from graphscope.report.builder import REPORT_FILE
@@ -165,12 +166,14 @@ def write_index(directory: Path, size: int, launch: str, script: str | None) -> 
     return write_rank_index(directory, script, entries(directory, size, found), differences, findings), findings
 
 
-def index_line(index: Path, size: int, launch: str) -> str:
-    """`graphscope: wrote DIR/index.html: 2 rank(s), ...`: what the index holds."""
+def index_line(index: Path, size: int, launch: str, findings: Sequence[Finding]) -> str:
+    """`graphscope: wrote DIR/index.html: 2 rank(s), ...`: what the index holds, then the
+    findings across the ranks."""
     found = completed(index.parent, launch, size)
     missing = [str(rank) for rank in range(size) if rank not in found]
     lost = f"; rank(s) {', '.join(missing)} wrote nothing (they died, or were still running)" if missing else ""
-    return f"graphscope: wrote {index}: {size} rank(s), each in {index.parent}/rank-K/{lost}"
+    line = f"graphscope: wrote {index}: {size} rank(s), each in {index.parent}/rank-K/{lost}"
+    return "\n\n".join([line, *map(format_finding, findings)])
 
 
 def index_for(directory: Path, ranks: Ranks, script: str | None) -> str | None:
@@ -179,15 +182,15 @@ def index_for(directory: Path, ranks: Ranks, script: str | None) -> str | None:
     if ranks.rank != 0 or ranks.launched_here:
         return None
     wait_for_ranks(directory, ranks)
-    index, _ = write_index(directory, ranks.local_size, ranks.launch, script)
-    return index_line(index, ranks.local_size, ranks.launch)
+    index, findings = write_index(directory, ranks.local_size, ranks.launch, script)
+    return index_line(index, ranks.local_size, ranks.launch, findings)
 
 
 def render_on_ranks(nproc: int, arguments: Sequence[str], directory: Path, script: str) -> int:
     """`render --nproc N`: torchrun the render, then write the index of the ranks it left."""
     status, launch = torchrun(nproc, arguments)
-    index, _ = write_index(directory, nproc, launch, script)
-    print(index_line(index, nproc, launch), file=sys.stderr)
+    index, findings = write_index(directory, nproc, launch, script)
+    print(index_line(index, nproc, launch, findings), file=sys.stderr)
     return status
 
 

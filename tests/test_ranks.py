@@ -18,7 +18,8 @@ import graphscope
 from graphscope.doctor.ranks import divergence_findings, merged, rank_differences
 from graphscope.model import Failure, Finding, Run
 from graphscope.output import write_run
-from graphscope.ranks import RANK_FILE, Ranks, completed, mark_complete, rank_folder, ranks_from, write_index
+from graphscope.ranks import (RANK_FILE, Ranks, completed, index_line, mark_complete, rank_folder, ranks_from,
+                              write_index)
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 LOSS = re.compile(r"rank (\d+) step (\d+) loss ([-+]?\d+\.\d+(?:e[-+]?\d+)?)")
@@ -146,6 +147,9 @@ def test_ranks_that_build_different_graphs_are_shown_and_found(tmp_path):
     assert 'data-rank="2" disabled>rank 2: wrote nothing' in page and "2 of them wrote a capture" in page
     assert [(f.rule, f.step) for f in findings] == [("rank-divergence", 1)]
     assert "rank 1 built a different graph than rank 0 at step 1 (only rank 1 has ExpBackward0 @ " in findings[0].message
+    said = index_line(index, 3, "now", findings)  # what render prints after writing the index
+    assert said.startswith(f"graphscope: wrote {index}: 3 rank(s)") and "rank(s) 2 wrote nothing" in said
+    assert "\n\nwarning rank-divergence (step 1)\n" in said
 
 
 def test_differences_compare_steps_structurally():
