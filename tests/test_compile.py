@@ -22,6 +22,7 @@ from torch import nn
 import graphscope
 from graphscope.capture.compiled import region_of
 from graphscope.capture.runner import record_script
+from graphscope.model import Run
 from graphscope.output import graph_break_lines
 from graphscope.report.builder import node_rows
 
@@ -153,29 +154,31 @@ def test_the_region_holds_the_backward_graph_aot_autograd_compiled():
     assert [rows[op["id"]].split("(")[0] for op in ops] == handed[0]
 
 
+def record_as_plain(script: Path, capsys) -> Run:
+    """Record a script in this process, and check it printed what it prints run plainly."""
+    run = record_script(script)
+    ours = capsys.readouterr().out
+    with redirect_stdout(io.StringIO()) as plain:
+        runpy.run_path(str(script), run_name="__main__")
+    assert ours == plain.getvalue()
+    return run
+
+
 def test_graph_breaks_are_listed_and_both_parts_are_regions(capsys):
-    run = record_script(SCRIPTS / "graph_break.py")
+    run = record_as_plain(SCRIPTS / "graph_break.py", capsys)
     assert run.status == 0 and len(run) == 2
     assert [(b.location, "print" in b.reason) for b in run.graph_breaks] == [("graph_break.py:11", True)]
     assert graph_break_lines(run)[1].startswith("  graph_break.py:11: ")
     regions = run[0].of_kind("compiled")
     assert len(regions) == 2 and {r.region for r in regions} == {"train_step"}
     assert all(r.inner_ops > 0 for r in regions)
-    ours = capsys.readouterr().out
-    with redirect_stdout(io.StringIO()) as plain:
-        runpy.run_path(str(SCRIPTS / "graph_break.py"), run_name="__main__")
-    assert ours == plain.getvalue()
 
 
 def test_export_func_transforms_and_checkpointing_are_not_steps(capsys):
     """torch.func.grad calls torch.autograd.grad itself: that is torch's work, not a step."""
-    run = record_script(SCRIPTS / "traced_elsewhere.py")
+    run = record_as_plain(SCRIPTS / "traced_elsewhere.py", capsys)
     assert run.status == 0 and run.failure is None
     assert len(run) == 1 and run[0].call == "backward"  # the checkpointed loss.backward() alone
-    ours = capsys.readouterr().out
-    with redirect_stdout(io.StringIO()) as plain:
-        runpy.run_path(str(SCRIPTS / "traced_elsewhere.py"), run_name="__main__")
-    assert ours == plain.getvalue()
 
 
 def test_a_module_compiled_in_place_is_named_by_the_module_that_owns_its_parameters(capsys):
