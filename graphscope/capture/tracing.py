@@ -17,14 +17,16 @@ import torch
 _TRACING_MODES = tuple(getattr(torch._C._TorchDispatchModeKey, name)
                        for name in ("FAKE", "PROXY", "FUNCTIONAL")
                        if hasattr(torch._C, "_TorchDispatchModeKey"))
+# Read once: the stamping mode asks on every torch call. Dynamo knows this very function and
+# reads it as True while it traces.
+_IS_COMPILING = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
 _TRACED_TENSOR_CLASSES = (("torch._subclasses.fake_tensor", "FakeTensor"),
                           ("torch._subclasses.functional_tensor", "FunctionalTensor"))
 
 
 def compiling() -> bool:
     """True while dynamo traces or compiles a frame, or `torch.export` traces a program."""
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(is_compiling and is_compiling())
+    return _IS_COMPILING()
 
 
 def _tracing_mode_active() -> bool:
