@@ -95,6 +95,8 @@ def test_a_compiled_module_is_one_region_named_as_the_script_names_it(aot_eager)
     assert region["source"] == "compiled_mlp.py:23" and region["op"] == "CompiledFunctionBackward"
     ops = {n["op"] for n in region["inner"]["nodes"] if n["kind"] == "op"}
     assert {"mm", "threshold_backward"} <= ops
+    (loaded,) = graphscope.load(aot_eager["out"])[0].of_kind("compiled")  # session.json keeps it all
+    assert (loaded.region, loaded.inner_ops, loaded.inner) == (region["region"], region["inner_ops"], region["inner"])
 
 
 def test_the_inductor_backend_too(tmp_path, monkeypatch):
