@@ -17,6 +17,9 @@ from graphscope.model import Snapshot
 from graphscope.renderers.engine import ENGINES
 
 USAGE_ERROR = 2
+NPROC = click.option("--nproc", type=click.IntRange(min=1), default=None,
+                     help="Start torchrun with N ranks on this machine: each rank writes OUT/rank-K/, "
+                          "and OUT/index.html shows them all (doctor: the findings of every rank).")
 
 
 class _Group(click.Group):
@@ -68,40 +71,69 @@ def main() -> None:
               help="Collapse module calls at this depth of their path (model.layers.0 is 3).")
 @click.option("--full", is_flag=True, help="Draw every node, however large (layout may take long; "
                                            "a picture not laid out after 120 s is skipped, the rest written).")
+@NPROC
 def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str, engine: str,
            steps: str, saved: bool, no_source: bool, no_report: bool, budget: int, depth: int | None,
-           full: bool) -> None:
+           full: bool, nproc: int | None) -> None:
     """Run SCRIPT and draw the autograd graph of every backward it makes.
 
     Each call of Tensor.backward, torch.autograd.backward or torch.autograd.grad is a step,
     numbered from 0. Arguments after SCRIPT go to the script, except graphscope's own
     options; put the script's arguments after -- when they clash (render train.py -- -o x).
+    Under torchrun each rank writes OUT/rank-K/ and rank 0 writes OUT/index.html.
     """
+    from graphscope import ranks as torchrun
     from graphscope.analysis.steps import StepSpec
-    from graphscope.capture.runner import record_script
+    from graphscope.capture.runner import check_script, record_script
     from graphscope.doctor import diagnose
     from graphscope.output import check_output, parse_formats, summary, write_run
     from graphscope.progress import Progress
 
-    directory = Path(out_dir)
     chosen = parse_formats(formats)
     spec = StepSpec.parse(steps)
-    check_output(directory, chosen, engine)
+    check_output(Path(out_dir), chosen, engine)
+    if nproc:
+        check_script(script)
+        sys.exit(torchrun.render_on_ranks(nproc, _for_each_rank(), Path(out_dir), Path(script).name))
+    ranks = torchrun.ranks_from()
+    directory = Path(out_dir) if ranks is None else torchrun.rank_folder(Path(out_dir), ranks.rank)
     captured: list[int] = []
     with Progress() as progress:
         with progress.watching(lambda: f"graphscope: captured {len(captured)} step(s)"):
             run = record_script(script, script_args, saved=saved, source=not no_source, on_step=captured.append)
-        run = replace(run, snapshots=list(run.snapshots))
-        run = replace(run, findings=diagnose(run))
-        view = ViewOptions(budget=budget, depth=depth, full=full)
-        try:
-            report = write_run(run, directory, chosen, spec, engine, progress.drawing, not no_report, view)
-        except KeyboardInterrupt:
-            click.echo("graphscope: interrupted while writing; every file written is complete", err=True)
-            sys.exit(130)
+        with torchrun.finishing_writes(ranks):
+            run = replace(run, snapshots=list(run.snapshots))
+            run = replace(run, findings=diagnose(run))
+            view = ViewOptions(budget=budget, depth=depth, full=full)
+            try:
+                report = write_run(run, directory, chosen, spec, engine, progress.drawing, not no_report, view)
+            except KeyboardInterrupt:
+                click.echo("graphscope: interrupted while writing; every file written is complete", err=True)
+                sys.exit(130)
+            if ranks:
+                torchrun.mark_complete(directory, ranks, run.status, len(run.snapshots))
     sys.stdout.flush()
-    click.echo(summary(run, report, directory, chosen), err=True)
+    click.echo(torchrun.prefixed(summary(run, report, directory, chosen), ranks), err=True)
+    index = torchrun.index_for(Path(out_dir), ranks, run.script) if ranks else None
+    if index:
+        click.echo(index, err=True)
     sys.exit(run.status)
+
+
+def _for_each_rank() -> list[str]:
+    """This command line again for each rank torchrun starts: graphscope's options as given
+    (less --nproc), then the script and, after --, its arguments."""
+    ctx = click.get_current_context()
+    arguments = [ctx.command.name or ""]
+    for param in ctx.command.params:
+        if isinstance(param, click.Argument) or param.name in (None, "nproc") or param.name not in ctx.params:
+            continue
+        value = ctx.params[param.name]
+        if isinstance(param, click.Option) and param.is_flag:
+            arguments += [param.opts[-1]] if value else []
+        elif value is not None:
+            arguments += [param.opts[-1], str(value)]
+    return [*arguments, ctx.params["script"], "--", *ctx.params["script_args"]]
 
 
 def _load_step(spec: str) -> Snapshot:
@@ -155,7 +187,9 @@ def diff(old: str, new: str, out_file: str | None, engine: str) -> None:
 @click.option("--json", "json_file", default=None, help="Also write the findings as JSON to this file "
                                                         "(- for standard output, and then the script's "
                                                         "own output goes to standard error).")
-def doctor(script: str, script_args: tuple[str, ...], fail_on: str, json_file: str | None) -> None:
+@NPROC
+def doctor(script: str, script_args: tuple[str, ...], fail_on: str, json_file: str | None,
+           nproc: int | None) -> None:
     """Run SCRIPT and name the autograd mistakes it makes: rule, line, and the fix.
 
     Findings go to standard error, after the script's own output; the exit status is 1 when
@@ -163,17 +197,30 @@ def doctor(script: str, script_args: tuple[str, ...], fail_on: str, json_file: s
     SCRIPT go to the script (after -- when they clash with graphscope's own options).
     """
     import graphscope
+    from graphscope import ranks as torchrun
+    from graphscope.capture.runner import check_script
     from graphscope.doctor.report import fails, findings_json, report
     from graphscope.files import check_file_target, write_atomic
 
-    if json_file not in (None, "-"):
-        check_file_target(Path(json_file))
+    ranks = None if nproc else torchrun.ranks_from()
+    json_path = None if json_file in (None, "-") else torchrun.rank_file(Path(json_file), ranks)
+    if json_path is not None:
+        check_file_target(json_path)
     with contextlib.redirect_stdout(sys.stderr) if json_file == "-" else contextlib.nullcontext():
-        run = graphscope.doctor(script, script_args)
+        if nproc:
+            check_script(script)
+            findings, name = torchrun.doctor_on_ranks(nproc, _for_each_rank()), Path(script).name
+        else:
+            run = graphscope.doctor(script, script_args)
+            if ranks and ranks.launched_here:
+                with torchrun.finishing_writes(ranks):
+                    torchrun.keep_for_launch(run, ranks)
+                sys.exit(run.status)
+            findings, name = run.findings, run.script
     sys.stdout.flush()
-    click.echo(report(run.findings, run.script), err=True)
+    click.echo(torchrun.prefixed(report(findings, name), ranks), err=True)
     if json_file == "-":
-        click.echo(findings_json(run.findings), nl=False)
-    elif json_file:
-        write_atomic(Path(json_file), findings_json(run.findings).encode("utf-8"))
-    sys.exit(1 if fails(run.findings, fail_on) else 0)
+        click.echo(findings_json(findings), nl=False)
+    elif json_path is not None:
+        write_atomic(json_path, findings_json(findings).encode("utf-8"))
+    sys.exit(1 if fails(findings, fail_on) else 0)

@@ -119,6 +119,15 @@ def write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec
     return Report(selection, rows, paths, not_drawn)
 
 
+def graph_break_lines(run: Run) -> list[str]:
+    """`torch.compile split the code in 2 places (graph breaks):` and one line per place."""
+    if not run.graph_breaks:
+        return []
+    lines = [f"torch.compile split the code in {len(run.graph_breaks)} place(s) (graph breaks):"]
+    return lines + [f"  {found.location}: {found.reason}" if found.reason else f"  {found.location}"
+                    for found in run.graph_breaks]
+
+
 def summary(run: Run, report: Report, directory: Path, formats: Sequence[str]) -> str:
     """A few lines: how many steps, their sizes, what was drawn, where the files are, and
     what the doctor found."""
@@ -132,6 +141,7 @@ def summary(run: Run, report: Report, directory: Path, formats: Sequence[str]) -
         last = report.rows[-1]
         lines.append(f"the graph grows: step {last.step} carries {last.carried} node(s) over from earlier "
                      "steps (see growth.svg)")
+    lines += graph_break_lines(run)
     lines.append(report.selection.reason)
     drawn = [f"step-{snapshots[i].step:04d}" for i in report.selection.steps]
     shown = ", ".join(drawn[:6]) + (f", … {drawn[-1]}" if len(drawn) > 6 else "")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -46,3 +48,25 @@ def test_output_folder_under_a_file(tmp_path):
     done = run_graphscope("render", str(SCRIPTS / "uses_helper.py"), "-o", str(tmp_path / "file" / "out"))
     assert done.returncode == 2 and "cannot create output folder" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+HOOKED = """
+import sys
+def hook(kind, value, tb):
+    import traceback
+    sys.stderr.write("".join("[mine] " + line for line in traceback.format_exception(kind, value, tb)))
+sys.excepthook = hook
+def fail():
+    raise ValueError("no")
+fail()
+"""
+
+
+def test_a_script_s_own_excepthook_shows_its_failure_as_python_does(tmp_path):
+    """torch.distributed sets one that marks each line with the rank; scripts may too."""
+    script = tmp_path / "hooked.py"
+    script.write_text(HOOKED)
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    done = run_graphscope("render", str(script), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == plain.returncode == 1
+    assert plain.stderr in done.stderr and plain.stderr.startswith("[mine] Traceback")

@@ -18,6 +18,8 @@ import torch
 from graphscope.capture.frames import is_internal, scopes, user_frames
 
 _MAX_CONTAINER_ITEMS = 1000
+# The attribute a `torch.compile(module)` wrapper holds the module in: no part of a user's name.
+ORIGINAL_MODULE = "_orig_mod"
 
 
 @dataclass
@@ -127,9 +129,10 @@ def add_scope_names(table: NameTable, scopes: Iterable[Mapping[str, Any]]) -> No
 
 
 def add_module_names(table: NameTable, module: torch.nn.Module, prefix: str = "") -> None:
-    """Name a module's parameters by their dotted path (`model.linear.weight`)."""
+    """Name a module's parameters by their dotted path (`model.linear.weight`, also when
+    `model` is the wrapper `torch.compile` returned)."""
     for name, param in module.named_parameters(prefix=prefix, remove_duplicate=True):
-        table.add(name, param)
+        table.add(".".join(part for part in name.split(".") if part != ORIGINAL_MODULE), param)
 
 
 def names_from_frames(frame: types.FrameType | None) -> NameTable:

@@ -8,10 +8,13 @@ import functools
 import gc
 from dataclasses import dataclass, field, replace
 from operator import attrgetter, itemgetter
-from typing import Any, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 from graphscope.capture.history import preorder
 from graphscope.model import Edge, Node, NodeKind
+
+if TYPE_CHECKING:
+    from graphscope.capture.compiled import Region
 
 ACCUMULATE_GRAD = "torch::autograd::AccumulateGrad"
 # Records are built with tuple.__new__, a C call: per node it is most of a build's cost.
@@ -70,7 +73,8 @@ class Pending:
     each function whose class has none of its own), the leaves (function number, attributes
     as read, name), every input read as (function number of the input, reader, output
     number), the outputs' functions (`roots`), which (function, output) a tensor node stands
-    for, and the named tensors as (function, output, record).
+    for, the named tensors as (function, output, record), and the compiled regions by
+    function number.
 
     The walk numbers functions as it first reaches them; `renumber()` turns that into the
     depth-first pre-order that ids, pictures and sessions use (inputs in slot order).
@@ -90,6 +94,7 @@ class Pending:
     tensor_node: dict[tuple[int, int], int] = field(default_factory=dict)
     named: list[tuple[int, int, Node]] = field(default_factory=list)
     tail: list[Node] = field(default_factory=list)
+    regions: dict[int, Region] = field(default_factory=dict)
 
     @property
     def first(self) -> int:
@@ -118,6 +123,7 @@ class Pending:
             leaf_at=[new_of[fi] for fi in self.leaf_at],
             reads=[(new_of[child], new_of[reader], nr) for child, reader, nr in self.reads],
             roots=[new_of[fi] for fi in self.roots], tensor_node=tensor_node, named=[],
+            regions={new_of[fi]: region for fi, region in self.regions.items()},
             tail=[named[k][2]._replace(id=f"tensor_{count}") for count, k in enumerate(placed)])
         return Renumbered(renumbered, order, new_of, placed)
 
@@ -134,7 +140,7 @@ class Pending:
         function, leaf = NodeKind.FUNCTION, NodeKind.LEAF
         nodes = []
         append = nodes.append
-        name_of, instance_names = self.kind_names, self.instance_names
+        name_of, instance_names, regions = self.kind_names, self.instance_names, self.regions
         for fi, kind in enumerate(self.types):
             raw_name = name_of[kind] or instance_names[fi]
             count = counters.get(raw_name, 0)
@@ -142,6 +148,10 @@ class Pending:
             if raw_name == ACCUMULATE_GRAD:
                 attributes, name = leaves[fi]
                 append(_new(Node, (f"leaf_{count}", leaf, "AccumulateGrad", name, *fields(attributes), *_LEAF_REST)))
+            elif fi in regions:
+                region = regions[fi]
+                append(Node(f"{raw_name}_{count}", NodeKind.COMPILED, short_op(raw_name), region=region.name,
+                            inner_ops=region.inner_ops, inner=region.inner))
             else:
                 op = short_ops.get(raw_name) or short_ops.setdefault(raw_name, short_op(raw_name))
                 append(_new(Node, (f"{raw_name}_{count}", function, op, *_EMPTY_NODE)))

@@ -8,10 +8,13 @@ import os
 import runpy
 import sys
 import traceback
+import types
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 from graphscope.capture import safety
+from graphscope.capture.compiled import watching_graph_breaks
+from graphscope.capture.distributed import ddp_parameters
 from graphscope.capture.frames import display_path, is_internal, is_runner_frame
 from graphscope.capture.probes import watching
 from graphscope.capture.scaler import watching_scalers
@@ -21,10 +24,12 @@ from graphscope.model import Failure, Run
 
 
 class ScriptEnd(NamedTuple):
-    """How a script ended: its exit status and, if it raised, the exception at the user's line."""
+    """How a script ended: its exit status and, if it raised, the exception at the user's line
+    (and, raised inside DistributedDataParallel, the names of DDP's parameters by index)."""
 
     status: int
     failure: Failure | None = None
+    ddp_parameters: tuple[str, ...] = ()
 
 
 def check_script(path: str) -> Path:
@@ -58,9 +63,30 @@ def _exit_status(code: object) -> int:
     return 1
 
 
+def _without_runner(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """A copy of a traceback without the runner's frames."""
+    kept = []
+    while tb is not None:
+        if not is_runner_frame(tb.tb_frame.f_code.co_filename):
+            kept.append(tb)
+        tb = tb.tb_next
+    copy = None
+    for part in reversed(kept):
+        copy = types.TracebackType(copy, part.tb_frame, part.tb_lasti, part.tb_lineno)
+    return copy
+
+
 def _print_user_traceback(exc: BaseException) -> None:
     """Print the exception as Python would for the script alone: without the runner's frames,
-    in its own traceback and in those of the exceptions it was raised from."""
+    in its own traceback and in those of the exceptions it was raised from; through the hook
+    the script set, if any (torch.distributed's marks every line with the rank)."""
+    if sys.excepthook is not sys.__excepthook__:
+        whole = exc.__traceback__
+        try:  # Python's own hook prints the exception's traceback, not the one it is given
+            sys.excepthook(type(exc), exc, exc.with_traceback(_without_runner(whole)).__traceback__)
+        finally:
+            exc.with_traceback(whole)
+        return
     shown = traceback.TracebackException.from_exception(exc)
     pending, seen = [shown], set()
     while pending:
@@ -103,7 +129,7 @@ def run_script(path: str, args: Sequence[str] = ()) -> ScriptEnd:
         return ScriptEnd(130, failure_of(exc, str(script.parent)))
     except BaseException as exc:  # the user's script failed: show it as Python would
         _print_user_traceback(exc)
-        return ScriptEnd(1, failure_of(exc, str(script.parent)))
+        return ScriptEnd(1, failure_of(exc, str(script.parent)), ddp_parameters(exc.__traceback__))
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
         os.chdir(saved_cwd)
@@ -115,18 +141,20 @@ def record_script(path: str | os.PathLike[str], args: Sequence[str] = (), saved:
                   gradients: str = "auto") -> Run:
     """Run a script inside a recording Session: every backward it makes becomes a step
     (`on_step` hears each step's number as it is captured; `gradients` as for Session). The
-    Run says how the script ended, what it warned and what its optimizers stepped; source
-    lines are relative to the script's folder, so output does not depend on where the script
-    lives on this machine.
+    Run says how the script ended, what it warned, what its optimizers stepped and where
+    torch.compile broke its graphs; source lines are relative to the script's folder, so
+    output does not depend on where the script lives on this machine.
     """
     script = check_script(str(path))
     root = str(script.resolve().parent)
     with Session(saved=saved, source=source, root=root, on_step=on_step, gradients=gradients) as session, \
-            watching(root, lambda: len(session) - 1) as watch, watching_scalers(lambda: len(session) - 1) as scalers:
+            watching(root, lambda: len(session) - 1) as watch, watching_scalers(lambda: len(session) - 1) as scalers, \
+            watching_graph_breaks(root) as breaks:
         end = run_script(str(path), args)
     updates = scalers.steps()
     session.snapshots.scales.update(scalers.scales(updates))
     return Run(session.snapshots, script.name, end.status, failure=end.failure,
                warnings=tuple(watch.warned.values()), optimizer_steps=tuple(watch.optimizer_steps),
                idle_parameters=watch.idle_parameters(), root=root, optimizers=watch.optimizer_records(),
-               scaler=updates, sites=session.sites)
+               scaler=updates, sites=session.sites, graph_breaks=tuple(breaks.found.values()),
+               ddp_parameters=end.ddp_parameters)

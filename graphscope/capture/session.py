@@ -12,17 +12,19 @@ import contextlib
 import inspect
 import itertools
 import sys
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import torch
 
 from graphscope.errors import GraphscopeError
 from graphscope.capture.history import Partial, Steps
 from graphscope.model import Snapshot
+from graphscope.capture.outputs import outputs_of
 from graphscope.capture.overlay import hooked
 from graphscope.capture.sources import ModuleStack, track_sources
 from graphscope.capture.stats import StatsQueue
 from graphscope.capture.steady import Cadence
+from graphscope.capture.tracing import torch_is_tracing
 from graphscope.capture.identity import LeafRegistry, Stamp, StampKeys
 from graphscope.capture.walker import resolve_names, walk
 
@@ -32,15 +34,6 @@ _BACKWARD_SIGNATURE = inspect.signature(ORIGINAL_BACKWARD)
 _sessions = itertools.count()
 GRADIENT_DETAILS = ("auto", "all")
 _GRAD_SIGNATURE = inspect.signature(ORIGINAL_GRAD)
-
-
-def _as_tensors(value: Any) -> list[torch.Tensor]:
-    """The tensors of a `tensors`/`outputs` argument (one tensor or a sequence)."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, Sequence):
-        return [v for v in value if isinstance(v, torch.Tensor)]
-    return []
 
 
 def capture(*outputs: torch.Tensor, gradient: Any = None, retain_graph: bool | None = None,
@@ -143,11 +136,12 @@ class Session:
 
     def _capture(self, original: Callable[..., Any], signature: inspect.Signature, argument: str,
                  kind: str, args: tuple, kwargs: dict) -> Any:
-        """Run `original` as a captured step, or plainly when nested or without a graph."""
-        if self._busy:
-            return original(*args, **kwargs)
+        """Run `original` as a captured step; plainly when nested, without a graph, or made by
+        torch while it traces a program (AOT autograd, `torch.func`), which is no step."""
         arguments = signature.bind(*args, **kwargs).arguments
-        outputs = _as_tensors(arguments.get(argument))
+        outputs = outputs_of(arguments.get(argument))
+        if self._busy or torch_is_tracing(outputs):
+            return original(*args, **kwargs)
         try:
             captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved,
                             stamp=Stamp(self._key, len(self._partials), self._leaves))

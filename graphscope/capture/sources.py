@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 import weakref
 from typing import Any, Callable, Iterator
 
@@ -21,22 +22,29 @@ from torch.nn.modules import module as nn_module
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.overrides import TorchFunctionMode
 
+from graphscope.capture.compiled import is_compiled_module, mark_regions, sequence_mark
 from graphscope.capture.frames import display_path, is_internal
 from graphscope.capture.identity import StampKeys
-from graphscope.capture.names import variable_name
+from graphscope.capture.names import ORIGINAL_MODULE, variable_name
+from graphscope.capture.tracing import compiling
 
 SOURCE_KEY = "graphscope.source"
 MODULE_KEY = "graphscope.module"
+_HOOK_WARNING = r"Using `torch\.compile\(module\)` when there are global hooks on modules"
 
 
 class ModuleStack:
     """The nn.Module calls in progress, each named by its dotted path from a user variable and
-    numbered in the order the calls started; where each outermost call was made (`sites`)."""
+    numbered in the order the calls started; where each outermost call was made (`sites`).
+
+    While dynamo traces a module call, its hooks do nothing: the trace must not see them. The
+    call of a `torch.compile(module)` wrapper names the compiled regions it made after the
+    wrapper's path, at the user's line that called it."""
 
     def __init__(self, root: str, calls_key: str):
         self.root = root
         self.calls_key = calls_key
-        self.stack: list[tuple[torch.nn.Module, str, dict[str, Any]]] = []
+        self.stack: list[tuple[torch.nn.Module, str, dict[str, Any], int | None]] = []
         self.paths: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
         self.count = 0
         self.sites: dict[int, str] = {}
@@ -50,11 +58,12 @@ class ModuleStack:
         return path
 
     def _child_path(self, module: torch.nn.Module) -> str:
-        """Path of a submodule called while an ancestor runs (`layers.0` inside a ModuleList)."""
-        parent, parent_path, _ = self.stack[-1]
+        """Path of a submodule called while an ancestor runs (`layers.0` inside a ModuleList;
+        the `_orig_mod` a compiled wrapper holds its module in is no part of the user's path)."""
+        parent, parent_path, _, _ = self.stack[-1]
         for name, child in parent.named_modules(remove_duplicate=False):
             if child is module and name:
-                return f"{parent_path}.{name}"
+                return ".".join([parent_path, *(part for part in name.split(".") if part != ORIGINAL_MODULE)])
         return f"{parent_path}.{type(module).__name__}"
 
     def _root_path(self, module: torch.nn.Module) -> str:
@@ -64,17 +73,30 @@ class ModuleStack:
     def enter(self, module: torch.nn.Module, *_: Any) -> None:
         """Forward pre-hook: a module call starts; the ops it makes get its path and the
         numbers of the calls around them, as (path depth, call number) from the outermost."""
+        if compiling():
+            return
         path = self.path_of(module)
         number, self.count = self.count, self.count + 1
         outer = self.stack[-1][2][self.calls_key] if self.stack else ()
         if not self.stack:
             self.sites[number] = caller_location(sys._getframe(1), self.root) or "?"
-        self.stack.append((module, path, {MODULE_KEY: path, self.calls_key: (*outer, (path.count(".") + 1, number))}))
+        stamp = {MODULE_KEY: path, self.calls_key: (*outer, (path.count(".") + 1, number))}
+        self.stack.append((module, path, stamp, sequence_mark() if is_compiled_module(module) else None))
 
-    def leave(self, module: torch.nn.Module, *_: Any) -> None:
+    def leave(self, module: torch.nn.Module, _: Any, output: Any = None) -> None:
         """Forward hook: the module call ended (also when it raised)."""
-        if self.stack:
-            self.stack.pop()
+        if compiling() or not self.stack:
+            return
+        _, path, _, mark = self.stack.pop()
+        if mark is not None:
+            self._name_regions(output, path, mark)
+
+    def _name_regions(self, output: Any, path: str, mark: int) -> None:
+        """Name the regions a compiled module call made after it, stamped with the caller's line."""
+        location = caller_location(sys._getframe(2), self.root)
+        for fn in mark_regions(output, path, mark):
+            if SOURCE_KEY not in fn.metadata and location is not None:
+                fn.metadata.update({SOURCE_KEY: location, MODULE_KEY: path})
 
     @property
     def current(self) -> dict[str, Any] | None:
@@ -114,6 +136,8 @@ class _SourceMode(TorchFunctionMode):
         self.current_step = current_step
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if compiling():  # dynamo traces this method: it must find nothing of graphscope in it
+            return func(*args, **(kwargs or {}))
         result = func(*args, **(kwargs or {}))
         if torch.is_grad_enabled():  # under no_grad a call makes no autograd node to stamp
             self._stamp(result)
@@ -162,7 +186,7 @@ class _OptimizerPause:
     def before(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         """Optimizer step pre-hook (`args` starts with the optimizer): pause when this mode is
         the innermost one."""
-        if len(args) > 1 or kwargs or optimizer.defaults.get("differentiable") or self.paused:
+        if len(args) > 1 or kwargs or optimizer.defaults.get("differentiable") or self.paused or compiling():
             return
         depth = torch._C._len_torch_function_stack()
         if depth and torch._C._get_function_stack_at(depth - 1) is self.mode:
@@ -177,6 +201,24 @@ class _OptimizerPause:
 
 
 @contextlib.contextmanager
+def _quiet_about_own_hooks() -> Iterator[None]:
+    """Keep the warning `torch.compile(module)` gives when global module hooks exist from a
+    script that has none of its own: graphscope's hooks are not the script's, and its output
+    must be what `python` prints. A script with global hooks of its own still gets it."""
+    if getattr(nn_module, "_has_any_global_hook", lambda: True)():
+        yield
+        return
+    warnings.filterwarnings("ignore", message=_HOOK_WARNING, category=UserWarning)
+    entry = warnings.filters[0]
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            warnings.filters.remove(entry)
+            getattr(warnings, "_filters_mutated", lambda: None)()
+
+
+@contextlib.contextmanager
 def track_sources(keys: StampKeys, current_step: Callable[[], int], root: str | None = None) -> Iterator[ModuleStack]:
     """Stamp every autograd node made inside the block with its creation site, the step it was
     made in (`current_step()` when it is made) and the module calls it ran in; nodes a capture
@@ -185,15 +227,16 @@ def track_sources(keys: StampKeys, current_step: Callable[[], int], root: str | 
     modules = ModuleStack(root, keys.calls)
     mode = _SourceMode(root, modules, keys.captured, keys.made, current_step)
     pause = _OptimizerPause(mode)
-    handles = [nn_module.register_module_forward_pre_hook(modules.enter),
-               nn_module.register_module_forward_hook(modules.leave, always_call=True),
-               register_optimizer_step_pre_hook(pause.before), register_optimizer_step_post_hook(pause.after)]
-    try:
-        with mode:
-            try:
-                yield modules
-            finally:
-                pause.after()
-    finally:
-        for handle in handles:
-            handle.remove()
+    with _quiet_about_own_hooks():
+        handles = [nn_module.register_module_forward_pre_hook(modules.enter),
+                   nn_module.register_module_forward_hook(modules.leave, always_call=True),
+                   register_optimizer_step_pre_hook(pause.before), register_optimizer_step_post_hook(pause.after)]
+        try:
+            with mode:
+                try:
+                    yield modules
+                finally:
+                    pause.after()
+        finally:
+            for handle in handles:
+                handle.remove()

@@ -19,16 +19,17 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from graphscope.capture import safety
+from graphscope.capture.compiled import COMPILED_OP, is_compiled_node, region_of
 from graphscope.capture.history import Key, Partial
 from graphscope.capture.identity import Stamp, made_step
 from graphscope.capture.names import NameTable, names_from_argument, names_from_frames
+from graphscope.capture.outputs import check_outputs, edge_record, is_gradient_edge, output_key
 from graphscope.capture.pending import (ACCUMULATE_GRAD, TENSOR_ATTRIBUTES, Pending, paused_gc, short_op,
                                         tensor_fields)
 from graphscope.capture.saved import attach_saved, saved_bytes, saved_freed
 from graphscope.capture.sources import MODULE_KEY, SOURCE_KEY
 from graphscope.capture.stats import StatsQueue
 from graphscope.capture.tensors import attach_deep_names, attach_tensor_nodes, stamp_names
-from graphscope.errors import GraphscopeError
 from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
 
 REENTRANT_CHECKPOINT = "CheckpointFunctionBackward"
@@ -42,27 +43,6 @@ _NAME, _GRAD, _GRAD_STEP, _FIRST_STEP, _SOURCE, _MODULE, _ORIGIN, _CALLS, _SAVED
     Node._fields.index, ("name", "grad", "grad_step", "first_step", "source", "module", "origin", "calls",
                          "saved_bytes"))
 _VARIABLE = attrgetter("variable")
-
-
-def check_outputs(outputs: Sequence[Any]) -> list[torch.Tensor]:
-    """Reject what has no autograd graph, with a message that says how to get one."""
-    if not outputs:
-        raise GraphscopeError("trace() needs at least one output tensor")
-    tensors = []
-    for i, out in enumerate(outputs):
-        if not isinstance(out, torch.Tensor):
-            raise GraphscopeError(
-                f"output {i} is a {type(out).__name__}, not a torch.Tensor: pass the tensor "
-                "you would call .backward() on"
-            )
-        if not out.requires_grad:
-            raise GraphscopeError(
-                f"output {i} has no autograd graph (requires_grad=False): it was created from "
-                "tensors that do not require grad, under torch.no_grad(), or detached; "
-                "set requires_grad=True on an input before the forward pass"
-            )
-        tensors.append(out)
-    return tensors
 
 
 @dataclass
@@ -264,8 +244,8 @@ class _Builder:
         self.output_keys: list[tuple[tuple[Any, int], int]] = []
 
     def read_functions(self, order: list[Any]) -> None:
-        """Each function's class (its op name where the class has none of its own), and each
-        leaf's tensor, attributes and name."""
+        """Each function's class (its op name where the class has none of its own), each
+        compiled region, and each leaf's tensor, attributes and name."""
         walk, pending = self.walk, self.walk.pending
         pending.types = types = list(map(type, order))
         kinds = set(types)
@@ -275,6 +255,9 @@ class _Builder:
         generic = {kind for kind, name in pending.kind_names.items() if name is None}
         if generic:
             pending.instance_names = {fi: fn.name() for fi, fn in enumerate(order) if types[fi] in generic}
+        if COMPILED_OP in pending.kind_names.values():
+            name = self.names.leaf_name
+            pending.regions = {fi: region_of(fn, name) for fi, fn in enumerate(order) if is_compiled_node(fn)}
         leaf_types = [kind for kind in kinds if _NAME_OF_TYPE[kind] == ACCUMULATE_GRAD]
         if leaf_types:
             pending.leaf_at = _positions(types, leaf_types[0])
@@ -325,6 +308,16 @@ class _Builder:
         count = self.counters.get(prefix, 0)
         self.counters[prefix] = count + 1
         return f"{prefix}_{count}"
+
+    def add_output(self, output: Any, name: str | None) -> int:
+        """Add an output node: a tensor, or a gradient edge (whose gradient is on its edge)."""
+        if not is_gradient_edge(output):
+            return self.add_tensor(NodeKind.OUTPUT, output, name)
+        record = edge_record(output, self.next_id("output"), name)
+        if self.stamp is not None:
+            record = record._replace(first_step=made_step(output.node.metadata, self.stamp),
+                                     source=output.node.metadata.get(SOURCE_KEY))
+        return self.walk.place(record)
 
     def add_tensor(self, kind: NodeKind, tensor: torch.Tensor, name: str | None) -> int:
         """Add an output, or a tensor found once the records are built (see `Walk.place`)."""
@@ -401,31 +394,27 @@ def _raw_name(fn: Any) -> str:
     return name
 
 
-def _attach_outputs(builder: _Builder, outputs: list[torch.Tensor]) -> list[Any]:
-    """Output nodes first (in the order given; a tensor given twice is one node, with a
+def _attach_outputs(builder: _Builder, outputs: list[Any]) -> list[Any]:
+    """Output nodes first (in the order given; an output given twice is one node, with a
     note); returns the root autograd nodes."""
     roots = []
     given: dict[tuple[Any, int], int] = {}
-    for position, tensor in enumerate(outputs):
-        root = tensor.grad_fn if tensor.grad_fn is not None else _leaf_accumulator(tensor)
-        key = (root, 0 if tensor.grad_fn is None else tensor.output_nr)
+    for position, output in enumerate(outputs):
+        key = output_key(output)
         if key in given:
             builder.walk.notes.append(f"output {position} is output {given[key]} again (the same tensor): "
                                       "drawn once, with the gradients of both")
             continue
         given[key] = position
-        name = builder.names.name_of(tensor)
-        node = builder.add_tensor(NodeKind.OUTPUT, tensor, name)
-        if tensor.grad_fn is None:
+        name = builder.names.nonleaves.get(key, (None,))[0] if is_gradient_edge(output) else builder.names.name_of(output)
+        node = builder.add_output(output, name)
+        if hasattr(key[0], "variable"):
             builder.walk.notes.append(f"output {name or node} is itself a leaf tensor")
         builder.output_keys.append((key, node))
-        roots.append(root)
+        roots.append(key[0])
     return roots
 
 
-def _leaf_accumulator(tensor: torch.Tensor) -> Any:
-    """The AccumulateGrad node of a leaf that is itself an output (`w.backward()`)."""
-    return tensor.view_as(tensor).grad_fn.next_functions[0][0]
 
 
 def resolve_names(names: Mapping[str, Any] | torch.nn.Module | None, frame: Any) -> NameTable:
@@ -448,8 +437,7 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
     result = Walk()
     builder = _Builder(result, names, stamp)
     with paused_gc(), torch._C.DisableTorchFunction():
-        tensors = check_outputs(outputs)
-        roots = _attach_outputs(builder, tensors)
+        roots = _attach_outputs(builder, check_outputs(outputs))
         stop = None if stamp is None or saved else stamp.key
         result.index, order, result.pending.reads, result.stopped = _visit_order(roots, stop)
         result.pending.roots = [result.index[root] for root in roots]

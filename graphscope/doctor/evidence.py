@@ -22,7 +22,7 @@ from graphscope.numbers import number
 class Evidence:
     """What the rules look at: the run's steps (read once), the user's files by display path,
     and what the script did (`optimizer_steps`: after which captured step each
-    optimizer.step() ran, in order)."""
+    optimizer.step() ran, in order; `ddp_parameters`: the names of DDP's parameters by its index)."""
 
     snapshots: tuple[Snapshot, ...]
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -34,6 +34,7 @@ class Evidence:
     optimizers: tuple[OptimizerRecord, ...] = ()
     scaler: tuple[ScalerStep, ...] = ()
     sites: Mapping[int, str] = field(default_factory=dict)
+    ddp_parameters: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, run: Run, sources: Mapping[str, str] | None = None) -> Evidence:
@@ -43,7 +44,8 @@ class Evidence:
         if sources is None:
             sources = read_sources(run.root or os.getcwd(), referenced_files(run, snapshots))
         return cls(snapshots, sources, run.failure, run.status, tuple(run.warnings), tuple(run.optimizer_steps),
-                   tuple(run.idle_parameters), tuple(run.optimizers), tuple(run.scaler), dict(run.sites))
+                   tuple(run.idle_parameters), tuple(run.optimizers), tuple(run.scaler), dict(run.sites),
+                   tuple(run.ddp_parameters))
 
     def updated_between(self, earlier: int, later: int) -> bool:
         """True when an optimizer stepped after step `earlier` and before step `later`; without any

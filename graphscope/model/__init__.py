@@ -7,10 +7,11 @@ on these; they are all importable from here.
 
 from graphscope.model.records import (JSON_FORMAT_VERSION, Edge, GradStat, Node, NodeKind, accumulated, base_name,
                                       compact_json)
-from graphscope.model.run import (SEVERITIES, Failure, Finding, IdleParameter, OptimizerRecord, Run, ScalerStep,
-                                  Warned)
+from graphscope.model.run import (SEVERITIES, Failure, Finding, GraphBreak, IdleParameter, OptimizerRecord, Run,
+                                  ScalerStep, Warned)
 from graphscope.model.snapshot import Snapshot, from_node_link, node_link_graph, to_node_link
 
-__all__ = ["JSON_FORMAT_VERSION", "SEVERITIES", "Edge", "Failure", "Finding", "GradStat", "IdleParameter", "Node",
-           "NodeKind", "OptimizerRecord", "Run", "ScalerStep", "Snapshot", "Warned", "accumulated", "base_name", "compact_json", "from_node_link",
+__all__ = ["JSON_FORMAT_VERSION", "SEVERITIES", "Edge", "Failure", "Finding", "GradStat", "GraphBreak", "IdleParameter",
+           "Node", "NodeKind", "OptimizerRecord", "Run", "ScalerStep", "Snapshot", "Warned", "accumulated", "base_name",
+           "compact_json", "from_node_link",
            "node_link_graph", "to_node_link"]

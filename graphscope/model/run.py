@@ -117,6 +117,14 @@ class ScalerStep:
     after: float | None = None
 
 
+@dataclass(frozen=True)
+class GraphBreak:
+    """A place where `torch.compile` split the user's code into several graphs, and why."""
+
+    location: str
+    reason: str
+
+
 @dataclass
 class Run:
     """The steps of one recorded run, live or reloaded, with what the script did and what the
@@ -127,7 +135,10 @@ class Run:
     optimizer.step() ran, `idle_parameters` what an optimizer stepped without a gradient,
     `optimizers` each optimizer and what it updates, `scaler` each GradScaler update;
     `sites` where each outermost module call was made (`file:line`, by the call numbers in
-    the nodes' `calls`); `root` is the folder the steps' `file:line` sources are relative to.
+    the nodes' `calls`); `root` is the folder the steps' `file:line` sources are relative to;
+    `graph_breaks` where `torch.compile` had to split the script's code, as dynamo reported
+    it; `ddp_parameters` the names of the parameters of the DistributedDataParallel module the
+    script failed in, by DDP's index (DDP's errors name parameters by index).
     """
 
     snapshots: Sequence[Snapshot] = ()
@@ -142,6 +153,8 @@ class Run:
     optimizers: tuple[OptimizerRecord, ...] = ()
     scaler: tuple[ScalerStep, ...] = ()
     sites: Mapping[int, str] = field(default_factory=dict)
+    graph_breaks: tuple[GraphBreak, ...] = ()
+    ddp_parameters: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.snapshots)

@@ -24,6 +24,8 @@ STYLE = {
     NodeKind.OUTPUT: {"shape": "box", "style": "filled", "fillcolor": "#ffe082", "color": "#ff8f00"},
     NodeKind.SAVED: {"shape": "note", "style": "filled,dashed", "fillcolor": "#fff3e0", "color": "#ef6c00"},
     NodeKind.MODULE: {"shape": "box3d", "style": "filled", "fillcolor": "#e8eaf6", "color": "#3949ab"},
+    NodeKind.COMPILED: {"shape": "box", "style": "rounded,filled", "peripheries": "2", "fillcolor": "#e0f2f1",
+                        "color": "#00796b"},
 }
 RETAINED = {"style": "filled", "fillcolor": "#bbdefb", "color": "#1565c0", "penwidth": "2"}
 CARRIED = {"fillcolor": "#ffccbc", "color": "#d84315"}
@@ -36,6 +38,7 @@ LEGEND = (
     (NodeKind.FUNCTION, "backward function"),
     (NodeKind.SAVED, "tensor saved for backward"),
     (NodeKind.MODULE, "one module call, collapsed (its ops inside)"),
+    (NodeKind.COMPILED, "torch.compile region: its backward graph inside"),
 )
 
 
@@ -67,12 +70,16 @@ def _node_style(node: Node, step: int, call: str = "backward") -> dict[str, str]
     return style
 
 
+_CALLS = (NodeKind.FUNCTION, NodeKind.COMPILED)
+
+
 def node_label(node: Node, step: int, call: str = "backward") -> str:
     """The lines drawn inside a node."""
     if node.kind is NodeKind.MODULE:
         lines = [node.name or node.id, f"{node.folded} op" + ("" if node.folded == 1 else "s")]
-    elif node.kind is NodeKind.FUNCTION:
-        lines = [f"× {node.folded} {node.op}" if node.folded else node.op or node.id]
+    elif node.kind in _CALLS:
+        lines = labels.region_lines(node) if node.kind is NodeKind.COMPILED else [
+            f"× {node.folded} {node.op}" if node.folded else node.op or node.id]
         if node.carried_over(step):
             lines.append(f"from step {node.first_step}")
     else:
@@ -83,7 +90,7 @@ def node_label(node: Node, step: int, call: str = "backward") -> str:
         lines += labels.grad_lines(node, call)
     if node.saved_freed:
         lines.append("saved tensors freed")
-    if node.kind is not NodeKind.FUNCTION and node.carried_over(step):
+    if node.kind not in _CALLS and node.carried_over(step):
         lines.append(f"made in step {node.first_step}")
     return "\n".join(lines)
 
@@ -97,6 +104,8 @@ def node_tooltip(node: Node) -> str:
         lines.append(f"backward function {node.op}" + (f", {node.folded} in a row" if node.folded else ""))
         if node.module:
             lines.append(f"inside module {node.module}")
+    elif node.kind is NodeKind.COMPILED:
+        lines.append(f"{node.op}: " + " · ".join(labels.region_lines(node)))
     else:
         lines.append(f"{labels.kind_text(node)} {labels.tensor_text(node)}")
         lines.append(

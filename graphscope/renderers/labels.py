@@ -98,3 +98,45 @@ def grad_lines(node: Node, call: str = "backward") -> list[str]:
             lines.append(f"⚠ {warning}")
             break
     return lines
+
+
+def inner_ops(node: Node, limit: int = 3) -> str:
+    """`t ×8 · mm ×3 · sum ×2 …`: the ops of a compiled region's backward graph, most used first."""
+    counts: dict[str, int] = {}
+    for inner in (node.inner or {}).get("nodes", ()):
+        if inner.get("kind") == "op":
+            counts[inner["op"]] = counts.get(inner["op"], 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    text = " · ".join(f"{op} ×{count}" for op, count in ranked[:limit])
+    return text + (" …" if len(ranked) > limit else "")
+
+
+def region_lines(node: Node) -> list[str]:
+    """What a compiled region holds: its name, and its backward graph's size and ops."""
+    lines = [f"compiled: {node.region}" if node.region else "compiled region"]
+    if node.inner_ops is None:
+        return lines + ["backward graph not kept by torch"]
+    count = f"{node.inner_ops} op" + ("" if node.inner_ops == 1 else "s")
+    return lines + [f"{count} in its backward", inner_ops(node)]
+
+
+INNER_ROWS = 200
+
+
+def region_rows(node: Node) -> list[tuple[str, str]]:
+    """A compiled region opened up, as (label, text) rows: its name, then its backward graph,
+    one `mm_1 = mm(t_3, relu)` row per op (at most INNER_ROWS), then what it returns."""
+    if node.kind is not NodeKind.COMPILED:
+        return []
+    rows = [("region", node.region or "unnamed"), ("backward graph", " · ".join(region_lines(node)[1:]))]
+    inner = node.inner or {"nodes": [], "edges": []}
+    reads: dict[str, list[str]] = {}
+    for edge in inner["edges"]:
+        reads.setdefault(edge["target"], []).append(edge["source"])
+    ops = [n for n in inner["nodes"] if n["kind"] in ("op", "output")]
+    for op in ops[:INNER_ROWS]:
+        arguments = ", ".join(reads.get(op["id"], ()))
+        rows.append((op["id"], f"{op['op']}({arguments})" if op["kind"] == "op" else f"({arguments})"))
+    if len(ops) > INNER_ROWS:
+        rows.append(("…", f"{len(ops) - INNER_ROWS} more (all of them in the step's JSON)"))
+    return rows

@@ -10,6 +10,8 @@ def node_line(node: Node, step: int, call: str = "backward") -> str:
     """One line: name or op, kind, shape, gradients, where it was made and since when."""
     if node.kind is NodeKind.FUNCTION:
         parts = [node.op or node.id]
+    elif node.kind is NodeKind.COMPILED:
+        parts = [node.op or node.id, f"[{', '.join(labels.region_lines(node))}]"]
     else:
         parts = [node.name or node.op or node.id, f"[{labels.kind_text(node)}]", labels.tensor_text(node)]
         parts += labels.grad_lines(node, call)

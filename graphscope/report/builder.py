@@ -92,8 +92,8 @@ def _first_step_text(node: Node, step: int) -> str | None:
 
 def node_rows(node: Node, snapshot: Snapshot) -> list[tuple[str, str]]:
     """Everything known about a node as (label, text) rows, in the order a reader asks."""
-    tensor = node.kind is not NodeKind.FUNCTION
-    rows = [("kind", _kind_text(node)), ("name", node.name), ("op", node.op)]
+    tensor = node.kind not in (NodeKind.FUNCTION, NodeKind.COMPILED)
+    rows = [("kind", _kind_text(node)), ("name", node.name), ("op", node.op)] + labels.region_rows(node)
     if tensor:
         rows += [("shape", labels.shape(node.shape)), ("dtype", node.dtype), ("device", node.device),
                  ("is_leaf", node.is_leaf), ("requires_grad", node.requires_grad),

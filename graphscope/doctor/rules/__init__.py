@@ -2,4 +2,4 @@
 rule; the families are imported in catalogue order, which is the order of `RULES`."""
 
 from graphscope.doctor.rules import (history, growth, accumulation, parameters, models, values, dead, freed,  # noqa: F401, I001
-                                     inplace, reads)
+                                     inplace, reads, distributed)
