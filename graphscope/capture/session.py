@@ -12,7 +12,7 @@ import contextlib
 import inspect
 import itertools
 import sys
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Hashable, Mapping
 
 import torch
 
@@ -21,9 +21,10 @@ from graphscope.capture.history import Partial, Steps
 from graphscope.model import Snapshot
 from graphscope.capture.outputs import outputs_of
 from graphscope.capture.overlay import hooked
-from graphscope.capture.sources import ModuleStack, track_sources
+from graphscope.capture.sources import Tracking, track_sources
 from graphscope.capture.stats import StatsQueue
-from graphscope.capture.steady import Cadence
+from graphscope.capture.steady import Cadence, sampled
+from graphscope.capture.echo import Echo, Template, filler, fill_walk, fits, look, same_stamps, template
 from graphscope.capture.tracing import torch_is_tracing
 from graphscope.capture.identity import LeafRegistry, Stamp, StampKeys
 from graphscope.capture.walker import resolve_names, walk
@@ -33,6 +34,11 @@ ORIGINAL_GRAD = torch.autograd.grad
 _BACKWARD_SIGNATURE = inspect.signature(ORIGINAL_BACKWARD)
 _sessions = itertools.count()
 GRADIENT_DETAILS = ("auto", "all")
+STEADY_ECHOES = 2
+_FILLED = ("file:line and module stamps of this step's ops are those of step {step}, whose graph has the same "
+           "shape: stamping steps aside once a loop is steady")
+_UNSTAMPED = ("no file:line for this step's ops: stamping had stepped aside while the loop was steady, and this "
+              "step's graph has a new shape; the steps after it are stamped again")
 _GRAD_SIGNATURE = inspect.signature(ORIGINAL_GRAD)
 
 
@@ -77,6 +83,7 @@ class Session:
         self.source = source
         self.gradients = gradients
         self._cadence = Cadence()
+        self._templates: dict[Hashable, Template] = {}
         self._queue = StatsQueue()
         self._detail = "full"
         self.root = root
@@ -88,12 +95,14 @@ class Session:
         self._active = False
         self._busy = False
         self._sources: contextlib.ExitStack | None = None
-        self._modules: ModuleStack | None = None
+        self._tracking: Tracking | None = None
+        self._steady_run = 0
+        self._call_starts: list[int] = []
 
     @property
     def sites(self) -> dict[int, str]:
         """Where each outermost module call was made (`file:line`), by call number."""
-        return dict(self._modules.sites) if self._modules is not None else {}
+        return dict(self._tracking.modules.sites) if self._tracking is not None else {}
 
     def _current_step(self) -> int:
         """The step an op made now belongs to: the next one to be captured. Ops a backward call
@@ -108,7 +117,7 @@ class Session:
                                   "inside one Session instead")
         self._sources = contextlib.ExitStack()
         if self.source:
-            self._modules = self._sources.enter_context(
+            self._tracking = self._sources.enter_context(
                 track_sources(StampKeys(self._key), self._current_step, self.root))
         torch.autograd.backward = self._backward
         torch.autograd.grad = self._grad
@@ -142,11 +151,25 @@ class Session:
         outputs = outputs_of(arguments.get(argument))
         if self._busy or torch_is_tracing(outputs):
             return original(*args, **kwargs)
+        stamp = Stamp(self._key, len(self._partials), self._leaves)
+        seen = look(outputs, stamp) if self.gradients == "auto" and not self.saved and kind == "backward" else None
+        repeated = self._templates.get(seen.shape) if seen is not None and seen.whole else None
+        unstamped = self._tracking is not None and self._tracking.steady.off
+        fill = filler(repeated, stamp.step, self._call_shift(repeated)) if repeated and unstamped else None
+        if repeated is not None and not sampled(stamp.step) and fits(seen, repeated):
+            return self._echo(original, Echo(seen, repeated, stamp, self._queue, fill), kind, args, kwargs)
+        if unstamped:  # a step that is no echo: stamp again until the loop is steady
+            self._tracking.steady.turn_on()
+            self._steady_run = 0
         try:
-            captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved,
-                            stamp=Stamp(self._key, len(self._partials), self._leaves))
+            captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved, stamp=stamp)
         except GraphscopeError:
             return original(*args, **kwargs)
+        if fill is not None:
+            fill_walk(captured, fill)
+            captured.notes.append(_FILLED.format(step=repeated.step))
+        elif unstamped:
+            captured.notes.append(_UNSTAMPED)
         self._busy = True
         self._detail = "full"
         try:
@@ -170,9 +193,53 @@ class Session:
             raise
         finally:
             self._busy = False
-            self._partials.append(captured.partial(len(self._partials), kind, self._queue, self._detail))
-            if self.on_step is not None:
-                self.on_step(len(self._partials) - 1)
+            step = len(self._partials)
+            numbers = seen is not None and seen.whole and self._detail == "full" and seen.shape not in self._templates
+            partial = captured.partial(step, kind, self._queue, self._detail, keep_index=bool(numbers))
+            if numbers:
+                self._templates[seen.shape] = template(seen, captured, step, partial)
+                captured.index.clear()
+            self._added(partial)
+
+    def _echo(self, original: Callable[..., Any], echo: Echo, kind: str, args: tuple, kwargs: dict) -> Any:
+        """Run `original` as a step that echoes an earlier one (see graphscope.capture.echo);
+        after two echoes stamped at the same lines, the stamping mode steps aside."""
+        self._busy = True
+        notes: tuple[str, ...] = (self._cadence.note(echo.template.step),)
+        if self._tracking is not None and self._tracking.steady.off:
+            notes += (_FILLED.format(step=echo.template.step),)
+        try:
+            return original(*args, **kwargs)
+        except BaseException as exc:
+            notes += (f"this {kind} call failed: {_first_line(exc)}",)
+            self._steady_run = -1
+            raise
+        finally:
+            echo.finish()
+            self._busy = False
+            self._added(echo.partial(kind, notes))
+            self._steady(echo)
+
+    def _steady(self, echo: Echo) -> None:
+        """Count echoes stamped where their template was; two in a row and stamping pauses."""
+        if self._tracking is None or self._tracking.steady.off:
+            return
+        self._steady_run = self._steady_run + 1 if self._steady_run >= 0 and same_stamps(echo) else 0
+        if self._steady_run >= STEADY_ECHOES:
+            self._tracking.steady.request_off()
+
+    def _call_shift(self, template: Template) -> int:
+        """How many module calls were made between the template's forward pass and this one's."""
+        def start(step: int) -> int:
+            return self._call_starts[step - 1] if step > 0 else 0
+        return start(len(self._partials)) - start(template.step)
+
+    def _added(self, partial: Partial) -> None:
+        """Keep a step's partial and tell whoever listens."""
+        self._partials.append(partial)
+        self._call_starts.append(self._tracking.modules.count if self._tracking is not None else 0)
+        if self.on_step is not None:
+            self.on_step(len(self._partials) - 1)
 
     def _backward(self, *args: Any, **kwargs: Any) -> Any:
         """Stand-in for torch.autograd.backward while recording."""

@@ -15,7 +15,7 @@ import os
 import sys
 import warnings
 import weakref
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import torch
 from torch.nn.modules import module as nn_module
@@ -174,30 +174,71 @@ class _SourceMode(TorchFunctionMode):
                          if child is not None and not hasattr(child, "variable"))
 
 
+class ModeSwitch:
+    """Takes the stamping mode off the torch-function stack and puts it back (only when it is
+    the innermost mode: another mode entered after it stays as it is).
+
+    Inside the mode's own `__torch_function__` (a `loss.backward()` dispatched through it)
+    torch has taken the mode off for the while, so a request to turn it off is kept and
+    carried out at the next module call or optimizer step."""
+
+    def __init__(self, mode: TorchFunctionMode):
+        self.mode = mode
+        self.off = False
+        self.requested = False
+
+    def request_off(self) -> None:
+        """Turn the mode off at the next chance."""
+        self.requested = True
+
+    def at_chance(self, *_: Any) -> None:
+        """A module call or an optimizer step starts: carry out a request to turn off."""
+        if self.requested:
+            self.requested = False
+            self.turn_off()
+
+    def turn_off(self) -> bool:
+        """Take the mode off when it is the innermost one; True when it is off now."""
+        depth = torch._C._len_torch_function_stack()
+        if not self.off and depth and torch._C._get_function_stack_at(depth - 1) is self.mode:
+            torch._C._pop_torch_function_stack()
+            self.off = True
+        return self.off
+
+    def turn_on(self) -> None:
+        """Put the mode back if this switch took it off (and forget a request to turn off)."""
+        self.requested = False
+        if self.off:
+            torch._C._push_on_torch_function_stack(self.mode)
+            self.off = False
+
+
 class _OptimizerPause:
     """Takes the mode off the stack while an optimizer steps: a plain step updates parameters
     under no_grad, makes no autograd node, and would pay the mode's dispatch on every op.
     Steps with a closure (which runs a forward pass) or a differentiable optimizer keep it."""
 
     def __init__(self, mode: TorchFunctionMode):
-        self.mode = mode
-        self.paused = False
+        self.switch = ModeSwitch(mode)
 
     def before(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         """Optimizer step pre-hook (`args` starts with the optimizer): pause when this mode is
         the innermost one."""
-        if len(args) > 1 or kwargs or optimizer.defaults.get("differentiable") or self.paused or compiling():
+        if len(args) > 1 or kwargs or optimizer.defaults.get("differentiable") or compiling():
             return
-        depth = torch._C._len_torch_function_stack()
-        if depth and torch._C._get_function_stack_at(depth - 1) is self.mode:
-            torch._C._pop_torch_function_stack()
-            self.paused = True
+        self.switch.turn_off()
 
     def after(self, *_: Any) -> None:
         """Optimizer step post-hook, and the end of tracking: put the mode back."""
-        if self.paused:
-            torch._C._push_on_torch_function_stack(self.mode)
-            self.paused = False
+        self.switch.turn_on()
+
+
+class Tracking(NamedTuple):
+    """What a recording sees of source tracking: the module calls, and the switch that takes
+    the stamping mode off once a loop is steady (see graphscope.capture.echo)."""
+
+    modules: ModuleStack
+    steady: ModeSwitch
 
 
 @contextlib.contextmanager
@@ -219,24 +260,27 @@ def _quiet_about_own_hooks() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def track_sources(keys: StampKeys, current_step: Callable[[], int], root: str | None = None) -> Iterator[ModuleStack]:
+def track_sources(keys: StampKeys, current_step: Callable[[], int], root: str | None = None) -> Iterator[Tracking]:
     """Stamp every autograd node made inside the block with its creation site, the step it was
     made in (`current_step()` when it is made) and the module calls it ran in; nodes a capture
-    already stamped existed before it and are left alone. Yields the module calls' record."""
+    already stamped existed before it and are left alone."""
     root = root or os.getcwd()
     modules = ModuleStack(root, keys.calls)
     mode = _SourceMode(root, modules, keys.captured, keys.made, current_step)
-    pause = _OptimizerPause(mode)
+    pause, steady = _OptimizerPause(mode), ModeSwitch(mode)
     with _quiet_about_own_hooks():
         handles = [nn_module.register_module_forward_pre_hook(modules.enter),
                    nn_module.register_module_forward_hook(modules.leave, always_call=True),
-                   register_optimizer_step_pre_hook(pause.before), register_optimizer_step_post_hook(pause.after)]
+                   nn_module.register_module_forward_pre_hook(steady.at_chance),
+                   register_optimizer_step_pre_hook(pause.before), register_optimizer_step_post_hook(pause.after),
+                   register_optimizer_step_post_hook(steady.at_chance)]
         try:
             with mode:
                 try:
-                    yield modules
+                    yield Tracking(modules, steady)
                 finally:
                     pause.after()
+                    steady.turn_on()
         finally:
             for handle in handles:
                 handle.remove()

@@ -210,17 +210,19 @@ class StatsQueue:
         self.entries: list[tuple[dict, Any, torch.Tensor]] = []
         self.elements = 0
 
-    def put(self, store: dict, key: Any, grad: torch.Tensor | None, copy: bool = False) -> None:
+    def put(self, store: dict, key: Any, grad: torch.Tensor | None, copy: bool = False) -> torch.Tensor | None:
         """Queue one gradient; `copy` it when its memory may change before the batch is computed
-        (a leaf's `.grad`, which the next backward adds to in place)."""
+        (a leaf's `.grad`, which the next backward adds to in place). Returns what was queued."""
         if grad is None:
             store[key] = None
-            return
+            return None
         grad = grad.detach() if grad.requires_grad else grad
-        self.entries.append((store, key, grad.clone() if copy else grad))
+        queued = grad.clone() if copy else grad
+        self.entries.append((store, key, queued))
         self.elements += grad.numel()
         if self.elements > FLUSH_ELEMENTS or len(self.entries) > FLUSH_TENSORS:
             self.flush()
+        return queued
 
     def flush(self) -> None:
         """Compute every queued gradient's statistics, in one batch."""

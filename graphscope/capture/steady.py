@@ -33,8 +33,9 @@ class Cadence:
             self.shapes[shape] = step
         return new or sampled(step)
 
-    def note(self, shape: Hashable) -> str:
-        """What a step recorded with leaves only says about it."""
-        return (f"gradients of the leaves only: this step's graph has the shape of step {self.shapes[shape]}; "
+    def note(self, shape: Hashable | int) -> str:
+        """What a step recorded with leaves only says about it (`shape`, or the step that had it)."""
+        like = shape if isinstance(shape, int) else self.shapes[shape]
+        return (f"gradients of the leaves only: this step's graph has the shape of step {like}; "
                 "every per-edge gradient is recorded at the steps of a new shape and a spaced sample "
                 "(--gradients all records them at every step)")

@@ -198,11 +198,15 @@ class Walk:
         return (tuple(pending.types), tuple(pending.reads), tuple(pending.roots),
                 tuple(sorted(pending.tensor_node)), meets)
 
-    def partial(self, step: int, call: str, queue: StatsQueue, gradients: str = "full") -> Partial:
+    def partial(self, step: int, call: str, queue: StatsQueue, gradients: str = "full",
+                keep_index: bool = False) -> Partial:
         """The torch-free record of a stamped walk, for a session to rebuild the step from; its
-        records are made when first read, once `queue` has computed their statistics."""
+        records are made when first read, once `queue` has computed their statistics. With
+        `keep_index`, the caller still reads `index` and clears it."""
         self.build()
+        index = dict(self.index) if keep_index else {}
         self.release()
+        self.index = index
 
         def records() -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
             queue.flush()

@@ -1,0 +1,231 @@
+"""A step that repeats an earlier step's graph, recorded as an echo of it.
+
+A training loop builds the same graph every step. Once a step of some shape was captured in
+full, a later step of that shape (the same ops reading each other the same way, outputs and
+named tensors of the same shapes, no history of earlier steps in it) is recorded from a
+quick look at the graph: each op's own stamps (the step it was made in, its `file:line`,
+its module calls), what each leaf received and its `.grad`. Its records are the earlier
+step's, with those read in: no names are looked up and no record is built until the step is
+read. Nothing here keeps a reference to the graph once the backward has run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Sequence
+
+import torch
+
+from graphscope.capture.history import Partial
+from graphscope.capture.identity import Stamp
+from graphscope.capture.outputs import is_gradient_edge, output_key
+from graphscope.capture.pending import ACCUMULATE_GRAD, paused_gc
+from graphscope.capture.sources import MODULE_KEY, SOURCE_KEY
+from graphscope.capture.stats import StatsQueue
+from graphscope.capture.walker import Walk, _raw_name, _visit_order
+from graphscope.model import Edge, Node, NodeKind, Snapshot
+
+_new = tuple.__new__
+
+
+@dataclass
+class Look:
+    """A quick look at a step's graph: its functions in visit order (the graph, held only until
+    the backward has run), which reads which, and whether it reaches an earlier step's history."""
+
+    order: list[Any]
+    shape: Hashable
+    whole: bool
+
+
+@dataclass(frozen=True)
+class Template:
+    """A step captured in full that later steps of its shape echo: its partial, each visited
+    function's number in its records, and the visit positions of its leaves and of the
+    functions whose outputs are tensor nodes (with those tensors' shapes)."""
+
+    step: int
+    partial: Partial
+    numbers: tuple[int, ...]
+    leaves: tuple[int, ...]
+    shapes: tuple[tuple[int, int, tuple[int, ...]], ...]
+
+
+def look(outputs: Sequence[Any], stamp: Stamp) -> Look | None:
+    """The visit order and shape of the graph behind `outputs` (None for gradient edges)."""
+    if any(is_gradient_edge(o) or not isinstance(o, torch.Tensor) or not o.requires_grad for o in outputs):
+        return None
+    with torch._C.DisableTorchFunction():
+        keys = list(dict.fromkeys(output_key(o) for o in outputs))
+        index, order, reads, stopped = _visit_order([fn for fn, _ in keys], stamp.key)
+    types = tuple(map(type, order))
+    whole = all(_raw_name(order[fi]) == ACCUMULATE_GRAD for fi in stopped)
+    roots = tuple((index[fn], nr) for fn, nr in keys)
+    return Look(order, (types, tuple(reads), roots), whole)
+
+
+def template(look: Look, walk: Walk, step: int, partial: Partial) -> Template:
+    """What later steps of this look's shape need of the full capture `walk` made of it."""
+    numbers = tuple(walk.index[fn] for fn in look.order)
+    position = {number: i for i, number in enumerate(numbers)}
+    leaves = tuple(i for i, fn in enumerate(look.order) if _raw_name(fn) == ACCUMULATE_GRAD)
+    shapes = tuple((position[key[1]], nr, walk.nodes[node].shape) for node, key, nr in walk.tensor_keys
+                   if key[0] == step and walk.nodes[node].shape is not None)
+    return Template(step, partial, numbers, leaves, shapes)
+
+
+def fits(look: Look, template: Template) -> bool:
+    """True when the tensor nodes of `template` have the same shapes in this graph (a smaller
+    last batch changes them and is no echo)."""
+    for position, nr, shape in template.shapes:
+        metadata = look.order[position]._input_metadata
+        if nr >= len(metadata) or tuple(metadata[nr].shape) != shape:
+            return False
+    return True
+
+
+Filler = Callable[[int], tuple]
+
+
+def filler(template: Template, step: int, call_shift: int) -> Filler:
+    """The stamps of function `number` of a step shaped like `template`, taken from it: its
+    source and module, made as many steps back as there, its module calls shifted by
+    `call_shift` (the calls made since the template's forward pass began)."""
+    old, first = template.step, template.partial.first
+
+    def stamps(number: int) -> tuple:
+        node = template.partial.snapshot.nodes[first + number]
+        calls = None if node.calls is None else tuple((depth, call + call_shift) for depth, call in node.calls)
+        made = step if node.first_step is None else step + node.first_step - old
+        return made, node.source, node.module, calls
+
+    return stamps
+
+
+def same_stamps(echo: Echo) -> bool:
+    """True when every new op of an echo was stamped, at the template's lines and modules."""
+    template = echo.template
+    first = template.partial.first
+    nodes = template.partial.snapshot.nodes
+    return bool(echo.stamps) and all(
+        source is not None and (source, module) == (nodes[first + number].source, nodes[first + number].module)
+        for number, (_, source, module, _) in echo.stamps.items())
+
+
+def fill_walk(walk: Walk, fill: Filler) -> None:
+    """Give the functions of a full capture that were made unstamped the template's stamps."""
+    first = walk.first_function
+    for fi in range(len(walk.children)):
+        node = walk.nodes[first + fi]
+        if node.kind is NodeKind.FUNCTION and node.source is None:
+            made, source, module, calls = fill(fi)
+            walk.nodes[first + fi] = node._replace(first_step=made, source=source, module=module, calls=calls)
+
+
+class Echo:
+    """Records one step as an echo of `template`: stamps, what the leaves received, their .grad.
+    With a `fill`, the ops were made while stamping was off, and their stamps are the template's."""
+
+    def __init__(self, look: Look, template: Template, stamp: Stamp, queue: StatsQueue, fill: Filler | None = None):
+        self.template = template
+        self.step = stamp.step
+        self.queue = queue
+        self.shares: dict[int, Any] = {}
+        self.copies: dict[int, torch.Tensor] = {}
+        self.grads: dict[int, Any] = {}
+        self.handles: list[Any] = []
+        self.stamps = _stamp(look.order, template.numbers, stamp, fill)
+        self.variables = [(look.order[i].variable, template.numbers[i]) for i in template.leaves]
+        with torch._C.DisableTorchFunction():
+            for i in template.leaves:
+                self.handles.append(look.order[i].register_hook(self._leaf_hook(template.numbers[i])))
+
+    def _leaf_hook(self, number: int) -> Callable[[tuple, tuple], None]:
+        """What the leaf of function `number` received: its share of this step."""
+
+        def hook(_: tuple, grad_outputs: tuple) -> None:
+            if grad_outputs and grad_outputs[0] is not None:
+                with torch._C.DisableTorchFunction():
+                    self.copies[number] = self.queue.put(self.shares, number, grad_outputs[0], copy=True)
+
+        return hook
+
+    def finish(self) -> None:
+        """After the backward: unhook, queue each leaf's .grad, and let go of the graph."""
+        for handle in self.handles:
+            handle.remove()
+        with torch._C.DisableTorchFunction():
+            for variable, number in self.variables:
+                grad, share = variable.grad, self.copies.get(number)
+                if _equal(grad, share):
+                    self.queue.put(self.grads, number, share)
+                else:
+                    self.queue.put(self.grads, number, grad, copy=True)
+        self.handles.clear()
+        self.variables.clear()
+        self.copies.clear()
+
+    def partial(self, call: str, notes: tuple[str, ...]) -> Partial:
+        """The step's partial: the template's structure, these records made when first read."""
+        source = self.template.partial
+        step, old = self.step, self.template.step
+        tensors = tuple((node, (step, key[1]) if key[0] == old else key, nr) for node, key, nr in source.tensors)
+
+        def records() -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+            self.queue.flush()
+            return _echo_records(source.snapshot, source.first, old, step, self.stamps, self.shares, self.grads)
+
+        snapshot = Snapshot.deferred(records, step, call, notes, "leaves")
+        return Partial(snapshot, source.first, source.children, True, {}, source.roots, tensors, {}, {},
+                       source.first_names, frozenset())
+
+
+def _equal(grad: torch.Tensor | None, share: torch.Tensor | None) -> bool:
+    """True when a leaf's `.grad` holds exactly the values it received this step (the usual
+    case after zero_grad): its statistics are then the share's, computed once."""
+    return (grad is not None and share is not None and grad.layout is torch.strided
+            and share.layout is torch.strided and grad.shape == share.shape and grad.dtype == share.dtype
+            and grad.device == share.device and torch.equal(grad, share))
+
+
+def _stamp(order: list[Any], numbers: tuple[int, ...], stamp: Stamp, fill: Filler | None) -> dict[int, tuple]:
+    """Mark each function of the graph as captured by this step (where it is in its records),
+    and read back, for the new ones, the step they were made in, their source and module
+    calls (from `fill` for the ones made unstamped)."""
+    keys = stamp.keys
+    key, at_key, made_key, calls_key, step = keys.captured, keys.at, keys.made, keys.calls, stamp.step
+    read = {}
+    for fn, number in zip(order, numbers):
+        metadata = fn.metadata
+        if metadata.setdefault(key, step) == step:
+            metadata[at_key] = (step, number)
+            if fill is not None and SOURCE_KEY not in metadata:
+                read[number] = fill(number)
+                continue
+            made = metadata.get(made_key)
+            read[number] = (step if made is None else made, metadata.get(SOURCE_KEY), metadata.get(MODULE_KEY),
+                            metadata.get(calls_key))
+    return read
+
+
+def _echo_records(template: Snapshot, first: int, old: int, step: int, stamps: dict[int, tuple],
+                  shares: dict[int, Any], grads: dict[int, Any]) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+    """The template's records as this step's: its own stamps on each new function, its leaves'
+    gradients, the tensor nodes made now marked as this step's, and no per-edge gradient."""
+    with paused_gc():
+        nodes = list(template.nodes)
+        for number, (made, source, module, calls) in stamps.items():
+            node = nodes[first + number]
+            nodes[first + number] = node._replace(first_step=made, source=source, module=module, calls=calls,
+                                                  origin=(step, number), saved_bytes=None, saved_freed=None)
+        for number in shares.keys() | grads.keys():
+            nodes[first + number] = nodes[first + number]._replace(grad=grads.get(number), grad_step=shares.get(number))
+        for i, node in enumerate(nodes):
+            if node.kind is not NodeKind.LEAF and node.is_tensor:
+                origin = node.origin
+                moved = origin is not None and origin[0] == old
+                made = stamps.get(origin[1], (step,))[0] if moved else node.first_step
+                nodes[i] = node._replace(origin=(step, *origin[1:]) if moved else origin, first_step=made,
+                                         grad=None, grad_step=None)
+        edges = tuple(_new(Edge, (e.source, e.target, None)) for e in template.edges)
+        return tuple(nodes), edges
