@@ -14,7 +14,8 @@ import graphscope
 from graphscope import NodeKind
 from graphscope.renderers import to_svg
 from graphscope.renderers.dot import to_dot
-from graphscope.analysis.view import MAX_LEAF_USES, ViewOptions, readable
+from graphscope.analysis.spans import SPAN
+from graphscope.analysis.view import ViewOptions, readable
 
 from conftest import run_graphscope
 
@@ -142,8 +143,9 @@ def test_a_weight_shared_by_every_step_is_drawn_once_per_use():
     snap = graphscope.trace(h.sum(), names=cell)
     view = readable(snap)
     copies = [n for n in view.nodes if n.name and n.name.startswith("weight_hh (use ")]
-    assert len(copies) == 60 > MAX_LEAF_USES
-    assert any("drawn once per use" in note for note in view.notes)
+    assert len(copies) == 60
+    assert any(f"edges across more than {SPAN} ranks are drawn again beside each far use" in note
+               for note in view.notes)
     assert to_svg(snap).startswith(b"<?xml")
 
 
