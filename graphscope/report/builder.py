@@ -26,13 +26,12 @@ from graphscope.errors import LayoutError
 from graphscope.files import write_atomic
 from graphscope.model import Finding, GradStat, Node, NodeKind, Run, Snapshot, accumulated, compact_json
 from graphscope.renderers import labels, to_svg
-from graphscope.renderers.dot import LEGEND
+from graphscope.renderers.styles import FILL_TEXT
 from graphscope.renderers.growth import HEIGHT, MARGIN, WIDTH, growth_svg
 
 REPORT_FILE = "index.html"
 FINDING_FIELDS = ("rule", "severity", "message", "fix", "location", "step", "explains_failure")
-KIND_TEXT = {key: text for key, text in LEGEND}
-RETAINED_TEXT = KIND_TEXT.pop("retained")
+RETAINED_TEXT = FILL_TEXT["retained"]
 _SVG_PROLOG = re.compile(r"\A.*?(?=<svg\b)", re.S)
 _SVG_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _SVG_NAMESPACE = re.compile(r'\s+xmlns(?::\w+)?="[^"]*"')
@@ -62,7 +61,7 @@ def _kind_text(node: Node) -> str:
     """What the node is, in the legend's words."""
     if node.kind is NodeKind.TENSOR and node.retains_grad:
         return RETAINED_TEXT
-    return KIND_TEXT.get(node.kind, node.kind.value)
+    return FILL_TEXT.get(node.kind, node.kind.value)
 
 
 def _grad_rows(title: str, stat: GradStat | None) -> list[tuple[str, str]]:
