@@ -1,0 +1,212 @@
+// Exploring a step: module boxes open in place and close, folded chains unfold, steps that
+// were not drawn in advance are drawn here, the search box finds a node by name, op or
+// file:line and opens what hides it, and the legend beside the graph lists what it shows.
+const states = new Map(), pictures = new Map();
+const RESULTS = 20;
+let results = [], active = -1;
+
+function stateOf(k) {
+  const graph = payload(k).graph;
+  if (graph && !states.has(k)) states.set(k, Explorer.start(graph));
+  return graph ? states.get(k) : null;
+}
+
+function status(text, problem) {
+  $("gs-status").textContent = text;
+  $("gs-status").classList.toggle("gs-problem", Boolean(problem));
+}
+
+// Show step k: its picture as drawn in advance, or the view the explorer was left in.
+function drawStep(k) {
+  const step = payload(k);
+  $("gs-reset").hidden = !step.graph;
+  if (pictures.has(k)) { place(pictures.get(k)); showLegend(k); return Promise.resolve(true); }
+  if (step.svg) { place(step.svg); showLegend(k); return Promise.resolve(true); }
+  return redraw(k);
+}
+
+// Lay out step k's current view in the browser and show it; false when it is too big to.
+async function redraw(k, focus) {
+  const graph = payload(k).graph, shown = Explorer.view(graph, stateOf(k));
+  if (shown.tooBig) {
+    status("too big to lay out here: " + shown.cost.nodes + " nodes, " + shown.cost.segments +
+      " rank crossings of long edges; open a smaller box", true);
+    return false;
+  }
+  status("laying out " + shown.nodes.length + " nodes…");
+  pane.dataset.drawing = "true";
+  try {
+    await new Promise((done) => setTimeout(done, 0));
+    const text = await Graphviz.render(Explorer.dot(graph, shown));
+    if (k !== current) return false;
+    pictures.set(k, text);
+    place(text);
+    showLegend(k);
+    if (focus) centerOnElement(focus());
+    status("");
+    return true;
+  } catch (error) {
+    status("could not lay out this view: " + error.message, true);
+    return false;
+  } finally {
+    delete pane.dataset.drawing;
+  }
+}
+
+// Mark module boxes and folded chains, which open when clicked.
+function markBoxes(step) {
+  if (!step.graph) return;
+  const folds = new Set(Explorer.view(step.graph, stateOf(current)).folds.values());
+  for (const g of pane.querySelectorAll("g.node")) {
+    g.classList.toggle("gs-module", Explorer.isBox(step.graph, g.id));
+    g.classList.toggle("gs-fold", folds.has(g.id));
+  }
+}
+
+function clusterPath(g) {
+  const label = g.querySelector("text");
+  return label ? label.textContent : null;
+}
+
+// A click in the graph that opens a box or a folded chain, or closes a module's frame: true when handled.
+function explore(event) {
+  const graph = current >= 0 ? payload(current).graph : null;
+  if (!graph) return false;
+  const node = event.target.closest("g.node");
+  if (node && (node.classList.contains("gs-module") || node.classList.contains("gs-fold"))) {
+    openBox(node.id);
+    return true;
+  }
+  const frame = !node && event.target.closest("g.cluster");
+  if (frame && Explorer.close(graph, stateOf(current), clusterPath(frame))) {
+    const path = clusterPath(frame);
+    redraw(current, () => [...pane.querySelectorAll("g.gs-module")].find((g) => described(g.id).rows
+      .some(([label, text]) => label === "name" && text === path)));
+    return true;
+  }
+  return false;
+}
+
+function openBox(id) {
+  const graph = payload(current).graph, path = (described(id) || {title: null}).title;
+  if (!Explorer.open(graph, stateOf(current), id)) return Promise.resolve(false);
+  pin(id);
+  return redraw(current, () => [...pane.querySelectorAll("g.cluster")].find((g) => clusterPath(g) === path) ||
+    nodeElement(id));
+}
+
+function closeBox(id) {
+  const graph = payload(current).graph;
+  if (Explorer.close(graph, stateOf(current), graph.boxes[id].p)) redraw(current, () => nodeElement(id));
+}
+
+// Buttons under a module box's details: open it, or close the module it belongs to.
+function boxActions(id) {
+  const graph = payload(current).graph;
+  if (!graph || !Explorer.isBox(graph, id)) return [];
+  const drawnClosed = nodeElement(id) !== null && nodeElement(id).id === id;
+  const button = el("button", drawnClosed ? "open this box" : "close " + graph.boxes[id].p);
+  button.type = "button";
+  button.addEventListener("click", () => (drawnClosed ? openBox(id) : closeBox(id)));
+  return [button];
+}
+
+function showLegend(k) {
+  const graph = payload(k).graph, card = $("gs-legend-card");
+  card.hidden = !graph;
+  if (!graph) return;
+  const shown = Explorer.view(graph, stateOf(k)), fills = new Set(), borders = new Set();
+  for (const n of shown.nodes) { fills.add(n.l[0]); if (n.l[1]) borders.add(n.l[1]); }
+  const rows = [];
+  const row = ([text, style]) => {
+    const swatch = el("span", null, "gs-swatch");
+    swatch.style.background = style.fillcolor;
+    swatch.style.border = Math.round(Number(style.penwidth || 1)) + "px " +
+      (String(style.style || "").includes("dashed") ? "dashed " : "solid ") + style.color;
+    const line = el("div", null, "gs-row");
+    line.append(swatch, el("span", text));
+    rows.push(line);
+  };
+  for (const [key, entry] of Object.entries(graph.legend.fills)) if (fills.has(key)) row(entry);
+  for (const [key, entry] of Object.entries(graph.legend.borders)) if (borders.has(key)) row(entry);
+  rows.push(el("p", "edge label: the gradient that flowed back; edge width: log ‖grad‖", "gs-empty"));
+  $("gs-legend").replaceChildren(...rows);
+}
+
+// The nodes and boxes of the shown step whose name, op, source line or module holds the query.
+function find(query) {
+  const wanted = query.trim().toLowerCase();
+  if (!wanted) return [];
+  const found = [];
+  for (const [id, node] of Object.entries(payload(current).nodes)) {
+    if (/~\d+$/.test(id)) continue;
+    const fields = node.rows.filter(([label]) => ["name", "op", "source line", "module"].includes(label));
+    const texts = [node.title, ...fields.map(([, text]) => text)].map((t) => String(t).toLowerCase());
+    const rank = texts.some((t) => t === wanted) ? 0 : texts.some((t) => t.endsWith(wanted)) ? 1 : 2;
+    if (texts.some((t) => t.includes(wanted))) found.push([rank, node.title.length, id, node]);
+  }
+  return found.sort((a, b) => a[0] - b[0] || a[1] - b[1]).slice(0, RESULTS).map(([, , id, node]) => [id, node]);
+}
+
+function showResults(list) {
+  results = list;
+  active = list.length ? 0 : -1;
+  const box = $("gs-search-results");
+  box.hidden = !$("gs-search").value.trim();
+  box.replaceChildren(...(list.length ? list.map(([id, node], k) => {
+    const item = el("li", node.title, k === active ? "gs-active" : "");
+    const source = node.rows.find(([label]) => label === "source line");
+    const op = node.rows.find(([label]) => label === "op");
+    item.append(el("span", [op && op[1], source && source[1]].filter(Boolean).join(" · "), "gs-where"));
+    item.addEventListener("mousedown", (event) => { event.preventDefault(); choose(id); });
+    return item;
+  }) : [el("li", "nothing in this step matches", "gs-empty")]));
+}
+
+// Select a node found by the search: open what hides it, centre it, show its details.
+async function choose(id) {
+  $("gs-search-results").hidden = true;
+  const graph = payload(current).graph;
+  if (graph && Explorer.reveal(graph, stateOf(current), id)) await redraw(current);
+  pin(id);
+  centerOn(id);
+}
+
+$("gs-search").addEventListener("input", (event) => showResults(find(event.target.value)));
+$("gs-search").addEventListener("keydown", (event) => {
+  const moves = {ArrowDown: 1, ArrowUp: -1};
+  if (event.key in moves && results.length) {
+    event.preventDefault();
+    active = (active + moves[event.key] + results.length) % results.length;
+    [...$("gs-search-results").children].forEach((li, k) => li.classList.toggle("gs-active", k === active));
+  } else if (event.key === "Enter" && active >= 0) {
+    event.preventDefault();
+    choose(results[active][0]);
+  } else if (event.key === "Escape") {
+    $("gs-search-results").hidden = true;
+  }
+});
+$("gs-search").addEventListener("blur", () => { $("gs-search-results").hidden = true; });
+$("gs-reset").addEventListener("click", () => {
+  if (!payload(current).graph) return;
+  states.delete(current);
+  pictures.delete(current);
+  drawStep(current);
+});
+
+$("gs-summary").textContent = data.summary;
+$("gs-slider").max = String(Math.max(data.steps.length - 1, 0));
+$("gs-selection").textContent = data.note;
+const chart = $("gs-growth").querySelector("svg");
+if (chart) chart.addEventListener("click", chartClick);
+renderFindings();
+
+function showNothing() {
+  for (const id of ["gs-prev", "gs-next", "gs-slider", "gs-view-changes", "gs-search", "gs-reset"]) $(id).disabled = true;
+  pane.replaceChildren(el("p", data.captured
+    ? "No step was drawn (" + data.note + "); session.json holds every captured step."
+    : "Nothing was captured: the script made no backward() or autograd.grad() call.", "gs-empty"));
+}
+
+(data.steps.length ? show(0) : Promise.resolve(showNothing()))
+  .finally(() => { document.documentElement.dataset.ready = "true"; });
