@@ -188,12 +188,12 @@ def _cluster_lines(paths: list[str], members: dict[str, list[str]], statements: 
     """Nested `subgraph cluster_…` blocks, one per module path, parents around children."""
     lines: list[str] = []
     open_paths: list[str] = []
-    for number, path in enumerate(sorted(paths, key=lambda p: (p.split("."),))):
+    for index, path in enumerate(sorted(paths, key=lambda p: (p.split("."),))):
         while open_paths and not path.startswith(open_paths[-1] + "."):
             open_paths.pop()
             lines.append("  " * (len(open_paths) + 1) + "}")
         indent = "  " * (len(open_paths) + 1)
-        lines.append(f"{indent}subgraph {quote(f'cluster_{number}')} {{")
+        lines.append(f"{indent}subgraph {quote(f'cluster_{index}')} {{")
         lines.append(f"{indent}  graph " + attributes({**CLUSTER, "label": path}) + ";")
         lines.extend(f"{indent}  {statements.pop(node_id)}" for node_id in members.get(path, ()))
         open_paths.append(path)
