@@ -21,7 +21,7 @@ from graphscope.renderers.styles import (BORDER_TEXT, FILL_TEXT, NONFINITE_COLOR
 
 WRAP = 72
 ROW_WRAP = 48
-PACKING = {"pack": "true", "packmode": "array_tu2"}
+PACKING = {"pack": "true", "packmode": "array_t2"}
 PLAIN = {"shape": "plaintext", "style": "solid"}
 
 
@@ -100,18 +100,16 @@ def joined(snapshot: Snapshot) -> list[str]:
 
 
 def legend(rows: Sequence[Row]) -> list[str]:
-    """DOT lines of the legend column: one sample node per row, stacked top to bottom, in a
-    cluster of its own (placed after the graph by `sortv` when the picture is packed)."""
-    lines = ["  subgraph cluster_legend {",
-             "    graph " + attributes({"color": "#bdbdbd", "fontsize": "10", "label": "legend",
-                                        "labeljust": "l", "style": "rounded"}) + ";"]
-    names = []
+    """DOT lines of the legend column: a heading, then one sample node per row, stacked top
+    to bottom by invisible edges. It is no cluster: packing places a component with clusters
+    first, and the legend must come after the graph, at its right."""
+    heading = {"fontcolor": "#757575", "fontsize": "10", "id": "legend_title", "label": "legend",
+               "shape": "plaintext", "style": "solid"}
+    lines = [f'  "legend_title" {attributes(heading)};']
+    names = ['"legend_title"']
     for i, row in enumerate(rows):
         name = f"legend_{i}"
         names.append(quote(name))
-        attrs = {**row.style, "id": name, "label": row.text, "sortv": "1", "tooltip": row.text}
-        lines.append(f"    {quote(name)} {attributes(attrs)};")
-    if len(names) > 1:
-        lines.append("    " + " -> ".join(names) + ' [style="invis"];')
-    lines.append("  }")
+        lines.append(f"  {quote(name)} {attributes({**row.style, 'id': name, 'label': row.text, 'tooltip': row.text})};")
+    lines.append("  " + " -> ".join(names) + ' [style="invis"];')
     return lines
