@@ -40,6 +40,21 @@ def trained_model():
     return runpy.run_path(str(SCRIPTS / "transformer_training.py"), run_name="reference")["model"]
 
 
+def opened(browser, report: Path) -> Page:
+    """A new tab showing a report, its script done."""
+    page = Page(browser)
+    page.open(report)
+    return page
+
+
+def open_box(page: Page, box: str) -> int:
+    """Fit the picture, click a box as a mouse does, wait for the layout; how many nodes are drawn then."""
+    page.key("0", 48)
+    page.click(box)
+    page.js(WAIT_DRAWN)
+    return page.js(NODES)
+
+
 def type_into_search(page: Page, text: str) -> None:
     """Focus the search box, type as a keyboard does, press Enter, wait for any layout."""
     page.js("document.querySelector('input[type=search]').focus()")
@@ -50,8 +65,7 @@ def type_into_search(page: Page, text: str) -> None:
 
 @needs_browser
 def test_search_finds_a_weight_inside_a_box_and_shows_its_grad(browser, transformer_report):
-    page = Page(browser)
-    page.open(transformer_report)
+    page = opened(browser, transformer_report)
     page.key("End", 35)  # step 1: the .grad the script's model holds at the end
     page.js(WAIT_DRAWN)
     hidden = "document.querySelector('#gs-graph g[id=\"leaf_45\"]')"
@@ -69,15 +83,11 @@ def test_search_finds_a_weight_inside_a_box_and_shows_its_grad(browser, transfor
 
 @needs_browser
 def test_module_boxes_open_in_place_and_close(browser, transformer_report):
-    page = Page(browser)
-    page.open(transformer_report)
+    page = opened(browser, transformer_report)
     boxes = page.js("[...document.querySelectorAll('#gs-graph g.gs-node.gs-module')].map((g) => g.id)")
     assert "module:model.encoder.layers.3.linear1" in boxes
     before = page.js(NODES)
-    page.key("0", 48)  # the whole picture in view
-    page.click("module:model.encoder.layers.3.self_attn")
-    page.js(WAIT_DRAWN)
-    after = page.js(NODES)
+    after = open_box(page, "module:model.encoder.layers.3.self_attn")
     assert after > before + 20  # its 31 ops, in its place
     assert page.js("document.querySelector('#gs-graph g[id=\"module:model.encoder.layers.3.self_attn\"]')") is None
     frame = page.js("(() => { const g = [...document.querySelectorAll('#gs-graph g.cluster')].find((c) => "
@@ -87,10 +97,7 @@ def test_module_boxes_open_in_place_and_close(browser, transformer_report):
     page.mouse("mouseReleased", *frame)
     page.js(WAIT_DRAWN)
     assert page.js(NODES) == before
-    page.key("0", 48)
-    page.click("module:model.encoder.layers.3.self_attn")
-    page.js(WAIT_DRAWN)
-    assert page.js(NODES) == after
+    assert open_box(page, "module:model.encoder.layers.3.self_attn") == after
     page.js("document.getElementById('gs-reset').click()")
     page.js(WAIT_DRAWN)
     assert page.js(NODES) == before
@@ -99,8 +106,7 @@ def test_module_boxes_open_in_place_and_close(browser, transformer_report):
 
 @needs_browser
 def test_the_legend_beside_the_graph_lists_what_the_view_shows(browser, transformer_report):
-    page = Page(browser)
-    page.open(transformer_report)
+    page = opened(browser, transformer_report)
     legend = page.text("gs-legend")
     assert "one module call, collapsed" in legend and "leaf tensor" in legend
     assert "carried over" not in legend and "saved for backward" not in legend
@@ -115,8 +121,7 @@ def test_steps_not_drawn_in_advance_are_drawn_on_demand(browser, tmp_path):
     done = run_graphscope("render", str(SCRIPTS / "transformer_training.py"), "-o", str(tmp_path), "--steps", "0")
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "step-0001.svg").exists()
-    page = Page(browser)
-    page.open(tmp_path / REPORT_FILE)
+    page = opened(browser, tmp_path / REPORT_FILE)
     page.key("ArrowRight", 39)
     page.js(WAIT_DRAWN)
     assert page.text("gs-step-label").startswith("step 1 · backward")
