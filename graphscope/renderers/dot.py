@@ -234,16 +234,15 @@ def _label(snapshot: Snapshot, unplaced: Sequence[Finding]) -> str:
     return LeftText("\n".join([title(snapshot), *text_lines(snapshot, unplaced)]))
 
 
+GRAPH = {"fontname": FONT, "fontsize": "12", "labeljust": "l", "labelloc": "t", "nodesep": "0.3",
+         "rankdir": "TB", "ranksep": "0.35"}
+DEFAULTS = ("  node " + attributes({"fontname": FONT, "fontsize": "10", "height": "0.3", "margin": "0.08,0.04"}) + ";",
+            "  edge " + attributes({"fontname": FONT, "fontsize": "9"}) + ";")
+
+
 def header(graph_attrs: dict[str, str]) -> list[str]:
     """The first lines of a picture's DOT: the graph's attributes and every node's and edge's defaults."""
-    base = {"fontname": FONT, "fontsize": "12", "labeljust": "l", "labelloc": "t", "nodesep": "0.3",
-            "rankdir": "TB", "ranksep": "0.35"}
-    return [
-        "digraph graphscope {",
-        "  graph " + attributes({**base, **graph_attrs}) + ";",
-        "  node " + attributes({"fontname": FONT, "fontsize": "10", "height": "0.3", "margin": "0.08,0.04"}) + ";",
-        "  edge " + attributes({"fontname": FONT, "fontsize": "9"}) + ";",
-    ]
+    return ["digraph graphscope {", "  graph " + attributes({**GRAPH, **graph_attrs}) + ";", *DEFAULTS]
 
 
 def to_dot(snapshot: Snapshot, findings: Sequence[Finding] = ()) -> str:

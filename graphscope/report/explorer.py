@@ -17,8 +17,8 @@ from graphscope.analysis.boxes import View
 from graphscope.analysis.spans import LAYOUT_UNITS, SPAN
 from graphscope.analysis.view import MIN_CHAIN, collapse_modules, module_depth
 from graphscope.model import Edge, Finding, Node, NodeKind, Snapshot
-from graphscope.renderers.dot import (CLUSTER, PEN_MAX, PEN_MIN, edge_attributes, header, looks, node_attributes,
-                                      step_findings, title)
+from graphscope.renderers.dot import (CLUSTER, DEFAULTS, GRAPH, PEN_MAX, PEN_MIN, edge_attributes, looks,
+                                      node_attributes, step_findings, title)
 from graphscope.renderers import labels
 from graphscope.renderers.styles import BORDER_TEXT, FILL_TEXT, border_style, fill_style, look
 
@@ -55,10 +55,15 @@ def box_levels(snapshot: Snapshot, view: Snapshot) -> tuple[dict[str, list[str]]
     return chains, boxes
 
 
+def _untitled(attrs: dict[str, str]) -> dict[str, str]:
+    """A node's attributes without its tooltip: the details beside the graph say all of it."""
+    return {key: value for key, value in attrs.items() if key != "tooltip"}
+
+
 def _box_record(node: Node, level: View) -> dict[str, Any]:
     """One box as the explorer draws it closed: DOT attributes, the cluster it sits in, its path."""
     shown = look(node, level.step, level.call)
-    attrs = node_attributes(node, level, shown, [])
+    attrs = _untitled(node_attributes(node, level, shown, []))
     return {"a": attrs, "m": node.module, "p": node.name, "n": 0, "k": [], "l": [str(shown.fill), shown.border]}
 
 
@@ -81,7 +86,7 @@ def _nodes(snapshot: Snapshot, chains: dict[str, list[str]], findings: Sequence[
     for node in snapshot.nodes:
         appearance, concerning = shown[node.id]
         record = {"i": node.id, "k": node.kind.value, "o": node.op, "t": node.title,
-                  "a": node_attributes(node, snapshot, appearance, concerning),
+                  "a": _untitled(node_attributes(node, snapshot, appearance, concerning)),
                   "l": [str(appearance.fill), appearance.border]}
         if node.kind is NodeKind.FUNCTION and node.module:
             record["m"] = node.module
@@ -119,21 +124,30 @@ def _plain() -> list[dict[str, str]]:
     return [edge_attributes(Edge("other", "saved"), pair, None), edge_attributes(Edge("saved", "other"), pair, None)]
 
 
+def drawing_rules() -> dict[str, Any]:
+    """What every step's explorer shares: how pictures are drawn and the limits of a quick layout."""
+    return {
+        "graph": GRAPH,
+        "defaults": list(DEFAULTS),
+        "cluster": CLUSTER,
+        "plain": _plain(),
+        "legend": _legend(),
+        "limits": {"units": LAYOUT_UNITS, "ranks": BROWSER_RANKS, "span": SPAN, "chain": MIN_CHAIN,
+                   "pen": [PEN_MIN, PEN_MAX]},
+    }
+
+
 def graph_data(snapshot: Snapshot, view: Snapshot, findings: Sequence[Finding],
                levels: tuple[dict[str, list[str]], Boxes]) -> dict[str, Any]:
     """Everything the explorer needs to draw this step with any box open, starting from `view`
-    (`levels`: what `box_levels` says of the step)."""
+    (`levels`: what `box_levels` says of the step); the rules it shares with every step are
+    `drawing_rules()`."""
     chains, boxes = levels
     return {
-        "header": header({"label": title(snapshot), "tooltip": title(snapshot)}),
-        "cluster": CLUSTER,
+        "title": title(snapshot),
         "nodes": _nodes(snapshot, chains, findings),
         "edges": _edges(snapshot),
         "boxes": _boxes(chains, boxes),
         "closed": [n.id for n in view.nodes if n.id in boxes],
         "chains": any(n.folded and n.kind is NodeKind.FUNCTION for n in view.nodes),
-        "plain": _plain(),
-        "legend": _legend(),
-        "limits": {"units": LAYOUT_UNITS, "ranks": BROWSER_RANKS, "span": SPAN, "chain": MIN_CHAIN,
-                   "pen": [PEN_MIN, PEN_MAX]},
     }

@@ -14,8 +14,13 @@ function el(tag, text, cls) {
   return e;
 }
 
+// Step k's block, read when first shown; its explorer graph gets the rules every step shares.
 function payload(k) {
-  if (!loaded.has(k)) loaded.set(k, JSON.parse($("gs-step-" + k).textContent));
+  if (!loaded.has(k)) {
+    const step = JSON.parse($("gs-step-" + k).textContent);
+    if (step.graph) Object.assign(step.graph, data.explorer);
+    loaded.set(k, step);
+  }
   return loaded.get(k);
 }
 
