@@ -16,9 +16,11 @@ from dataclasses import dataclass, replace
 from graphscope.model import Edge, Node, NodeKind, Snapshot
 
 SPAN = 4
-# Measured with the embedded Graphviz on a 2-core machine: views of about 8,000 units lay
-# out in 1 to 6 s, and 10,000 ranks exhaust the WebAssembly stack.
-LAYOUT_UNITS = 8000
+# Measured with the embedded Graphviz on a 2-core machine: views of 5,000 to 10,000 units
+# (below) lay out in 0.8 to 5.4 s, one of 80,000 ran past 60 s, and 10,000 ranks exhaust
+# the WebAssembly stack (7,000 do not).
+SEGMENT_WEIGHT = 4
+LAYOUT_UNITS = 16_000
 MAX_RANKS = 5000
 
 
@@ -34,8 +36,9 @@ class LayoutCost:
 
     @property
     def units(self) -> int:
-        """One number to compare with LAYOUT_UNITS: a virtual node costs about two real ones."""
-        return self.nodes + self.edges + 2 * self.segments
+        """One number to compare with LAYOUT_UNITS: a virtual node (a rank a long edge crosses)
+        costs dot several times what a node or an edge does."""
+        return self.nodes + self.edges + SEGMENT_WEIGHT * self.segments
 
     def fits(self, units: int = LAYOUT_UNITS, ranks: int = MAX_RANKS) -> bool:
         """True when a layout of this size finishes in seconds."""

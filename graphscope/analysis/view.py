@@ -253,18 +253,26 @@ def _explained(snapshot: Snapshot, view: Snapshot, options: ViewOptions, fallbac
     return view
 
 
+def _within(view: Snapshot, drawn: Snapshot, snapshot: Snapshot, options: ViewOptions) -> bool:
+    """True when a view keeps to the node budget: a graph within it is drawn whole, weights
+    beside each use included; a summary of a bigger one counts those copies too (a hundred
+    calls of a cell with four weights beside each is no summary)."""
+    if options.full or options.depth is not None:
+        return True
+    return len(view.nodes) <= options.budget and (view is snapshot or len(drawn.nodes) <= options.budget)
+
+
 def readable(snapshot: Snapshot, options: ViewOptions = ViewOptions()) -> Snapshot:
     """The view drawn: the most detailed one within the node budget (or at the depth, or in
     full, as the options ask) that Graphviz can lay out in seconds; the snapshot itself when
     it fits whole. The coarsest view when none fits the budget, as it is when none can be
     laid out in time (the renderer then says so instead of trying)."""
-    budgeted = not options.full and options.depth is None
     view: Snapshot = snapshot
     for number, view in enumerate(_candidates(snapshot, options)):
-        if budgeted and len(view.nodes) > options.budget:
+        if not options.full and options.depth is None and len(view.nodes) > options.budget:
             continue
         drawn = _drawable(view)
-        if drawn is not None:
+        if drawn is not None and _within(view, drawn, snapshot, options):
             return _explained(snapshot, drawn, options, number > 0)
     drawn = _drawable(view)
     return _explained(snapshot, view if drawn is None else drawn, options, True)

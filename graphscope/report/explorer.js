@@ -130,14 +130,14 @@ const Explorer = (() => {
     return rank;
   }
 
-  function cost(view) {
+  function cost(view, limits) {
     const rank = ranks(view);
     let segments = 0;
     for (const e of view.edges) segments += Math.max(Math.abs(rank.get(e.t) - rank.get(e.s)) - 1, 0);
     const values = [...rank.values()];
     const levels = values.length ? Math.max(...values) - Math.min(...values) + 1 : 0;
     return {nodes: view.nodes.length, edges: view.edges.length, segments, ranks: levels,
-      units: view.nodes.length + view.edges.length + 2 * segments};
+      units: view.nodes.length + view.edges.length + limits.weight * segments};
   }
 
   function copy(node, number, count) {
@@ -183,10 +183,10 @@ const Explorer = (() => {
     let shown = collapsed(graph, state), folds = new Map();
     if (graph.chains) ({view: shown, folds} = folded(shown, chains(shown, graph.limits.chain, state.unfolded)));
     for (const leavesOnly of [true, false]) {
-      const drawn = split(shown, graph.limits.span, leavesOnly), size = cost(drawn);
+      const drawn = split(shown, graph.limits.span, leavesOnly), size = cost(drawn, graph.limits);
       if (fits(size, graph.limits)) return {...drawn, folds, cost: size, tooBig: false};
     }
-    return {...shown, folds, cost: cost(shown), tooBig: true};
+    return {...shown, folds, cost: cost(shown, graph.limits), tooBig: true};
   }
 
   function clusterLines(graph, paths, members, statements) {
@@ -255,8 +255,9 @@ const Explorer = (() => {
       if (box.k.length === 1 && graph.boxes[box.k[0]].n === box.n) open(graph, state, box.k[0]);
       return true;
     }
-    if (!state.unfolded.has(id)) { state.unfolded.add(id); return true; }
-    return false;
+    if (isBox(graph, id) || state.unfolded.has(id)) return false;
+    state.unfolded.add(id);
+    return true;
   }
 
   // Close every box drawn open as the cluster `path`. True when something changed.

@@ -14,7 +14,7 @@ import math
 from typing import Any, Sequence
 
 from graphscope.analysis.boxes import View
-from graphscope.analysis.spans import LAYOUT_UNITS, SPAN
+from graphscope.analysis.spans import LAYOUT_UNITS, SEGMENT_WEIGHT, SPAN
 from graphscope.analysis.view import MIN_CHAIN, collapse_modules, module_depth
 from graphscope.model import Edge, Finding, Node, NodeKind, Snapshot
 from graphscope.renderers.dot import (CLUSTER, DEFAULTS, GRAPH, PEN_MAX, PEN_MIN, edge_attributes, looks,
@@ -132,8 +132,8 @@ def drawing_rules() -> dict[str, Any]:
         "cluster": CLUSTER,
         "plain": _plain(),
         "legend": _legend(),
-        "limits": {"units": LAYOUT_UNITS, "ranks": BROWSER_RANKS, "span": SPAN, "chain": MIN_CHAIN,
-                   "pen": [PEN_MIN, PEN_MAX]},
+        "limits": {"units": LAYOUT_UNITS, "weight": SEGMENT_WEIGHT, "ranks": BROWSER_RANKS, "span": SPAN,
+                   "chain": MIN_CHAIN, "pen": [PEN_MIN, PEN_MAX]},
     }
 
 

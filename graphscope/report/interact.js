@@ -29,8 +29,14 @@ function drawStep(k) {
 async function redraw(k, focus) {
   const graph = payload(k).graph, shown = Explorer.view(graph, stateOf(k));
   if (shown.tooBig) {
-    status("too big to lay out here: " + shown.cost.nodes + " nodes, " + shown.cost.segments +
-      " rank crossings of long edges; open a smaller box", true);
+    const size = shown.cost.nodes + " nodes on " + shown.cost.ranks + " ranks, " + shown.cost.segments +
+      " rank crossings of long edges";
+    status("this view is too big to lay out in the browser (" + size + ")", true);
+    if (pane.dataset.step !== String(k)) {
+      svg = null;
+      pane.replaceChildren(el("p", "Step " + data.steps[k].step + " is too big to lay out in the browser (" + size +
+        "); session.json holds it, and graphscope render --steps " + data.steps[k].step + " draws it.", "gs-empty"));
+    }
     return false;
   }
   status("laying out " + shown.nodes.length + " nodes…");
@@ -78,26 +84,31 @@ function explore(event) {
     return true;
   }
   const frame = !node && event.target.closest("g.cluster");
-  if (frame && Explorer.close(graph, stateOf(current), clusterPath(frame))) {
-    const path = clusterPath(frame);
-    redraw(current, () => [...pane.querySelectorAll("g.gs-module")].find((g) => described(g.id).rows
-      .some(([label, text]) => label === "name" && text === path)));
-    return true;
-  }
-  return false;
+  if (!frame) return false;
+  const path = clusterPath(frame);
+  change((graph, state) => Explorer.close(graph, state, path),
+    () => [...pane.querySelectorAll("g.gs-module")].find((g) => described(g.id).title === path));
+  return true;
+}
+
+// Change the explorer's state of the shown step and draw it; a view too big to draw is undone.
+async function change(alter, focus) {
+  const state = stateOf(current), before = {closed: new Set(state.closed), unfolded: new Set(state.unfolded)};
+  if (!alter(payload(current).graph, state)) return false;
+  const drawn = await redraw(current, focus);
+  if (!drawn) Object.assign(state, before);
+  return drawn;
 }
 
 function openBox(id) {
-  const graph = payload(current).graph, path = (described(id) || {title: null}).title;
-  if (!Explorer.open(graph, stateOf(current), id)) return Promise.resolve(false);
+  const path = (described(id) || {title: null}).title;
   pin(id);
-  return redraw(current, () => [...pane.querySelectorAll("g.cluster")].find((g) => clusterPath(g) === path) ||
-    nodeElement(id));
+  return change((graph, state) => Explorer.open(graph, state, id),
+    () => [...pane.querySelectorAll("g.cluster")].find((g) => clusterPath(g) === path) || nodeElement(id));
 }
 
 function closeBox(id) {
-  const graph = payload(current).graph;
-  if (Explorer.close(graph, stateOf(current), graph.boxes[id].p)) redraw(current, () => nodeElement(id));
+  return change((graph, state) => Explorer.close(graph, state, graph.boxes[id].p), () => nodeElement(id));
 }
 
 // Buttons under a module box's details: open it, or close the module it belongs to.
@@ -166,8 +177,7 @@ function showResults(list) {
 // Select a node found by the search: open what hides it, centre it, show its details.
 async function choose(id) {
   $("gs-search-results").hidden = true;
-  const graph = payload(current).graph;
-  if (graph && Explorer.reveal(graph, stateOf(current), id)) await redraw(current);
+  if (payload(current).graph) await change((graph, state) => Explorer.reveal(graph, state, id));
   pin(id);
   centerOn(id);
 }

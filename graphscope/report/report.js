@@ -56,6 +56,7 @@ function show(k) {
 // from its top; `keep` keeps the part of the graph in view.
 function place(text, keep) {
   pane.innerHTML = text;  // Graphviz output: every name in it is escaped
+  pane.dataset.step = String(current);
   svg = pane.querySelector("svg");
   svg.removeAttribute("width");
   svg.removeAttribute("height");
