@@ -6,12 +6,14 @@
 const Explorer = (() => {
   "use strict";
 
+  // A DOT double-quoted string, escaped as graphscope's renderers escape it.
   function quote(text) {
     const escaped = String(text).replace(/&/g, "&amp;").replace(/\\/g, "\\\\").replace(/"/g, '\\"')
       .replace(/\r\n?/g, "\n").replace(/\n/g, "\\n");
     return '"' + escaped + '"';
   }
 
+  // `[a="1", b="2"]` with keys sorted, as in graphscope's DOT.
   function attributes(attrs) {
     const keys = Object.keys(attrs).sort();
     return "[" + keys.map((key) => key + "=" + quote(attrs[key])).join(", ") + "]";
@@ -27,11 +29,13 @@ const Explorer = (() => {
     return {closed: new Set(graph.closed), unfolded: new Set()};
   }
 
+  // The outermost closed box around a node, or the node itself.
   function representative(node, closed) {
     for (const box of node.c || []) if (closed.has(box)) return box;
     return node.i;
   }
 
+  // A closed box as a node of the view.
   function boxNode(graph, id) {
     const box = graph.boxes[id];
     return {i: id, k: "module", t: box.p, a: box.a, m: box.m, l: box.l};
@@ -67,6 +71,7 @@ const Explorer = (() => {
     return {nodes, edges: merged(pairs)};
   }
 
+  // Each node's inputs and users in a view.
   function adjacency(view) {
     const inputs = new Map(view.nodes.map((n) => [n.i, []])), users = new Map(view.nodes.map((n) => [n.i, []]));
     for (const e of view.edges) { users.get(e.s).push(e.t); inputs.get(e.t).push(e.s); }
@@ -94,6 +99,7 @@ const Explorer = (() => {
     return runs;
   }
 
+  // The view with each run drawn as its first node, `× N op`; `folds` maps each member to it.
   function folded(view, runs) {
     if (!runs.length) return {view, folds: new Map()};
     const target = new Map(), first = new Map(runs.map((run) => [run[0], run.length]));
@@ -122,7 +128,9 @@ const Explorer = (() => {
         if (waiting.get(source) === 0) ready.push(source);
       }
     }
-    const top = Math.max(0, ...height.values()), rank = new Map();
+    let top = 0;
+    for (const h of height.values()) top = Math.max(top, h);
+    const rank = new Map();
     for (const [id, h] of height) rank.set(id, top - h);
     for (const n of view.nodes) {
       if (inputs.get(n.i).length && !users.get(n.i).length) rank.set(n.i, Math.max(...inputs.get(n.i).map((i) => rank.get(i))) + 1);
@@ -130,16 +138,19 @@ const Explorer = (() => {
     return rank;
   }
 
+  // What a layout of the view would place (as graphscope.analysis.spans.layout_cost).
   function cost(view, limits) {
     const rank = ranks(view);
     let segments = 0;
     for (const e of view.edges) segments += Math.max(Math.abs(rank.get(e.t) - rank.get(e.s)) - 1, 0);
-    const values = [...rank.values()];
-    const levels = values.length ? Math.max(...values) - Math.min(...values) + 1 : 0;
+    let low = Infinity, high = -Infinity;
+    for (const r of rank.values()) { low = Math.min(low, r); high = Math.max(high, r); }
+    const levels = rank.size ? high - low + 1 : 0;
     return {nodes: view.nodes.length, edges: view.edges.length, segments, ranks: levels,
       units: view.nodes.length + view.edges.length + limits.weight * segments};
   }
 
+  // Copy `number` of `count` of a node drawn again beside a far neighbour.
   function copy(node, number, count) {
     const what = node.k === "leaf" ? "use" : "copy";
     const lines = String(node.a.label).split("\n");
@@ -153,13 +164,14 @@ const Explorer = (() => {
     const degree = new Map(view.nodes.map((n) => [n.i, 0]));
     for (const e of view.edges) { degree.set(e.s, degree.get(e.s) + 1); degree.set(e.t, degree.get(e.t) + 1); }
     const far = new Map(), leaves = new Set();
+    const add = (hub, k) => { if (!far.has(hub)) far.set(hub, []); far.get(hub).push(k); };
     view.edges.forEach((e, k) => {
       if (Math.abs(rank.get(e.t) - rank.get(e.s)) <= span) return;
       const hub = byId.get(e.s).k === "leaf" || degree.get(e.s) >= degree.get(e.t) ? e.s : e.t;
       if (byId.get(hub).k === "leaf") leaves.add(hub);
-      else if (!leavesOnly) far.set(hub, [...(far.get(hub) || []), k]);
+      else if (!leavesOnly) add(hub, k);
     });
-    view.edges.forEach((e, k) => { if (leaves.has(e.s)) far.set(e.s, [...(far.get(e.s) || []), k]); });
+    view.edges.forEach((e, k) => { if (leaves.has(e.s)) add(e.s, k); });
     if (!far.size) return view;
     const copies = new Map(), moved = new Map();
     for (const [hub, edges] of far) {
@@ -173,6 +185,7 @@ const Explorer = (() => {
     return {nodes, edges};
   }
 
+  // True when a layout of this size finishes in seconds here.
   function fits(c, limits) {
     return c.units <= limits.units && c.ranks <= limits.ranks;
   }
@@ -189,6 +202,7 @@ const Explorer = (() => {
     return {...shown, folds, cost: cost(shown, graph.limits), tooBig: true};
   }
 
+  // Nested cluster blocks, one per module path, parents around children (as dot.py's).
   function clusterLines(graph, paths, members, statements) {
     const lines = [], open = [];
     const sorted = [...paths].sort((a, b) => {
@@ -211,6 +225,7 @@ const Explorer = (() => {
     return lines;
   }
 
+  // Edge width on a log scale of the gradient norm, as in the pictures.
   function penwidth(w, scale, pen) {
     if (scale === null || w === null) return pen[0];
     if (scale[1] - scale[0] < 1e-12) return (pen[0] + pen[1]) / 2;
@@ -222,7 +237,9 @@ const Explorer = (() => {
     const statements = new Map(shown.nodes.map((n) => [n.i, quote(n.i) + " " + attributes({...n.a, id: n.i}) + ";"]));
     const members = new Map();
     for (const n of shown.nodes) {
-      if (n.m && (n.k === "function" || n.k === "module")) members.set(n.m, [...(members.get(n.m) || []), n.i]);
+      if (!n.m || (n.k !== "function" && n.k !== "module")) continue;
+      if (!members.has(n.m)) members.set(n.m, []);
+      members.get(n.m).push(n.i);
     }
     const paths = new Set();
     for (const path of members.keys()) {
@@ -231,7 +248,7 @@ const Explorer = (() => {
     }
     const clusters = clusterLines(graph, paths, members, statements);
     const logs = shown.edges.filter((e) => e.w !== null).map((e) => Math.log10(e.w));
-    const scale = logs.length ? [Math.min(...logs), Math.max(...logs)] : null;
+    const scale = logs.length ? logs.reduce(([low, high], v) => [Math.min(low, v), Math.max(high, v)], [Infinity, -Infinity]) : null;
     const edges = shown.edges.map((e) => {
       const attrs = e.w === null ? e.a : {...e.a, penwidth: penwidth(e.w, scale, graph.limits.pen).toFixed(2)};
       return "  " + quote(e.s) + " -> " + quote(e.t) + " " + attributes(attrs) + ";";
@@ -241,6 +258,7 @@ const Explorer = (() => {
     return [...header, ...[...statements.values()].map((s) => "  " + s), ...clusters, ...edges, "}"].join("\n") + "\n";
   }
 
+  // True for the id of a module box (or of a run of identical calls).
   function isBox(graph, id) {
     return Object.prototype.hasOwnProperty.call(graph.boxes, id);
   }
@@ -280,6 +298,7 @@ const Explorer = (() => {
     return changed;
   }
 
+  // Open the boxes around a box.
   function revealBox(graph, state, id) {
     const holder = graph.nodes.find((n) => (n.c || []).includes(id));
     let changed = false;

@@ -64,18 +64,20 @@ def _box_record(node: Node, level: View) -> dict[str, Any]:
     """One box as the explorer draws it closed: DOT attributes, the cluster it sits in, its path."""
     shown = look(node, level.step, level.call)
     attrs = _untitled(node_attributes(node, level, shown, []))
-    return {"a": attrs, "m": node.module, "p": node.name, "n": 0, "k": [], "l": [str(shown.fill), shown.border]}
+    return {"a": attrs, "m": node.module, "p": node.name, "n": 0, "l": [str(shown.fill), shown.border]}
 
 
 def _boxes(chains: dict[str, list[str]], boxes: Boxes) -> dict[str, dict[str, Any]]:
     """Each box: how it is drawn closed, how many nodes it holds, the boxes directly inside it."""
     records = {box_id: _box_record(node, level) for box_id, (node, level) in boxes.items()}
+    inside: dict[str, dict[str, None]] = {box_id: {} for box_id in records}
     for chain in chains.values():
         for outer, inner in zip(chain, chain[1:]):
-            if inner not in records[outer]["k"]:
-                records[outer]["k"].append(inner)
+            inside[outer][inner] = None
         for box_id in chain:
             records[box_id]["n"] += 1
+    for box_id, kids in inside.items():
+        records[box_id]["k"] = list(kids)
     return records
 
 

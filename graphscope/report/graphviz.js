@@ -9,6 +9,7 @@ const Graphviz = (() => {
   const BADF = 8, NOSYS = 52;
   let compiled = null;
 
+  // The module's bytes from the page's base64 block.
   function decode(base64) {
     const text = atob(base64);
     const bytes = new Uint8Array(text.length);
@@ -16,6 +17,7 @@ const Graphviz = (() => {
     return bytes;
   }
 
+  // The WASI calls the build imports: no files, no environment, a clock stopped at 0.
   function system(memory) {
     const view = () => new DataView(memory().buffer);
     const zero = (...places) => { for (const at of places) view().setUint32(at, 0, true); return 0; };
@@ -49,6 +51,7 @@ const Graphviz = (() => {
     };
   }
 
+  // The module, compiled once, when first needed.
   async function ready() {
     if (!compiled) {
       const block = document.getElementById("gs-graphviz");
@@ -58,6 +61,7 @@ const Graphviz = (() => {
     return compiled;
   }
 
+  // Pass the DOT text into the instance's memory, render, copy the SVG out.
   function call(exports, dot) {
     const memory = exports.memory;
     const put = (text) => {

@@ -5,12 +5,14 @@ const states = new Map(), pictures = new Map();
 const RESULTS = 20;
 let results = [], active = -1;
 
+// Which boxes of step k are open (none until the user opens one); null for a step drawn whole.
 function stateOf(k) {
   const graph = payload(k).graph;
   if (graph && !states.has(k)) states.set(k, Explorer.start(graph));
   return graph ? states.get(k) : null;
 }
 
+// A line beside the search box: what the explorer is doing, or what it could not do.
 function status(text, problem) {
   $("gs-status").textContent = text;
   $("gs-status").classList.toggle("gs-problem", Boolean(problem));
@@ -69,6 +71,7 @@ function markBoxes(step) {
   }
 }
 
+// The module path a frame in the picture stands for: its label.
 function clusterPath(g) {
   const label = g.querySelector("text");
   return label ? label.textContent : null;
@@ -122,6 +125,7 @@ function boxActions(id) {
   return [button];
 }
 
+// The legend beside the graph: one line per fill and border the shown view's nodes have.
 function showLegend(k) {
   const graph = payload(k).graph, card = $("gs-legend-card");
   card.hidden = !graph;
@@ -159,6 +163,7 @@ function find(query) {
   return found.sort((a, b) => a[0] - b[0] || a[1] - b[1]).slice(0, RESULTS).map(([, , id, node]) => [id, node]);
 }
 
+// The list under the search box, the first entry chosen by Enter.
 function showResults(list) {
   results = list;
   active = list.length ? 0 : -1;
@@ -211,6 +216,7 @@ const chart = $("gs-growth").querySelector("svg");
 if (chart) chart.addEventListener("click", chartClick);
 renderFindings();
 
+// A run with no step to show says why.
 function showNothing() {
   for (const id of ["gs-prev", "gs-next", "gs-slider", "gs-view-changes", "gs-search", "gs-reset"]) $(id).disabled = true;
   pane.replaceChildren(el("p", data.captured
