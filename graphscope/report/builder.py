@@ -193,14 +193,14 @@ def _spread(positions: list[int], count: int) -> list[int]:
     return sorted({positions[round(k * (len(positions) - 1) / (count - 1))] for k in range(count)})
 
 
-def timeline(run: Run, svgs: Mapping[int, bytes], view: ViewOptions = ViewOptions()) -> tuple[list[int], set[int]]:
+def timeline(run: Run, svgs: Mapping[int, bytes], views: Mapping[int, Snapshot]) -> tuple[list[int], set[int]]:
     """The positions of the steps on the report's timeline, and those that carry their whole
-    graph for the explorer: drawn steps whose picture hides something, then up to
-    EXPLORED_STEPS steps not drawn (the browser draws them), while REPORT_NODES lasts."""
+    graph for the explorer: drawn steps whose picture (in `views`) hides something, then up
+    to EXPLORED_STEPS steps not drawn (the browser draws them), while REPORT_NODES lasts."""
     left, explore = REPORT_NODES, set()
     for pos in sorted(svgs):
         size = len(run.snapshots[pos].nodes)
-        if size <= min(EXPLORER_NODES, left) and hides_something(readable(run.snapshots[pos], view)):
+        if size <= min(EXPLORER_NODES, left) and hides_something(views[pos]):
             explore.add(pos)
             left -= size
     for pos in _spread([p for p in range(len(run.snapshots)) if p not in svgs], EXPLORED_STEPS):
@@ -213,8 +213,10 @@ def timeline(run: Run, svgs: Mapping[int, bytes], view: ViewOptions = ViewOption
 
 def report_html(run: Run, svgs: Mapping[int, bytes], note: str = "", view: ViewOptions = ViewOptions()) -> str:
     """The whole page for a run; `svgs` maps the position of each drawn step to its SVG, drawn in `view`."""
-    positions, explore = timeline(run, svgs, view)
-    views = drawn_views(run, positions, view)
+    views = drawn_views(run, svgs, view)
+    positions, explore = timeline(run, svgs, views)
+    missing = {q for p in positions for q in (p - 1, p) if q >= 0} - set(views)
+    views.update((q, readable(run.snapshots[q], view)) for q in sorted(missing))
     data = page_data(run, views, positions, note)
     blocks = [json_block("gs-data", data)]
     blocks += [json_block(f"gs-step-{k}", step_payload(views, pos, svgs.get(pos), run if pos in explore else None))
