@@ -52,8 +52,8 @@ function show(k) {
   return drawStep(k);
 }
 
-// Put a picture in the pane, fitted when its labels stay readable, else at a readable scale
-// from its top; `keep` keeps the part of the graph in view.
+// Put a picture in the pane, fitted when its labels stay readable, else at scale 1 from its
+// top left corner (title and notes first); `keep` keeps the part of the graph in view.
 function place(text, keep) {
   pane.innerHTML = text;  // Graphviz output: every name in it is escaped
   pane.dataset.step = String(current);
@@ -76,7 +76,7 @@ function readableView(box) {
   const size = pane.getBoundingClientRect();
   const scale = Math.min(size.width / box[2], size.height / box[3]);
   if (!(scale < READABLE) || !size.width) return box.slice();
-  return [box[0] + Math.max(0, (box[2] - size.width) / 2), box[1], size.width, size.height];
+  return [box[0], box[1], size.width, size.height];
 }
 
 function details(id) {
