@@ -105,6 +105,15 @@ def test_module_boxes_open_in_place_and_close(browser, transformer_report):
 
 
 @needs_browser
+def test_a_big_picture_opens_readable_from_its_top_left(browser, transformer_report):
+    page = opened(browser, transformer_report)
+    scale = "document.querySelector('#gs-graph svg').getScreenCTM().a"
+    assert abs(page.js(scale) - 1) < 0.01 and page.view_box()[:2] == [0, 0]
+    page.key("0", 48)
+    assert page.js(scale) < 0.75  # fitted, its labels would be too small to read
+
+
+@needs_browser
 def test_the_legend_beside_the_graph_lists_what_the_view_shows(browser, transformer_report):
     page = opened(browser, transformer_report)
     legend = page.text("gs-legend")
