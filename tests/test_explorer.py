@@ -18,7 +18,7 @@ from graphscope.renderers.growth import growth_svg
 from graphscope.renderers import to_svg
 from graphscope.report.builder import REPORT_FILE, report_html
 
-from conftest import run_graphscope
+from conftest import EXAMPLES, run_graphscope
 from test_report import WAIT_DRAWN, Page, browser, needs_browser  # noqa: F401 - the fixture is used by name
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -178,3 +178,14 @@ def test_a_step_too_deep_for_the_browser_says_so_instead_of_showing_another(brow
     assert page.text("gs-step-label").startswith("step 1 ")
     assert page.js(NODES) == 0 and "Step 1 is too big to lay out in the browser (3004 nodes on 3004 ranks" in page.text("gs-graph")
     assert page.problems() == []
+
+
+@needs_browser
+def test_a_folded_chain_unfolds_when_clicked(browser, tmp_path):
+    done = run_graphscope("render", str(EXAMPLES / "control_flow.py"), "--budget", "5", "-o", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    page = opened(browser, tmp_path / REPORT_FILE)
+    folds = page.js("[...document.querySelectorAll('#gs-graph g.gs-fold')].map((g) => g.id)")
+    assert len(folds) == 1 and page.js(NODES) == 3
+    assert open_box(page, folds[0]) == 11  # the 9 MulBackward0 of the chain, drawn one by one
+    assert page.js("document.querySelectorAll('#gs-graph g.gs-fold').length") == 0 and page.problems() == []
