@@ -65,12 +65,13 @@ def main() -> None:
                                                   "large models).")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report (index.html).")
 @click.option("--budget", type=click.IntRange(min=1), default=DEFAULT_BUDGET, show_default=True,
-              help="Pictures of bigger graphs collapse module calls and fold long chains to about "
-                   "this many nodes.")
+              help="Pictures of bigger graphs collapse module calls and fold long chains and "
+                   "identical calls in a row, to about this many nodes; the report opens them.")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
-              help="Collapse module calls at this depth of their path (model.layers.0 is 3).")
-@click.option("--full", is_flag=True, help="Draw every node, however large (layout may take long; "
-                                           "a picture not laid out after 120 s is skipped, the rest written).")
+              help="Collapse module calls at this depth of their path (model.layers.0 is 3), or "
+                   "shallower when that picture could not be laid out in seconds.")
+@click.option("--full", is_flag=True, help="Draw every node; a graph too big to lay out in seconds is "
+                                           "drawn as the most detailed view that can be, and its notes say so.")
 @NPROC
 def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str, engine: str,
            steps: str, saved: bool, no_source: bool, no_report: bool, budget: int, depth: int | None,

@@ -114,7 +114,7 @@ def write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec
     paths += written
     if report:
         svgs = _report_svgs(run, selection.steps, directory, formats, engine, progress, view, not_drawn)
-        note = selection.reason + "".join(f"; not drawn: {line}" for line in not_drawn)
+        note = what_was_drawn(selection, not_drawn) + "".join(f"; not drawn: {line}" for line in not_drawn)
         paths.append(write_report(run, directory / REPORT_FILE, svgs, note, view))
     return Report(selection, rows, paths, not_drawn)
 
@@ -126,6 +126,13 @@ def graph_break_lines(run: Run) -> list[str]:
     lines = [f"torch.compile split the code in {len(run.graph_breaks)} place(s) (graph breaks):"]
     return lines + [f"  {found.location}: {found.reason}" if found.reason else f"  {found.location}"
                     for found in run.graph_breaks]
+
+
+def what_was_drawn(selection: Selection, not_drawn: Sequence[str]) -> str:
+    """Which steps were chosen, said as drawn only when every picture of them was."""
+    if not not_drawn or not selection.reason.startswith("drew "):
+        return selection.reason
+    return "chose " + selection.reason.removeprefix("drew ") + f"; {len(not_drawn)} picture(s) not drawn"
 
 
 def summary(run: Run, report: Report, directory: Path, formats: Sequence[str]) -> str:
@@ -142,14 +149,16 @@ def summary(run: Run, report: Report, directory: Path, formats: Sequence[str]) -
         lines.append(f"the graph grows: step {last.step} carries {last.carried} node(s) over from earlier "
                      "steps (see growth.svg)")
     lines += graph_break_lines(run)
-    lines.append(report.selection.reason)
-    drawn = [f"step-{snapshots[i].step:04d}" for i in report.selection.steps]
+    lines.append(what_was_drawn(report.selection, report.not_drawn))
+    written = {path.stem for path in report.paths}
+    drawn = [f"step-{snapshots[i].step:04d}" for i in report.selection.steps
+             if f"step-{snapshots[i].step:04d}" in written]
     shown = ", ".join(drawn[:6]) + (f", … {drawn[-1]}" if len(drawn) > 6 else "")
     steps = f"{shown} ({', '.join(formats)}), " if drawn else ""
     lines.append(f"wrote {steps}{GROWTH_FILE} and {SESSION_FILE} to {directory}/")
     lines += [f"not drawn: {line}" for line in report.not_drawn]
     if report.not_drawn:
-        lines.append("every step is in session.json; without --full a picture is drawn within --budget nodes")
+        lines.append("every step is in session.json, and the report draws what it can on demand")
     if directory / REPORT_FILE in report.paths:
         lines.append(f"open {directory / REPORT_FILE} in a browser to step through the run")
     return "\n".join(lines) + "\n\n" + doctor_report(run.findings, run.script)

@@ -43,6 +43,8 @@ NETWORK = re.compile(r"(?i)\b(?:https?|ftp|wss?):|<link\b|<iframe\b|<object\b|<e
                      r"\bsrc=|url\(|//[a-z0-9-]+\.[a-z]{2,}")
 WAIT_READY = ("new Promise((done) => { const poll = () => document.documentElement && "
               "document.documentElement.dataset.ready ? done(true) : setTimeout(poll, 10); poll(); })")
+WAIT_DRAWN = ("new Promise((done) => { const poll = () => document.getElementById('gs-graph').dataset.drawing "
+              "? setTimeout(poll, 10) : done(true); setTimeout(poll, 10); })")
 
 
 class Browser:
@@ -391,7 +393,9 @@ def test_wrong_update_report_in_a_browser(browser, wrong_update_report, tmp_path
     moved = page.view_box()
     assert moved[0] < zoomed[0] and moved[1] < zoomed[1] and moved[2:] == zoomed[2:]  # dragged, same zoom
     page.key("0", 48)
-    assert page.view_box() == home
+    picture = (wrong_update_report / "step-0004.svg").read_text(encoding="utf-8")
+    whole = [float(v) for v in re.search(r'viewBox="([^"]+)"', picture).group(1).split()]
+    assert page.view_box() == whole  # fitted: the whole picture
     png = page.screenshot()
     (tmp_path / "wrong_update_retain.png").write_bytes(png)
     pixels = pixel_summary(browser, png)
@@ -434,12 +438,21 @@ def test_finding_link_shows_its_node(browser, tmp_path):
 
 
 @needs_browser
-def test_a_run_with_no_step_drawn_says_why_not_that_nothing_was_captured(browser, tmp_path):
+def test_steps_not_drawn_are_drawn_in_the_browser_and_an_empty_run_says_so(browser, tmp_path):
     run = sample_run()
     (tmp_path / REPORT_FILE).write_text(report_html(run, {}, "drew 0 of 2 step(s) (--steps 7)"), encoding="utf-8")
     page = Page(browser)
     page.open(tmp_path / REPORT_FILE)
-    assert page.text("gs-graph").startswith("No step was drawn (drew 0 of 2 step(s) (--steps 7))")
+    assert page.text("gs-selection") == "drew 0 of 2 step(s) (--steps 7)"
+    assert page.text("gs-note") == "(1 of 2; drawn in your browser)"
+    leaf = run[0].find("w")
+    assert page.hover(leaf.id)[".grad"] == labels.grad_value(leaf.grad)
+    page.key("ArrowRight", 39)
+    page.js(WAIT_DRAWN)
+    assert page.text("gs-step-label").startswith("step 1 ") and page.hover(leaf.id)["name"] == "w"
+    (tmp_path / "empty.html").write_text(report_html(Run([]), {}), encoding="utf-8")
+    page.open(tmp_path / "empty.html")
+    assert page.text("gs-graph").startswith("Nothing was captured")
     assert page.js("['gs-prev', 'gs-next', 'gs-slider', 'gs-view-changes']"
                    ".every((id) => document.getElementById(id).disabled)") is True
     assert page.problems() == []
@@ -528,6 +541,8 @@ def test_every_box_drawn_has_details(length):
     run = Run([graphscope.capture(y.sum(), names={"x": x})])
     page = report_of(run)
     step = json.loads(re.search(r'id="gs-step-0">(.*?)</script>', page).group(1))
-    drawn = set(re.findall(r'<g id="([^"]+)" class="node">', html.unescape(step["svg"])))
-    assert {i for i in drawn if not i.startswith("legend_")} == set(step["nodes"])
-    assert (len(step["nodes"]) < length) == (length > 150)  # a long chain is drawn folded
+    drawn = {i for i in re.findall(r'<g id="([^"]+)" class="node">', html.unescape(step["svg"]))
+             if not i.startswith("legend_")}
+    assert drawn <= set(step["nodes"])
+    assert (len(drawn) < length) == (length > 150) == ("graph" in step)  # a long chain is drawn folded...
+    assert set(step["nodes"]) == drawn | ({n.id for n in run[0].nodes} if length > 150 else set())  # ...and opens

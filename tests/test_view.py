@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import graphscope
 from graphscope import NodeKind
 from graphscope.renderers import to_svg
 from graphscope.renderers.dot import to_dot
-from graphscope.analysis.view import MAX_LEAF_USES, ViewOptions, readable
+from graphscope.analysis.spans import SPAN
+from graphscope.analysis.view import ViewOptions, readable
 
 from conftest import EXAMPLES, run_graphscope
 
@@ -142,8 +144,9 @@ def test_a_weight_shared_by_every_step_is_drawn_once_per_use():
     snap = graphscope.trace(h.sum(), names=cell)
     view = readable(snap)
     copies = [n for n in view.nodes if n.name and n.name.startswith("weight_hh (use ")]
-    assert len(copies) == 60 > MAX_LEAF_USES
-    assert any("drawn once per use" in note for note in view.notes)
+    assert len(copies) == 60
+    assert any(f"edges across more than {SPAN} ranks are drawn again beside each far use" in note
+               for note in view.notes)
     assert to_svg(snap).startswith(b"<?xml")
 
 
@@ -179,3 +182,10 @@ def test_each_module_call_is_its_own_box_made_when_its_ops_were(tmp_path):
     carried = [n for n in rnn_ops if n.carried_over(1)]
     box_ops = sorted(int(re.search(r"(\d+) ops", label).group(1)) for label in labels_by_path["model.rnn"])
     assert box_ops == sorted([len(carried), len(rnn_ops) - len(carried)])
+
+
+def test_a_boxed_view_keeps_the_steps_loss_scale_and_gradient_detail():
+    snap = dataclasses.replace(transformer_step(2), loss_scale=1024.0, gradients="leaves")
+    view = readable(snap, ViewOptions(depth=1))
+    assert view.of_kind("module")
+    assert (view.loss_scale, view.gradients) == (1024.0, "leaves")

@@ -1,24 +1,29 @@
-"""Readable views of large graphs: collapse deep modules, fold long chains, split shared leaves.
+"""Readable views of large graphs: collapse deep modules, fold long chains and repeated calls.
 
-A view is a Snapshot too (torch-free, deterministic), so every renderer draws it as it is.
-Graphs within the node budget are left untouched; above it, module calls deeper than a
-chosen depth become one box each, runs of the same op become one node (`× 997
-SubBackward0`), and a leaf used by many ops is drawn once per use (a weight shared by
-every step of an unrolled RNN otherwise makes the layout explode). What was hidden is
-said in the snapshot's notes, which the legend shows.
+A view is a Snapshot too (torch-free, deterministic), so every renderer draws it as it is;
+a `View` also says what each module box stands for (its ops, its parameters). Graphs within
+the node budget are drawn whole; above it, module calls deeper than a chosen depth become
+one box each, runs of the same op become one node (`× 997 SubBackward0`), and identical calls
+in a row become one box (`× 20 cell`). At any size a leaf whose edges would cross many ranks
+is drawn once per use (a weight shared by every step of an unrolled RNN otherwise makes the
+layout explode), and no view is handed to Graphviz that it cannot lay out in seconds: the
+most detailed one that can is drawn instead. What was hidden is said in the notes.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import Iterator
 
+from graphscope.analysis.boxes import Box, View, as_view, remap
+from graphscope.analysis.repeats import fold_repeats
+from graphscope.analysis.spans import layout_cost, note, split_long_edges
 from graphscope.errors import GraphscopeError
 from graphscope.model import Edge, Node, NodeKind, Snapshot
 
 DEFAULT_BUDGET = 150
 MIN_CHAIN = 4
-MAX_LEAF_USES = 8
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ def _at_least_one(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _depth(path: str | None) -> int:
+def module_depth(path: str | None) -> int:
     """Number of components of a module path (`model.layers.0` -> 3)."""
     return 0 if not path else path.count(".") + 1
 
@@ -68,7 +73,7 @@ def _homes(snapshot: Snapshot, depth: int) -> dict[str, tuple]:
     hide its op and show nothing more, so is a call of one op and its parameter."""
     target = {
         node.id: (_prefix(node.module, depth), _call_at(node, depth))
-        for node in snapshot.nodes if node.module and _depth(node.module) >= depth
+        for node in snapshot.nodes if node.module and module_depth(node.module) >= depth
     }
     ops = Counter(target.values())
     for node in snapshot.of_kind(NodeKind.LEAF):
@@ -86,7 +91,7 @@ def _visible_at(snapshot: Snapshot, depth: int) -> int:
 
 def choose_depth(snapshot: Snapshot, budget: int) -> int | None:
     """The deepest module level whose collapsed view fits the budget (None: no modules)."""
-    deepest = max((_depth(n.module) for n in snapshot.nodes), default=0)
+    deepest = max((module_depth(n.module) for n in snapshot.nodes), default=0)
     if deepest == 0:
         return None
     for depth in range(deepest, 0, -1):
@@ -120,30 +125,17 @@ def _module_node(box_id: str, path: str, calls: tuple | None, members: list[Node
                 calls=calls)
 
 
-def _remap(snapshot: Snapshot, target: dict[str, str], extra: list[Node]) -> Snapshot:
-    """Replace nodes by their stand-ins; drop edges inside a stand-in; merge parallel edges
-    (an edge keeps its gradient only when it is the one edge between its two boxes)."""
-    nodes, placed = [], set()
-    extra_by_id = {n.id: n for n in extra}
-    for node in snapshot.nodes:
-        new_id = target.get(node.id, node.id)
-        if new_id not in placed:
-            placed.add(new_id)
-            nodes.append(extra_by_id.get(new_id, node))
-    pairs = [(target.get(e.source, e.source), target.get(e.target, e.target)) for e in snapshot.edges]
-    count: dict[tuple[str, str], int] = {}
-    for pair in pairs:
-        count[pair] = count.get(pair, 0) + 1
-    edges, seen = [], set()
-    for edge, pair in zip(snapshot.edges, pairs):
-        if pair[0] == pair[1] or pair in seen:
-            continue
-        seen.add(pair)
-        edges.append(Edge(*pair, edge.grad if count[pair] == 1 else None))
-    return replace(snapshot, nodes=tuple(nodes), edges=tuple(edges))
+def _inside(snapshot: Snapshot, homes: dict[str, tuple]) -> dict[tuple, list[Edge]]:
+    """The edges between two nodes of the same box, by box."""
+    inside: dict[tuple, list[Edge]] = {}
+    for edge in snapshot.edges:
+        box = homes.get(edge.source)
+        if box is not None and homes.get(edge.target) == box:
+            inside.setdefault(box, []).append(edge)
+    return inside
 
 
-def collapse_modules(snapshot: Snapshot, depth: int) -> Snapshot:
+def collapse_modules(snapshot: Snapshot, depth: int) -> View:
     """Every module call at `depth` becomes one box, with the parameters only it uses."""
     homes = _homes(snapshot, depth)
     ids = _box_ids(homes, snapshot)
@@ -152,11 +144,14 @@ def collapse_modules(snapshot: Snapshot, depth: int) -> Snapshot:
     for node in snapshot.nodes:
         if node.id in homes:
             members.setdefault(homes[node.id], []).append(node)
+    inside = _inside(snapshot, homes)
     boxes = [_module_node(ids[box], box[0], box[1], nodes, snapshot.step) for box, nodes in members.items()]
-    view = _remap(snapshot, target, boxes)
+    stands_for = {ids[box]: Box(tuple(nodes), tuple(inside.get(box, ())), (box[0],)) for box, nodes in members.items()}
+    view = remap(as_view(snapshot, stands_for),
+                  target, boxes)
     if boxes:
-        view = _note(view, f"view: {len(target)} nodes inside {len(boxes)} module call(s) at depth {depth} "
-                           "are drawn as one box each")
+        view = note(view, f"view: {len(target)} nodes inside {len(boxes)} module call(s) at depth {depth} "
+                          "are drawn as one box each")
     return view
 
 
@@ -195,54 +190,89 @@ def fold_chains(snapshot: Snapshot) -> Snapshot:
         first = snapshot[run[0]]
         folded.append(first._replace(folded=len(run)))
         target.update({node_id: first.id for node_id in run})
-    view = _remap(snapshot, target, folded)
+    view = remap(snapshot, target, folded)
     if folded:
-        view = _note(view, f"view: {len(target)} nodes in {len(folded)} chain(s) of one op are folded "
-                           "(× N on the node)")
+        view = note(view, f"view: {len(target)} nodes in {len(folded)} chain(s) of one op are folded "
+                          "(× N on the node)")
     return view
 
 
-def split_shared_leaves(snapshot: Snapshot) -> Snapshot:
-    """A leaf used by more than MAX_LEAF_USES ops is drawn once per use."""
-    shared = {n.id for n in snapshot.of_kind(NodeKind.LEAF) if len(snapshot.users_of(n.id)) > MAX_LEAF_USES}
-    if not shared:
-        return snapshot
-    nodes = []
-    for node in snapshot.nodes:
-        if node.id not in shared:
-            nodes.append(node)
-            continue
-        count = len(snapshot.users_of(node.id))
-        nodes += [node._replace(id=f"{node.id}~{k}", name=f"{node.title} (use {k + 1} of {count})")
-                  for k in range(count)]
-    edges, uses = [], {leaf: 0 for leaf in shared}
-    for edge in snapshot.edges:
-        if edge.source in shared:
-            use = uses[edge.source]
-            uses[edge.source] = use + 1
-            edge = edge._replace(source=f"{edge.source}~{use}")
-        edges.append(edge)
-    view = replace(snapshot, nodes=tuple(nodes), edges=tuple(edges))
-    return _note(view, f"view: {len(shared)} leaf tensor(s) used more than {MAX_LEAF_USES} times are "
-                       "drawn once per use")
+@dataclass(frozen=True)
+class _Level:
+    """One view to try: modules collapsed at `depth` (None: none), chains of one op folded
+    or not; then, for collapsed modules, the same with identical calls in a row folded."""
+
+    depth: int | None
+    chains: bool = True
 
 
-def _note(snapshot: Snapshot, text: str) -> Snapshot:
-    """The snapshot with one more note."""
-    return replace(snapshot, notes=(*snapshot.notes, text))
+def _levels(snapshot: Snapshot, options: ViewOptions) -> list[_Level]:
+    """The views to try, most detailed first: what the options ask for, then coarser ones."""
+    deepest = max((module_depth(n.module) for n in snapshot.nodes), default=0)
+    depths: list[int | None] = list(range(deepest, 0, -1)) or [None]
+    if options.depth is not None:
+        depths = [options.depth, *range(min(options.depth - 1, deepest), 0, -1)]
+    first = []
+    if options.full:
+        first = [_Level(None, chains=False), _Level(None)] if deepest else [_Level(None, chains=False)]
+    elif options.depth is None and len(snapshot.nodes) <= options.budget:
+        first = [_Level(None, chains=False)]
+    return first + [_Level(depth) for depth in depths]
+
+
+def _candidates(snapshot: Snapshot, options: ViewOptions) -> Iterator[Snapshot]:
+    """Each view to try (before long edges are split), most detailed first."""
+    for level in _levels(snapshot, options):
+        view = snapshot if level.depth is None else collapse_modules(snapshot, level.depth)
+        view = fold_chains(view) if level.chains else view
+        yield view
+        folded = fold_repeats(view) if level.depth is not None else view
+        if folded is not view:
+            yield folded
+
+
+def _drawable(view: Snapshot) -> Snapshot | None:
+    """The view with its long edges split (leaves first, then any node) if that makes it
+    quick to lay out; None when it is still too big."""
+    for drawn in (split_long_edges(view), split_long_edges(view, leaves_only=False)):
+        if layout_cost(drawn).fits():
+            return drawn
+    return None
+
+
+def _explained(snapshot: Snapshot, view: Snapshot, options: ViewOptions, fallback: bool) -> Snapshot:
+    """The view with notes on what it hides and, when the options asked for more, why."""
+    if fallback and (options.full or options.depth is not None):
+        asked = "--full" if options.full else f"--depth {options.depth}"
+        view = note(view, f"{asked}: that picture ({layout_cost(snapshot)}) would take too long to lay "
+                          "out; this is the most detailed view that can be laid out in seconds")
+    hidden = any(n.kind is NodeKind.MODULE or n.folded for n in view.nodes)
+    if hidden and not options.full:
+        view = note(view, f"view: {len(snapshot.nodes)} nodes drawn as {len(view.nodes)}; "
+                          "--full draws every node")
+    return view
+
+
+def _within(view: Snapshot, drawn: Snapshot, snapshot: Snapshot, options: ViewOptions) -> bool:
+    """True when a view keeps to the node budget: a graph within it is drawn whole, weights
+    beside each use included; a summary of a bigger one counts those copies too (a hundred
+    calls of a cell with four weights beside each is no summary)."""
+    if options.full or options.depth is not None:
+        return True
+    return len(view.nodes) <= options.budget and (view is snapshot or len(drawn.nodes) <= options.budget)
 
 
 def readable(snapshot: Snapshot, options: ViewOptions = ViewOptions()) -> Snapshot:
-    """The view drawn by default: the graph itself when it fits the budget, else a summary of it."""
-    if options.full or (options.depth is None and len(snapshot.nodes) <= options.budget):
-        return snapshot
-    view = snapshot
-    depth = options.depth if options.depth is not None else choose_depth(snapshot, options.budget)
-    if depth is not None:
-        view = collapse_modules(view, depth)
-    view = fold_chains(view)
-    view = split_shared_leaves(view)
-    if len(view.nodes) != len(snapshot.nodes):
-        view = _note(view, f"view: {len(snapshot.nodes)} nodes drawn as {len(view.nodes)}; "
-                           "--full draws every node")
-    return view
+    """The view drawn: the most detailed one within the node budget (or at the depth, or in
+    full, as the options ask) that Graphviz can lay out in seconds; the snapshot itself when
+    it fits whole. The coarsest view when none fits the budget, as it is when none can be
+    laid out in time (the renderer then says so instead of trying)."""
+    view: Snapshot = snapshot
+    for number, view in enumerate(_candidates(snapshot, options)):
+        if not options.full and options.depth is None and len(view.nodes) > options.budget:
+            continue
+        drawn = _drawable(view)
+        if drawn is not None and _within(view, drawn, snapshot, options):
+            return _explained(snapshot, drawn, options, number > 0)
+    drawn = _drawable(view)
+    return _explained(snapshot, view if drawn is None else drawn, options, True)

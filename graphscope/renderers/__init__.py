@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from graphscope.errors import GraphscopeError
+from graphscope.analysis.spans import layout_cost
+from graphscope.errors import GraphscopeError, LayoutError
 from graphscope.files import check_file_target, write_atomic
 from graphscope.model import Finding, Snapshot
 from graphscope.analysis.diff import SnapshotDiff
-from graphscope.renderers.diffdot import diff_to_dot
+from graphscope.renderers.diffdot import diff_to_dot, drawable_union
 from graphscope.renderers.dot import to_dot
 from graphscope.renderers.engine import DEFAULT_TIMEOUT, choose_engine, layout
 from graphscope.renderers.text import text_tree
@@ -26,11 +27,22 @@ def pictured(snapshot: Snapshot, view: ViewOptions = ViewOptions()) -> Snapshot:
     return readable(unscaled(snapshot), view)
 
 
+def picture_dot(snapshot: Snapshot, view: ViewOptions = ViewOptions(), findings: Sequence[Finding] = ()) -> str:
+    """DOT text of the view a picture of the snapshot shows; a LayoutError at once, instead of
+    a layout that would run out of time, when not even the coarsest view can be laid out."""
+    shown = pictured(snapshot, view)
+    cost = layout_cost(shown)
+    if not cost.fits():
+        raise LayoutError(f"too big to lay out in time even as a view ({cost}); the JSON and "
+                          "session.json hold every node")
+    return to_dot(shown, findings)
+
+
 def to_svg(snapshot: Snapshot, engine: str = "embedded", timeout: float | None = DEFAULT_TIMEOUT,
            view: ViewOptions = ViewOptions(), findings: Sequence[Finding] = ()) -> bytes:
     """SVG bytes of a snapshot, in its readable view (large graphs are summarised), with the
     doctor's findings about it as badges."""
-    return layout(to_dot(pictured(snapshot, view), findings), "svg", engine, timeout)
+    return layout(picture_dot(snapshot, view, findings), "svg", engine, timeout)
 
 
 def to_bytes(snapshot: Snapshot, fmt: str, engine: str = "embedded",
@@ -45,7 +57,7 @@ def to_bytes(snapshot: Snapshot, fmt: str, engine: str = "embedded",
     if fmt == "txt":
         return (text_tree(unscaled(snapshot)) + "\n").encode("utf-8")
     if fmt in ("svg", "png", "pdf"):
-        return layout(to_dot(pictured(snapshot, view), findings), fmt, engine, timeout)
+        return layout(picture_dot(snapshot, view, findings), fmt, engine, timeout)
     raise GraphscopeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -86,6 +98,7 @@ def write_diff(change: SnapshotDiff, path: Path, fmt: str | None = None, engine:
                timeout: float | None = DEFAULT_TIMEOUT) -> Path:
     """Write the picture of a diff (svg, png, pdf or dot) atomically."""
     chosen = check_diff_output(path, fmt, engine)
-    source = diff_to_dot(change)
-    data = source.encode("utf-8") if chosen == "dot" else layout(source, chosen, engine, timeout)
+    if chosen == "dot":
+        return write_atomic(path, diff_to_dot(change).encode("utf-8"))
+    data = layout(diff_to_dot(change, drawable_union(change)), chosen, engine, timeout)
     return write_atomic(path, data)

@@ -7,79 +7,71 @@ Every user-provided string is escaped, so names cannot break the DOT or the SVG.
 from __future__ import annotations
 
 import math
-import textwrap
 from typing import Iterable, Sequence
 
-from graphscope.model import SEVERITIES, Edge, Finding, GradStat, Node, NodeKind, Snapshot, accumulated
+from graphscope.analysis.boxes import Box, box_of
+from graphscope.model import Edge, Finding, GradStat, Node, NodeKind, Snapshot, accumulated
+from graphscope.numbers import number
 from graphscope.renderers import labels
+from graphscope.renderers.dottext import LeftText, attributes, quote
+from graphscope.renderers.legend import PACKING, edge_rows, joined, legend, node_rows, text_lines
+from graphscope.renderers.styles import NONFINITE_COLOR, Look, look
 
 FONT = "Helvetica"
 PEN_MIN, PEN_MAX = 1.0, 5.0
-NONFINITE_COLOR = "#d32f2f"
-
-STYLE = {
-    NodeKind.FUNCTION: {"shape": "box", "style": "rounded,filled", "fillcolor": "#f5f5f5", "color": "#9e9e9e"},
-    NodeKind.LEAF: {"shape": "box", "style": "filled", "fillcolor": "#c8e6c9", "color": "#2e7d32"},
-    NodeKind.TENSOR: {"shape": "box", "style": "filled,dashed", "fillcolor": "#eceff1", "color": "#607d8b"},
-    NodeKind.OUTPUT: {"shape": "box", "style": "filled", "fillcolor": "#ffe082", "color": "#ff8f00"},
-    NodeKind.SAVED: {"shape": "note", "style": "filled,dashed", "fillcolor": "#fff3e0", "color": "#ef6c00"},
-    NodeKind.MODULE: {"shape": "box3d", "style": "filled", "fillcolor": "#e8eaf6", "color": "#3949ab"},
-    NodeKind.COMPILED: {"shape": "box", "style": "rounded,filled", "peripheries": "2", "fillcolor": "#e0f2f1",
-                        "color": "#00796b"},
-}
-RETAINED = {"style": "filled", "fillcolor": "#bbdefb", "color": "#1565c0", "penwidth": "2"}
-CARRIED = {"fillcolor": "#ffccbc", "color": "#d84315"}
-
-LEGEND = (
-    (NodeKind.LEAF, "leaf tensor: receives .grad"),
-    (NodeKind.TENSOR, "non-leaf tensor: .grad not stored"),
-    ("retained", "non-leaf with retain_grad(): .grad stored"),
-    (NodeKind.OUTPUT, "output: backward starts here"),
-    (NodeKind.FUNCTION, "backward function"),
-    (NodeKind.SAVED, "tensor saved for backward"),
-    (NodeKind.MODULE, "one module call, collapsed (its ops inside)"),
-    (NodeKind.COMPILED, "torch.compile region: its backward graph inside"),
-)
+MAX_PARAMETER_LINES = 6
 
 
-def quote(text: str) -> str:
-    """A DOT double-quoted string; `&` is escaped so Graphviz never reads an entity from a name."""
-    escaped = (
-        text.replace("&", "&amp;").replace("\\", "\\\\").replace('"', '\\"')
-        .replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
-    )
-    return f'"{escaped}"'
+def _parameter_line(name: str, leaves: list[Node], call: str) -> str:
+    """`weight (64, 32) .grad ‖0.0213‖`; the range of norms for a parameter of each of several calls."""
+    stats = [leaf.grad_step if call == "grad" else leaf.grad for leaf in leaves]
+    text = f"{name} {labels.shape(leaves[0].shape)} " + ("grad() computed" if call == "grad" else ".grad")
+    known = [stat for stat in stats if stat is not None]
+    if not known:
+        text = f"{name} {labels.shape(leaves[0].shape)} no .grad"
+    elif len(stats) == 1:
+        text += f" {labels.grad_value(known[0])}"
+    else:
+        norms = [stat.norm for stat in known]
+        text += f" ‖{number(min(norms))}‖ … ‖{number(max(norms))}‖ in {len(known)} calls"
+    if any(accumulated(leaf, call) for leaf in leaves):
+        text += " (accumulated)"
+    return text
 
 
-def attributes(attrs: dict[str, str]) -> str:
-    """`[a="1", b="2"]` with keys sorted, so output never depends on insertion order."""
-    return "[" + ", ".join(f"{key}={quote(attrs[key])}" for key in sorted(attrs)) + "]"
+def parameter_lines(box: Box, call: str = "backward") -> list[str]:
+    """A line per parameter of a module box (one per name within the call, for a box of
+    several calls), at most MAX_PARAMETER_LINES."""
+    named: dict[str, list[Node]] = {}
+    for leaf in box.leaves:
+        named.setdefault(box.local_name(leaf), []).append(leaf)
+    lines = [_parameter_line(name, leaves, call) for name, leaves in named.items()]
+    if len(lines) > MAX_PARAMETER_LINES:
+        more = len(lines) - MAX_PARAMETER_LINES + 1
+        lines = lines[:MAX_PARAMETER_LINES - 1] + [f"… {more} more parameters"]
+    return lines
 
 
-def _node_style(node: Node, step: int, call: str = "backward") -> dict[str, str]:
-    """Fill, border and shape for a node; retained, carried-over and NaN/Inf nodes stand out."""
-    style = dict(STYLE[node.kind])
-    if node.kind is NodeKind.TENSOR and node.retains_grad:
-        style.update(RETAINED)
-    if node.carried_over(step):
-        style.update(CARRIED)
-    if labels.nonfinite(node.grad) or labels.nonfinite(node.grad_step):
-        style.update({"color": NONFINITE_COLOR, "penwidth": "3", "fontcolor": NONFINITE_COLOR})
-    elif accumulated(node, call):
-        style.update({"penwidth": "3", "color": "#6a1b9a"})
-    return style
+def _module_lines(node: Node, box: Box | None, call: str) -> list[str]:
+    """A module box: its path (× N for identical calls in a row), its ops, its parameters."""
+    calls = len(box.paths) if box else 1
+    ops = f"{node.folded} op" + ("" if node.folded == 1 else "s")
+    if calls > 1:
+        return [f"× {calls} {node.name}", f"{ops}, {node.folded // calls} per call", *parameter_lines(box, call)]
+    return [node.name or node.id, ops, *(parameter_lines(box, call) if box else ())]
 
 
 _CALLS = (NodeKind.FUNCTION, NodeKind.COMPILED)
 
 
-def node_label(node: Node, step: int, call: str = "backward") -> str:
-    """The lines drawn inside a node."""
+def node_label(node: Node, step: int, call: str = "backward", box: Box | None = None) -> str:
+    """The lines drawn inside a node (`box`: what a module box stands for)."""
     if node.kind is NodeKind.MODULE:
-        lines = [node.name or node.id, f"{node.folded} op" + ("" if node.folded == 1 else "s")]
+        lines = _module_lines(node, box, call)
     elif node.kind in _CALLS:
+        title = node.name or node.op or node.id
         lines = labels.region_lines(node) if node.kind is NodeKind.COMPILED else [
-            f"× {node.folded} {node.op}" if node.folded else node.op or node.id]
+            f"× {node.folded} {title}" if node.folded else title]
         if node.carried_over(step):
             lines.append(f"from step {node.first_step}")
     else:
@@ -95,10 +87,13 @@ def node_label(node: Node, step: int, call: str = "backward") -> str:
     return "\n".join(lines)
 
 
-def node_tooltip(node: Node) -> str:
+def node_tooltip(node: Node, box: Box | None = None) -> str:
     """Everything known about a node, shown when hovering it in the SVG."""
     lines = [f"{node.title} ({node.id})"]
-    if node.kind is NodeKind.MODULE:
+    if node.kind is NodeKind.MODULE and box and len(box.paths) > 1:
+        lines.append(f"{len(box.paths)} identical calls in a row ({box.paths[0]} … {box.paths[-1]}), drawn as "
+                     f"one box: {node.folded} ops inside")
+    elif node.kind is NodeKind.MODULE:
         lines.append(f"one call of module {node.name}, drawn as one box: {node.folded} ops inside")
     elif node.kind is NodeKind.FUNCTION:
         lines.append(f"backward function {node.op}" + (f", {node.folded} in a row" if node.folded else ""))
@@ -162,79 +157,18 @@ def edge_attributes(edge: Edge, snapshot: Snapshot, scale: tuple[float, float] |
     return attrs
 
 
-def _legend_entries(snapshot: Snapshot) -> list[tuple[str, dict[str, str]]]:
-    """(text, style) for each legend line: the node kinds present, then the edge scale."""
-    kinds = {node.kind for node in snapshot.nodes if not (node.kind is NodeKind.TENSOR and node.retains_grad)}
-    retained = any(n.retains_grad and n.kind is not NodeKind.LEAF for n in snapshot.nodes)
-    entries = []
-    for key, text in LEGEND:
-        if key == "retained":
-            if retained:
-                entries.append((text, {**STYLE[NodeKind.TENSOR], **RETAINED}))
-        elif key in kinds:
-            entries.append((text, dict(STYLE[key])))
-    if any(n.carried_over(snapshot.step) for n in snapshot.nodes):
-        entries.append(("carried over: made in an earlier step, still in this graph",
-                        {**STYLE[NodeKind.FUNCTION], **CARRIED}))
-    if any(accumulated(n, snapshot.call) for n in snapshot.nodes):
-        entries.append(("purple border: .grad accumulated over steps",
-                        {**STYLE[NodeKind.LEAF], "color": "#6a1b9a", "penwidth": "3"}))
-    plain = {"shape": "plaintext", "style": "solid"}
-    scale = _magnitude_range(snapshot.edges)
-    if scale is not None:
-        low, high = (labels.number(10 ** v) for v in scale)
-        entries.append((f"edge label: gradient that flowed back\nedge width: log ‖grad‖, "
-                        f"{low} thin … {high} thick", plain))
-    if any(labels.nonfinite(e.grad) for e in snapshot.edges):
-        entries.append(("red: gradient with NaN/Inf", {**plain, "fontcolor": NONFINITE_COLOR}))
-    entries.extend((textwrap.fill(f"note: {note}", 72), plain) for note in snapshot.notes)
-    return entries
-
-
-FINDING_COLOR = {"error": "#c62828", "warning": "#ef6c00", "info": "#1565c0"}
-
-
 def step_findings(snapshot: Snapshot, findings: Sequence[Finding]) -> list[Finding]:
     """The doctor's findings about this step, in their order."""
     return [f for f in findings if f.step == snapshot.step]
 
 
 def badge(attrs: dict[str, str], findings: Sequence[Finding]) -> dict[str, str]:
-    """A node's attributes with a `⚠ rule` line per finding about it and a border in the worst colour."""
+    """A node's attributes with a `⚠ rule` line per finding about it (its border is the worst one's colour)."""
     if not findings:
         return attrs
-    worst = max(findings, key=lambda f: SEVERITIES.index(f.severity))
     label = attrs["label"] + "".join(f"\n⚠ {f.rule}" for f in findings)
     tooltip = attrs["tooltip"] + "".join(f"\n⚠ {f.rule}: {f.message}" for f in findings)
-    color = FINDING_COLOR[worst.severity]
-    return {**attrs, "label": label, "tooltip": tooltip, "color": color, "fontcolor": color, "penwidth": "3"}
-
-
-def finding_entries(findings: Sequence[Finding]) -> list[tuple[str, dict[str, str]]]:
-    """Legend lines for the findings of a step: rule, severity, where, and the explanation."""
-    entries = []
-    for finding in findings:
-        where = f" at {finding.location}" if finding.location else ""
-        text = f"⚠ {finding.rule} ({finding.severity}){where}\n" + textwrap.fill(finding.message, 72)
-        entries.append((text, {"shape": "plaintext", "style": "solid", "fontcolor": FINDING_COLOR[finding.severity]}))
-    return entries
-
-
-def legend(snapshot: Snapshot, findings: Sequence[Finding] = ()) -> list[str]:
-    """DOT lines of a legend cluster: one styled sample node per line, stacked top to bottom,
-    then the doctor's findings about this step."""
-    lines = ["  subgraph cluster_legend {",
-             "    " + attributes({"color": "#bdbdbd", "fontsize": "10", "label": "legend",
-                                  "labeljust": "l", "style": "rounded"}).replace("[", "graph [", 1) + ";"]
-    names = []
-    for i, (text, style) in enumerate(_legend_entries(snapshot) + finding_entries(step_findings(snapshot, findings))):
-        name = f"legend_{i}"
-        names.append(quote(name))
-        lines.append(f"    {quote(name)} {attributes({**style, 'id': name, 'label': text, 'tooltip': text})};")
-    if len(names) > 1:
-        lines.append("    " + " -> ".join(names) + ' [style="invis"];')
-    lines.append("  }")
-    return lines
+    return {**attrs, "label": label, "tooltip": tooltip}
 
 
 def title(snapshot: Snapshot) -> str:
@@ -243,6 +177,7 @@ def title(snapshot: Snapshot) -> str:
 
 
 _CLUSTERED = (NodeKind.FUNCTION, NodeKind.MODULE)
+CLUSTER = {"color": "#c5cae9", "fontcolor": "#3949ab", "fontsize": "9", "labeljust": "l", "style": "rounded"}
 
 
 def _cluster_tree(snapshot: Snapshot) -> dict[str, list[str]]:
@@ -259,14 +194,13 @@ def _cluster_lines(paths: list[str], members: dict[str, list[str]], statements: 
     """Nested `subgraph cluster_…` blocks, one per module path, parents around children."""
     lines: list[str] = []
     open_paths: list[str] = []
-    for number, path in enumerate(sorted(paths, key=lambda p: (p.split("."),))):
+    for index, path in enumerate(sorted(paths, key=lambda p: (p.split("."),))):
         while open_paths and not path.startswith(open_paths[-1] + "."):
             open_paths.pop()
             lines.append("  " * (len(open_paths) + 1) + "}")
         indent = "  " * (len(open_paths) + 1)
-        lines.append(f"{indent}subgraph {quote(f'cluster_{number}')} {{")
-        lines.append(f"{indent}  graph " + attributes({"color": "#c5cae9", "fontcolor": "#3949ab", "fontsize": "9",
-                                                     "label": path, "labeljust": "l", "style": "rounded"}) + ";")
+        lines.append(f"{indent}subgraph {quote(f'cluster_{index}')} {{")
+        lines.append(f"{indent}  graph " + attributes({**CLUSTER, "label": path}) + ";")
         lines.extend(f"{indent}  {statements.pop(node_id)}" for node_id in members.get(path, ()))
         open_paths.append(path)
     while open_paths:
@@ -284,33 +218,58 @@ def _module_paths(members: dict[str, list[str]]) -> list[str]:
     return list(paths)
 
 
+def looks(snapshot: Snapshot, about: Sequence[Finding]) -> dict[str, tuple[Look, list[Finding]]]:
+    """Each node's look and the findings (of this step) about it."""
+    shown = {}
+    for node in snapshot.nodes:
+        concerning = [f for f in about if node.id in f.nodes]
+        shown[node.id] = (look(node, snapshot.step, snapshot.call, concerning), concerning)
+    return shown
+
+
+def node_attributes(node: Node, snapshot: Snapshot, shown: Look, findings: Sequence[Finding]) -> dict[str, str]:
+    """A node's DOT attributes: its look, label and tooltip, badged with the findings about it."""
+    box = box_of(snapshot, node.id)
+    attrs = {**shown.attrs, "id": node.id, "label": node_label(node, snapshot.step, snapshot.call, box),
+             "tooltip": node_tooltip(node, box)}
+    return badge(attrs, findings)
+
+
+def _label(snapshot: Snapshot, unplaced: Sequence[Finding]) -> str:
+    """The title, then the findings about no drawn node and the notes, left-aligned."""
+    return LeftText("\n".join([title(snapshot), *text_lines(snapshot, unplaced)]))
+
+
+GRAPH = {"fontname": FONT, "fontsize": "12", "labeljust": "l", "labelloc": "t", "nodesep": "0.3",
+         "rankdir": "TB", "ranksep": "0.35"}
+DEFAULTS = ("  node " + attributes({"fontname": FONT, "fontsize": "10", "height": "0.3", "margin": "0.08,0.04"}) + ";",
+            "  edge " + attributes({"fontname": FONT, "fontsize": "9"}) + ";")
+
+
+def header(graph_attrs: dict[str, str]) -> list[str]:
+    """The first lines of a picture's DOT: the graph's attributes and every node's and edge's defaults."""
+    return ["digraph graphscope {", "  graph " + attributes({**GRAPH, **graph_attrs}) + ";", *DEFAULTS]
+
+
 def to_dot(snapshot: Snapshot, findings: Sequence[Finding] = ()) -> str:
     """The DOT source of a snapshot, byte-identical for the same snapshot; `findings` (the
-    doctor's, for any step) badge the nodes of this step they concern and join the legend."""
+    doctor's, for any step) badge the nodes of this step they concern and join the legend,
+    which lists only the fills, borders and edges the picture has."""
     scale = _magnitude_range(snapshot.edges)
-    graph_attrs = {"fontname": FONT, "fontsize": "12", "label": title(snapshot), "labeljust": "l",
-                   "labelloc": "t", "nodesep": "0.3", "rankdir": "TB", "ranksep": "0.35",
-                   "tooltip": title(snapshot)}
-    lines = [
-        "digraph graphscope {",
-        "  graph " + attributes(graph_attrs) + ";",
-        "  node " + attributes({"fontname": FONT, "fontsize": "10", "height": "0.3", "margin": "0.08,0.04"}) + ";",
-        "  edge " + attributes({"fontname": FONT, "fontsize": "9"}) + ";",
-    ]
-    statements = {}
     about = step_findings(snapshot, findings)
-    for node in snapshot.nodes:
-        attrs = {**_node_style(node, snapshot.step, snapshot.call), "id": node.id,
-                 "label": node_label(node, snapshot.step, snapshot.call),
-                 "tooltip": node_tooltip(node)}
-        attrs = badge(attrs, [f for f in about if node.id in f.nodes])
-        statements[node.id] = f"{quote(node.id)} {attributes(attrs)};"
+    shown = looks(snapshot, about)
+    placed = [any(node_id in snapshot for node_id in f.nodes) for f in about]
+    lines = header({"label": _label(snapshot, [f for f, p in zip(about, placed) if not p]),
+                    "tooltip": title(snapshot), **PACKING})
+    statements = {node.id: f"{quote(node.id)} {attributes(node_attributes(node, snapshot, *shown[node.id]))};"
+                  for node in snapshot.nodes}
     members = _cluster_tree(snapshot)
     clusters = _cluster_lines(_module_paths(members), members, statements)
     lines.extend(f"  {statement}" for statement in statements.values())
     lines.extend(clusters)
     for edge in snapshot.edges:
         lines.append(f"  {quote(edge.source)} -> {quote(edge.target)} {attributes(edge_attributes(edge, snapshot, scale))};")
-    lines.extend(legend(snapshot, findings))
+    rows = node_rows([lk for lk, _ in shown.values()], [f for f, p in zip(about, placed) if p])
+    lines.extend(joined(snapshot) + legend(rows + edge_rows(snapshot.edges, scale)))
     lines.append("}")
     return "\n".join(lines) + "\n"

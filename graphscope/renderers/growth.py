@@ -9,6 +9,7 @@ from graphscope.analysis.growth import GrowthRow
 from graphscope.numbers import size_text
 
 WIDTH, HEIGHT, MARGIN = 640, 260, 48
+TICKS = 6
 
 
 def growth_table(rows: Sequence[GrowthRow], limit: int = 12) -> str:
@@ -36,11 +37,25 @@ def _points(rows: Sequence[GrowthRow], values: Sequence[int], top: int) -> str:
     )
 
 
+def _step_ticks(rows: Sequence[GrowthRow]) -> list[str]:
+    """SVG for up to TICKS step numbers along the x axis, evenly spread, the first and last included."""
+    if not rows:
+        return []
+    span = max(len(rows) - 1, 1)
+    positions = sorted({round(k * (len(rows) - 1) / (TICKS - 1)) for k in range(TICKS)})
+    parts = []
+    for i in positions:
+        x = MARGIN + (WIDTH - 2 * MARGIN) * i / span
+        parts.append(f'<line x1="{x:.1f}" y1="{HEIGHT - MARGIN}" x2="{x:.1f}" y2="{HEIGHT - MARGIN + 4}" stroke="#9e9e9e"/>')
+        parts.append(f'<text x="{x:.1f}" y="{HEIGHT - MARGIN + 16}" text-anchor="middle">{rows[i].step}</text>')
+    parts.append(f'<text x="{WIDTH / 2:.0f}" y="{HEIGHT - MARGIN + 32}" text-anchor="middle">step</text>')
+    return parts
+
+
 def growth_svg(rows: Sequence[GrowthRow], title: str = "graph size per step") -> str:
     """A self-contained SVG line chart of nodes and carried-over nodes per step, and, when the
     carried nodes hold saved tensors, those bytes on a scale of their own (its top on the right)."""
     top = max([r.nodes for r in rows] + [1])
-    first, last = (rows[0].step, rows[-1].step) if rows else (0, 0)
     series = (("nodes", "#1565c0", [r.nodes for r in rows]), ("carried over", "#d84315", [r.carried for r in rows]))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
@@ -51,8 +66,7 @@ def growth_svg(rows: Sequence[GrowthRow], title: str = "graph size per step") ->
         f'<line x1="{MARGIN}" y1="{MARGIN}" x2="{MARGIN}" y2="{HEIGHT - MARGIN}" stroke="#9e9e9e"/>',
         f'<text x="{MARGIN - 6}" y="{MARGIN + 4}" text-anchor="end">{top}</text>',
         f'<text x="{MARGIN - 6}" y="{HEIGHT - MARGIN + 4}" text-anchor="end">0</text>',
-        f'<text x="{MARGIN}" y="{HEIGHT - MARGIN + 16}" text-anchor="middle">step {first}</text>',
-        f'<text x="{WIDTH - MARGIN}" y="{HEIGHT - MARGIN + 16}" text-anchor="middle">step {last}</text>',
+        *_step_ticks(rows),
     ]
     held = max((r.held for r in rows), default=0)
     if held:

