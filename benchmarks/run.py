@@ -1,12 +1,14 @@
 """Run the benchmark suite: `python -m benchmarks.run` writes benchmarks/results.md.
 
 `--quick` is a smoke run (small graphs, short limits, one turn per script) that prints
-its tables instead of writing the results file.
+its tables instead of writing the results file; `--only bars` (or any sections, comma
+separated) runs just those and prints them too, so results.md always holds one whole run.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import platform
@@ -25,7 +27,7 @@ import torch
 
 from graphscope.threads import on_thread_stack
 
-from benchmarks import graphs, memory, recording, rendering, scripts, walks
+from benchmarks import bars, graphs, memory, recording, rendering, scripts, walks
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
 STACK_SIZE = 1 << 30  # PyTorch frees deep graphs recursively once Python has touched their nodes
@@ -41,13 +43,16 @@ class Config:
     render_layers: int
     layout_limit: float
     script_limit: float
+    bar_repeats: int
+    bar_limit: float  # a process of the bars is stopped here
+    bar_budget: float  # no new round of a bar starts after this
 
 
 def config(quick: bool) -> Config:
     """The full run, or the quick smoke run."""
     if quick:
-        return Config(True, (100, 1_000), 20.0, 6, 30.0, 120.0)
-    return Config(False, (1_000, 10_000), 60.0, 24, 120.0, 300.0)
+        return Config(True, (100, 1_000), 20.0, 6, 30.0, 120.0, 1, 120.0, 60.0)
+    return Config(False, (1_000, 10_000), 60.0, 24, 120.0, 300.0, 3, 900.0, 300.0)
 
 
 def log(message: str) -> None:
@@ -62,6 +67,16 @@ def timed_section(name: str, run: Callable[[], str], durations: dict[str, float]
     durations[name] = time.perf_counter() - start
     log(f"{name}: {durations[name]:.0f} s")
     return text
+
+
+def bar_section(cfg: Config) -> str:
+    """The bars of issue #18: render ÷ plain on four scripts."""
+    rows = []
+    for bar in bars.BARS:
+        size = bar.quick_size if cfg.quick else bar.size
+        log(f"  bar: {bar.label}, {size:,} {bar.unit}")
+        rows.append(bars.measure(bar, size, cfg.bar_repeats, cfg.bar_limit, cfg.bar_budget))
+    return bars.markdown(rows, cfg.bar_limit, cfg.bar_budget)
 
 
 def walk_section(cfg: Config) -> str:
@@ -101,15 +116,28 @@ def script_section(cfg: Config) -> str:
     return scripts.markdown(rows, cfg.script_limit)
 
 
-def run_sections(cfg: Config, durations: dict[str, float]) -> list[str]:
-    """All five sections in order."""
-    return [
-        timed_section("walk", lambda: walk_section(cfg), durations),
-        timed_section("record", lambda: record_section(cfg), durations),
-        timed_section("memory", lambda: memory_section(cfg), durations),
-        timed_section("render", lambda: render_section(cfg), durations),
-        timed_section("scripts", lambda: script_section(cfg), durations),
-    ]
+SECTIONS: dict[str, Callable[[Config], str]] = {
+    "bars": bar_section, "walk": walk_section, "record": record_section, "memory": memory_section,
+    "render": render_section, "scripts": script_section,
+}
+
+
+def run_sections(cfg: Config, names: list[str], durations: dict[str, float]) -> list[str]:
+    """The named sections, in the suite's order."""
+    return [timed_section(name, functools.partial(section, cfg), durations)
+            for name, section in SECTIONS.items() if name in names]
+
+
+def section_names(text: str | None) -> list[str]:
+    """`bars,scripts` -> ["bars", "scripts"]; every section when not given."""
+    if text is None:
+        return list(SECTIONS)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown or not names:
+        raise SystemExit(f"--only: unknown section {unknown[0] if unknown else text!r}; "
+                         f"choose from {', '.join(SECTIONS)}")
+    return names
 
 
 def on_big_stack(work: Callable[[], Any]) -> Any:
@@ -180,22 +208,26 @@ def _cpus() -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the flags, run every section on a big stack, write or print the results."""
+    """Parse the flags, run the chosen sections on a big stack, write or print the results."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run; prints instead of writing")
+    parser.add_argument("--only", metavar="SECTIONS", help=f"comma-separated sections to run ({', '.join(SECTIONS)}); "
+                                                         "prints instead of writing")
     parser.add_argument("--out", type=Path, help=f"where to write the results (default {RESULTS.name}, "
-                                                 "or stdout with --quick)")
+                                                 "or stdout with --quick or --only)")
     args = parser.parse_args(argv)
+    names = section_names(args.only)
     torch.set_num_threads(1)
     # graphscope warns about deep graphs off the main thread; this thread's stack is 1 GiB.
     warnings.filterwarnings("ignore", message="graphscope walked a graph")
     durations: dict[str, float] = {}
     start, version_at_start = time.perf_counter(), code_version()
-    sections = on_big_stack(lambda: run_sections(config(args.quick), durations))
-    command = "python -m benchmarks.run" + (" --quick" if args.quick else "")
+    sections = on_big_stack(lambda: run_sections(config(args.quick), names, durations))
+    command = " ".join(["python -m benchmarks.run", *(["--quick"] if args.quick else []),
+                        *([f"--only {args.only}"] if args.only else [])])
     tree = describe_tree(version_at_start, code_version())
     text = "\n\n".join([header(command, tree, time.perf_counter() - start, durations), *sections]) + "\n"
-    out = args.out or (None if args.quick else RESULTS)
+    out = args.out or (None if args.quick or args.only else RESULTS)
     if out is None:
         print(text)
     else:
