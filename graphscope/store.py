@@ -1,42 +1,122 @@
-"""Saving a run (every captured step) to `session.json` and loading it back, torch-free."""
+"""Saving a run (every captured step) to `session.json` and loading it back, torch-free.
+
+A run file (format 2) is JSON Lines, UTF-8, each line one compact JSON object:
+
+1. the head: `{"format": 2, "script", "status", "findings", "steps": N}`;
+2. N step lines, in step order: `graph` (the node-link data of what the step captured
+   itself, as in a step's JSON), `whole` (false when the step reached history captured by
+   an earlier step, which it then shares instead of repeating it), and how to join the
+   two: `first`, `children`, `roots`, `tensors`, `refs`, `deep_leaves`, `deep_grads`,
+   `freed` (see `graphscope.model.history.Partial`);
+3. the tail: `{"first_names": [...], "index": [...]}`: the first name each leaf was given,
+   and the byte offset of each step line, then where the tail starts.
+
+Loading reads the head and the tail; a step line is parsed when a step that needs it is
+read. A graph that drags the history of 1,000 steps along is stored once, not 1,000 times.
+Files of format 1 (one JSON object with every step whole, as graphscope wrote before) and
+one step's JSON (`step-NNNN.json`) load as they always have.
+"""
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from graphscope.errors import GraphscopeError
 from graphscope.files import write_atomic
-from graphscope.model import JSON_FORMAT_VERSION, Finding, Run, Snapshot, compact_json, from_node_link, to_node_link
+from graphscope.model import Finding, Run, Snapshot, compact_json, from_node_link
+from graphscope.model.history import Partial, Steps
+from graphscope.model.partials import names_from_list, names_to_list, partial_from_dict, partial_to_dict
 
 SESSION_FILE = "session.json"
+RUN_FORMAT = 2
 
 
-def json_pieces(run: Run) -> Iterator[str]:
-    """The compact, deterministic JSON of a run a step at a time, so a long run is never held as
-    one string: `steps` sorts last among the keys, so it is written after the others."""
-    head = compact_json({"format": JSON_FORMAT_VERSION, "script": run.script, "status": run.status,
-                         "findings": [f.to_dict() for f in run.findings]})
-    yield head[:-1] + ',"steps":['
-    for i, snapshot in enumerate(run.snapshots):
-        yield ("," if i else "") + compact_json(to_node_link(snapshot))
-    yield "]}\n"
+def _partials(snapshots: Sequence[Snapshot]) -> tuple[Sequence[Partial], Mapping[int, float], Mapping]:
+    """What a run's steps are stored as: a session's partials (with their loss scales and
+    first names), or each snapshot whole."""
+    if isinstance(snapshots, Steps):
+        names: dict = {}
+        seen = None
+        for partial in snapshots.partials:
+            if partial.first_names is not seen:
+                seen = partial.first_names
+                names.update(seen)
+        return snapshots.partials, snapshots.scales, names
+    return [Partial(snapshot, 0, ()) for snapshot in snapshots], {}, {}
 
 
-def run_from_json(text: str) -> Run:
-    """Inverse of `json_pieces`."""
-    data = json.loads(text)
-    return Run([from_node_link(step) for step in data["steps"]], data.get("script"), data.get("status"),
-               [Finding.from_dict(f) for f in data.get("findings", ())])
+def json_lines(run: Run) -> Iterator[bytes]:
+    """The run file of `run`, a line at a time, so a long run is never held as one string."""
+    partials, scales, names = _partials(run.snapshots)
+    head = {"format": RUN_FORMAT, "script": run.script, "status": run.status,
+            "findings": [f.to_dict() for f in run.findings], "steps": len(partials)}
+    line = (compact_json(head) + "\n").encode("utf-8")
+    at, index = len(line), []
+    yield line
+    for step, partial in enumerate(partials):
+        line = (compact_json(partial_to_dict(partial, scales.get(step))) + "\n").encode("utf-8")
+        index.append(at)
+        at += len(line)
+        yield line
+    yield (compact_json({"first_names": names_to_list(names), "index": index + [at]}) + "\n").encode("utf-8")
 
 
 def save(snapshots: Sequence[Snapshot], path: str | os.PathLike[str], script: str | None = None,
          status: int | None = None, findings: Sequence[Finding] = ()) -> Path:
-    """Write every step of a run, and its findings, to one JSON file, atomically."""
-    run = Run(list(snapshots), script, status, list(findings))
-    return write_atomic(Path(path), (piece.encode("utf-8") for piece in json_pieces(run)))
+    """Write every step of a run, and its findings, to one run file, atomically."""
+    return write_atomic(Path(path), json_lines(Run(snapshots, script, status, list(findings))))
+
+
+class StoredPartials(Sequence[Partial]):
+    """The steps of a run file, each parsed from its line when first read (the file is mapped
+    when loaded: replacing or deleting it afterwards changes nothing here)."""
+
+    def __init__(self, path: Path, data: mmap.mmap, index: list[int], first_names: Mapping):
+        self.path = path
+        self.data = data
+        self.index = index
+        self.first_names = first_names
+        self.parsed: dict[int, Partial] = {}
+
+    def __len__(self) -> int:
+        return len(self.index) - 1
+
+    def __getitem__(self, step: Any) -> Any:
+        if isinstance(step, slice):
+            return [self[i] for i in range(*step.indices(len(self)))]
+        found = self.parsed.get(step)
+        if found is None:
+            line = self.data[self.index[step]: self.index[step + 1]]
+            try:
+                found = partial_from_dict(json.loads(line), self.first_names)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                raise GraphscopeError(f"step {step} of {str(self.path)!r} cannot be read ({exc})") from None
+            self.parsed[step] = found
+        return found
+
+
+def _stored_run(path: Path, head: Mapping[str, Any]) -> Run:
+    """A run of format 2: its head and its tail now, its steps when they are read."""
+    if head.get("format") != RUN_FORMAT:
+        raise GraphscopeError(f"{str(path)!r} is a run file of format {head.get('format')!r}; this graphscope "
+                              f"reads formats 1 and {RUN_FORMAT}")
+    with path.open("rb") as file:
+        data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    tail = json.loads(data[data.rfind(b"\n", 0, len(data) - 1) + 1:])
+    steps = Steps(StoredPartials(path, data, tail["index"], names_from_list(tail["first_names"])))
+    return Run(steps, head.get("script"), head.get("status"), [Finding.from_dict(f) for f in head.get("findings", ())])
+
+
+def _whole_run(data: Mapping[str, Any]) -> Run:
+    """A run of format 1 (every step whole, in one JSON object), or one step's JSON."""
+    if "steps" not in data:
+        return Run([from_node_link(data)])
+    return Run([from_node_link(step) for step in data["steps"]], data.get("script"), data.get("status"),
+               [Finding.from_dict(f) for f in data.get("findings", ())])
 
 
 def load(path: str | os.PathLike[str]) -> Run:
@@ -45,13 +125,21 @@ def load(path: str | os.PathLike[str]) -> Run:
     if source.is_dir():
         source = source / SESSION_FILE
     try:
-        text = source.read_text(encoding="utf-8")
+        with source.open("rb") as file:
+            head = _head(file.readline())
+        if head is not None:
+            return _stored_run(source, head)
+        return _whole_run(json.loads(source.read_bytes()))
     except OSError as exc:
         raise GraphscopeError(f"cannot read {str(source)!r}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-        if "steps" in data:
-            return run_from_json(text)
-        return Run([from_node_link(data)])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise GraphscopeError(f"{str(source)!r} is not a graphscope run or step file ({exc})") from None
+
+
+def _head(first_line: bytes) -> dict[str, Any] | None:
+    """The head of a run file of format 2 or later; None for anything else."""
+    try:
+        data = json.loads(first_line)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("steps"), int) else None

@@ -698,5 +698,5 @@ def test_render_shows_findings_in_summary_svg_and_session(tmp_path):
     assert f"error non-leaf-parameter at {line_of('wrong_update.py', 'w = w - lr * w.grad')}" in done.stderr
     assert "⚠ non&#45;leaf&#45;parameter" in (tmp_path / "step-0001.svg").read_text()
     assert "⚠" not in (tmp_path / "step-0000.svg").read_text()
-    saved = json.loads((tmp_path / "session.json").read_text())["findings"]
-    assert [f["rule"] for f in saved] == ["non-leaf-parameter", "non-leaf-parameter", "nonleaf-grad-access"]
+    saved = graphscope.load(tmp_path / "session.json").findings
+    assert [f.rule for f in saved] == ["non-leaf-parameter", "non-leaf-parameter", "nonleaf-grad-access"]

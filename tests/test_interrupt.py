@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import graphscope
+
 LONG_RUN = """
 import time, torch
 w = torch.ones(3, requires_grad=True)
@@ -42,5 +44,5 @@ def test_sigint_writes_what_was_captured_and_only_complete_files(tmp_path):
     assert len(steps) >= 4
     for path in steps:
         json.loads(path.read_text())
-    assert len(json.loads((out / "session.json").read_text())["steps"]) >= 4
+    assert len(graphscope.load(out / "session.json")) >= 4
     assert not [p for p in out.iterdir() if p.name.startswith(".")]

@@ -334,16 +334,48 @@ def test_run_output_is_byte_identical(tmp_path):
     assert {"growth.svg", "session.json", "step-0004.svg"} <= set(contents[0])
 
 
-def test_session_json_written_a_step_at_a_time_is_one_json_document(tmp_path):
+def test_session_json_is_a_head_a_line_per_step_and_an_index(tmp_path):
     session = record_script(str(EXAMPLES / "no_zero_grad.py"), (), saved=False, source=True, on_step=None)
-    run = Run(list(session.snapshots), "no_zero_grad.py", session.status, diagnose(session))
-    whole = {"format": 1, "script": run.script, "status": run.status, "findings": [f.to_dict() for f in run.findings],
-             "steps": [json.loads(s.to_json()) for s in run.snapshots]}
-    expected = json.dumps(whole, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
-    graphscope.save(run.snapshots, tmp_path / "session.json", run.script, run.status, run.findings)
-    assert run.findings and (tmp_path / "session.json").read_text(encoding="utf-8") == expected
+    run = Run(session.snapshots, "no_zero_grad.py", session.status, diagnose(session))
+    path = graphscope.save(run.snapshots, tmp_path / "session.json", run.script, run.status, run.findings)
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    head, tail = json.loads(lines[0]), json.loads(lines[-1])
+    assert head == {"format": 2, "script": run.script, "status": run.status, "steps": len(run.snapshots),
+                    "findings": [f.to_dict() for f in run.findings]} and run.findings
+    assert len(lines) == len(run.snapshots) + 2
+    assert tail["index"] == [sum(map(len, lines[:k])) for k in range(1, len(lines))]
+    again = graphscope.load(path)
+    assert again.snapshots == run.snapshots and again.findings == run.findings
+    assert [s.to_json() for s in again.snapshots] == [s.to_json() for s in run.snapshots]
     graphscope.save([], tmp_path / "empty.json")
-    assert (tmp_path / "empty.json").read_text() == '{"findings":[],"format":1,"script":null,"status":null,"steps":[]}\n'
+    assert len(graphscope.load(tmp_path / "empty.json")) == 0
+
+
+def test_a_growing_history_is_stored_once_and_read_lazily(tmp_path):
+    torch.manual_seed(0)
+    x, w = torch.randn(8), torch.randn(8, requires_grad=True)
+    with graphscope.record() as session:
+        for _ in range(60):
+            (x * w).sum().backward()
+            w = w - 0.1 * w.grad
+            w.retain_grad()
+    path = graphscope.save(session.snapshots, tmp_path / "session.json")
+    whole = sum(len(s.to_json()) for s in session.snapshots)
+    assert path.stat().st_size < whole / 3  # each step's line holds only what was new in it
+    run = graphscope.load(path)
+    path.unlink()  # the loaded run reads the file it mapped, not the path
+    assert run[59].to_json() == session.snapshots[59].to_json()
+    assert run[0].to_json() == session.snapshots[0].to_json()
+
+
+def test_a_run_file_of_format_1_still_loads(tmp_path):
+    session = record_script(str(EXAMPLES / "two_paths.py"))
+    whole = {"format": 1, "script": "two_paths.py", "status": 0, "findings": [],
+             "steps": [json.loads(s.to_json()) for s in session.snapshots]}
+    (tmp_path / "old.json").write_text(json.dumps(whole, sort_keys=True, separators=(",", ":")) + "\n")
+    run = graphscope.load(tmp_path / "old.json")
+    assert run.snapshots == list(session.snapshots) and run.script == "two_paths.py"
 
 
 def test_diff_of_a_growing_update_lists_only_the_new_updates(tmp_path):

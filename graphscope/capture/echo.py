@@ -16,7 +16,7 @@ from typing import Any, Callable, Hashable, Sequence
 
 import torch
 
-from graphscope.capture.history import Partial
+from graphscope.model.history import Partial
 from graphscope.capture.identity import Stamp
 from graphscope.capture.outputs import is_gradient_edge, output_key
 from graphscope.capture.pending import ACCUMULATE_GRAD, paused_gc

@@ -6,7 +6,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from graphscope.capture.history import Key
+from graphscope.model.history import Key
 
 
 class StampKeys(NamedTuple):

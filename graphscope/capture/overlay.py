@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from graphscope.capture.history import Key
+from graphscope.model.history import Key
 from graphscope.capture.stats import StatsQueue
 from graphscope.capture.walker import Walk
 from graphscope.model import NodeKind

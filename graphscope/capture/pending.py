@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
-from graphscope.capture.history import preorder
+from graphscope.model.history import preorder
 from graphscope.model import Edge, Node, NodeKind
 
 if TYPE_CHECKING:

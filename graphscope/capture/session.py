@@ -17,13 +17,13 @@ from typing import Any, Callable, Hashable, Mapping
 import torch
 
 from graphscope.errors import GraphscopeError
-from graphscope.capture.history import Partial, Steps
+from graphscope.model.history import Partial, Steps
 from graphscope.model import Snapshot
 from graphscope.capture.outputs import outputs_of
 from graphscope.capture.overlay import hooked
 from graphscope.capture.sources import Tracking, track_sources
 from graphscope.capture.stats import StatsQueue
-from graphscope.capture.steady import Cadence, sampled
+from graphscope.capture.steady import GRADIENT_DETAILS, Cadence, sampled, too_large
 from graphscope.capture.echo import Echo, Template, filler, fill_walk, fits, look, same_stamps, template
 from graphscope.capture.tracing import torch_is_tracing
 from graphscope.capture.identity import LeafRegistry, Stamp, StampKeys
@@ -33,7 +33,6 @@ ORIGINAL_BACKWARD = torch.autograd.backward
 ORIGINAL_GRAD = torch.autograd.grad
 _BACKWARD_SIGNATURE = inspect.signature(ORIGINAL_BACKWARD)
 _sessions = itertools.count()
-GRADIENT_DETAILS = ("auto", "all")
 STEADY_ECHOES = 2
 _FILLED = ("file:line and module stamps of this step's ops are those of step {step}, whose graph has the same "
            "shape: stamping steps aside once a loop is steady")
@@ -70,7 +69,8 @@ class Session:
     default) every op made inside the block is stamped with the user's `file:line`, relative
     to `root` (the current folder unless given). With `gradients="auto"` (the default) a step
     whose graph repeats an earlier shape records only what its leaves received, except on a
-    spaced sample of steps; "all" records every per-edge gradient of every step.
+    spaced sample of steps, and a graph of more than 100,000 new functions records only what
+    its leaves received; "all" records every per-edge gradient of every step.
     """
 
     def __init__(self, names: Mapping[str, Any] | torch.nn.Module | None = None,
@@ -176,10 +176,14 @@ class Session:
             if arguments.get("is_grads_batched"):
                 captured.notes.append("gradients not recorded: is_grads_batched=True runs backward under vmap")
                 return original(*args, **kwargs)
+            large = too_large(len(captured.children)) if self.gradients == "auto" else None
             shape = captured.shape(len(self._partials))
             light = self.gradients == "auto" and not self.saved and not self._cadence.full(len(self._partials), shape)
-            if light:
+            if large:
+                captured.notes.append(large)
+            elif light:
                 captured.notes.append(self._cadence.note(shape))
+            light = light or large is not None
             self._detail = "leaves" if light else "full"
             with hooked(captured, self._queue, leaves_only=light) as recorder:
                 result = original(*args, **kwargs)

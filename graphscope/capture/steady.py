@@ -1,7 +1,9 @@
 """Which steps a recording captures in full: per-edge gradients cost a hook and statistics
 per node, which a training loop that repeats one graph need not pay at every step.
 
-A step gets full gradients when its graph has a shape no earlier step had (the first steps
+A graph of more than EDGE_GRADIENTS new functions records the leaves' gradients only, at any
+step: a hook per function would cost more than the graph itself. Otherwise a step gets full
+gradients when its graph has a shape no earlier step had (the first steps
 of a loop, and every step where the structure changes), and on a spaced sample (powers of
 two and every SPACING-th step); the others record what each leaf received and its `.grad`,
 which the doctor's rules about parameters need, and say so (`gradients="leaves"`).
@@ -13,6 +15,8 @@ from typing import Hashable
 
 FIRST_FULL = 3
 SPACING = 250
+EDGE_GRADIENTS = 100_000
+GRADIENT_DETAILS = ("auto", "all")
 
 
 def sampled(step: int) -> bool:
@@ -39,3 +43,11 @@ class Cadence:
         return (f"gradients of the leaves only: this step's graph has the shape of step {like}; "
                 "every per-edge gradient is recorded at the steps of a new shape and a spaced sample "
                 "(--gradients all records them at every step)")
+
+
+def too_large(functions: int) -> str | None:
+    """What a step of `functions` new functions says when it is too large for per-edge gradients."""
+    if functions <= EDGE_GRADIENTS:
+        return None
+    return (f"gradients of the leaves only: this graph has {functions:,} new functions, more than the "
+            f"{EDGE_GRADIENTS:,} whose per-edge gradients are recorded by default (--gradients all records them)")

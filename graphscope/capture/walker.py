@@ -20,7 +20,7 @@ import torch
 
 from graphscope.capture import safety
 from graphscope.capture.compiled import COMPILED_OP, is_compiled_node, region_of
-from graphscope.capture.history import Key, Partial
+from graphscope.model.history import Key, Partial
 from graphscope.capture.identity import Stamp, made_step
 from graphscope.capture.names import NameTable, names_from_argument, names_from_frames
 from graphscope.capture.outputs import check_outputs, edge_record, is_gradient_edge, output_key

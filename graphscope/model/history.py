@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence, TypeVar, overload
 
-from graphscope.model import Edge, GradStat, Node, NodeKind, Snapshot
+from graphscope.model.records import Edge, GradStat, Node, NodeKind
+from graphscope.model.snapshot import Snapshot
 
 Key = tuple[int, int]  # (step, function number in that step's walk): where a node was first captured
 
@@ -146,7 +147,7 @@ class _Rebuild:
         tensor_at = self._place_tensors(nodes, position, read, counters, renamed)
         edges = self._edges(order, position, tensor_at, nodes, renamed)
         return Snapshot(nodes=tuple(nodes), edges=edges, step=own.snapshot.step, call=own.snapshot.call,
-                        notes=own.snapshot.notes, gradients=own.snapshot.gradients)
+                        notes=own.snapshot.notes, loss_scale=own.snapshot.loss_scale, gradients=own.snapshot.gradients)
 
     def _place_tensors(self, nodes: list[Node], position: dict[Key, int], read: set[tuple[Key, int]],
                        counters: dict[str, int], renamed: dict[str, str]) -> dict[tuple[Key, int], int]:
@@ -209,6 +210,12 @@ def rebuild(partials: Sequence[Partial], step: int, inputs_of: dict[Key, Inputs]
     return _Rebuild(partials, step, {} if inputs_of is None else inputs_of).snapshot()
 
 
+def kept(snapshots: Sequence[Snapshot]) -> Sequence[Snapshot]:
+    """The steps of a run, each kept once read (for a command that reads every step several
+    times): a session's steps still share their history, anything else becomes a list."""
+    return snapshots.kept() if isinstance(snapshots, Steps) else list(snapshots)
+
+
 class Steps(Sequence[Snapshot]):
     """The steps of a session as full Snapshots, rebuilt when read (the latest is kept)."""
 
@@ -216,7 +223,19 @@ class Steps(Sequence[Snapshot]):
         self._partials = partials
         self._inputs_of: dict[Key, Inputs] = {}
         self._cached: tuple[int, Snapshot] | None = None
+        self._kept: dict[int, Snapshot] | None = None
         self.scales: dict[int, float] = {}  # the loss scale of steps a GradScaler scaled
+
+    def kept(self) -> Steps:
+        """These steps, each kept once rebuilt (for a command that reads every step several times)."""
+        steps = Steps(self._partials)
+        steps.scales, steps._kept = self.scales, {}
+        return steps
+
+    @property
+    def partials(self) -> Sequence[Partial]:
+        """What each step captured, as the steps are rebuilt from."""
+        return self._partials
 
     def __len__(self) -> int:
         return len(self._partials)
@@ -234,11 +253,15 @@ class Steps(Sequence[Snapshot]):
             step += len(self)
         if not 0 <= step < len(self):
             raise IndexError(f"step {step} out of range: {len(self)} step(s) captured")
+        if self._kept is not None and step in self._kept:
+            return self._kept[step]
         if self._cached is None or self._cached[0] != step:
             snapshot = rebuild(self._partials, step, self._inputs_of)
             if step in self.scales:
                 snapshot = replace(snapshot, loss_scale=self.scales[step])
             self._cached = (step, snapshot)
+            if self._kept is not None:
+                self._kept[step] = snapshot
         return self._cached[1]
 
     def __iter__(self) -> Iterator[Snapshot]:
