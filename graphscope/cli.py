@@ -11,9 +11,11 @@ from pathlib import Path
 import click
 
 from graphscope.analysis.view import DEFAULT_BUDGET, ViewOptions
+from graphscope.capture.steady import GRADIENT_DETAILS
 from graphscope.doctor.report import FAIL_LEVELS
 from graphscope.errors import GraphscopeError
 from graphscope.model import Snapshot
+from graphscope.model.history import kept
 from graphscope.renderers.engine import ENGINES
 
 USAGE_ERROR = 2
@@ -64,6 +66,10 @@ def main() -> None:
 @click.option("--no-source", is_flag=True, help="Do not record the file:line of each op (faster on "
                                                   "large models).")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report (index.html).")
+@click.option("--gradients", type=click.Choice(GRADIENT_DETAILS), default="auto", show_default=True,
+              help="Per-edge gradients: auto records them at steps of a new shape and a spaced sample "
+                   "(other steps of a steady loop, and graphs of over 100,000 ops, record what each "
+                   "leaf received and its .grad); all records them everywhere (slower).")
 @click.option("--budget", type=click.IntRange(min=1), default=DEFAULT_BUDGET, show_default=True,
               help="Pictures of bigger graphs collapse module calls and fold long chains and "
                    "identical calls in a row, to about this many nodes; the report opens them.")
@@ -74,8 +80,8 @@ def main() -> None:
                                            "drawn as the most detailed view that can be, and its notes say so.")
 @NPROC
 def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str, engine: str,
-           steps: str, saved: bool, no_source: bool, no_report: bool, budget: int, depth: int | None,
-           full: bool, nproc: int | None) -> None:
+           steps: str, saved: bool, no_source: bool, no_report: bool, gradients: str, budget: int,
+           depth: int | None, full: bool, nproc: int | None) -> None:
     """Run SCRIPT and draw the autograd graph of every backward it makes.
 
     Each call of Tensor.backward, torch.autograd.backward or torch.autograd.grad is a step,
@@ -101,9 +107,10 @@ def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str
     captured: list[int] = []
     with Progress() as progress:
         with progress.watching(lambda: f"graphscope: captured {len(captured)} step(s)"):
-            run = record_script(script, script_args, saved=saved, source=not no_source, on_step=captured.append)
+            run = record_script(script, script_args, saved=saved, source=not no_source, on_step=captured.append,
+                                gradients=gradients)
         with torchrun.finishing_writes(ranks):
-            run = replace(run, snapshots=list(run.snapshots))
+            run = replace(run, snapshots=kept(run.snapshots))
             run = replace(run, findings=diagnose(run))
             view = ViewOptions(budget=budget, depth=depth, full=full)
             try:

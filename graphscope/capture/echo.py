@@ -112,14 +112,19 @@ def same_stamps(echo: Echo) -> bool:
         for number, (_, source, module, _) in echo.stamps.items())
 
 
-def fill_walk(walk: Walk, fill: Filler) -> None:
-    """Give the functions of a full capture that were made unstamped the template's stamps."""
+def fill_walk(walk: Walk, fill: Filler, step: int) -> None:
+    """Give the functions of a full capture that were made unstamped the template's stamps,
+    and the tensors they output their source."""
     first = walk.first_function
     for fi in range(len(walk.children)):
         node = walk.nodes[first + fi]
         if node.kind is NodeKind.FUNCTION and node.source is None:
             made, source, module, calls = fill(fi)
             walk.nodes[first + fi] = node._replace(first_step=made, source=source, module=module, calls=calls)
+    for i, node in enumerate(walk.nodes):
+        origin = node.origin
+        if node.is_tensor and node.kind is not NodeKind.LEAF and node.source is None and origin and origin[0] == step:
+            walk.nodes[i] = node._replace(source=walk.nodes[first + origin[1]].source)
 
 
 class Echo:

@@ -156,9 +156,10 @@ class Session:
         repeated = self._templates.get(seen.shape) if seen is not None and seen.whole else None
         unstamped = self._tracking is not None and self._tracking.steady.off
         fill = filler(repeated, stamp.step, self._call_shift(repeated)) if repeated and unstamped else None
-        if repeated is not None and not sampled(stamp.step) and fits(seen, repeated):
+        fitting = repeated is not None and fits(seen, repeated)
+        if fitting and not sampled(stamp.step):
             return self._echo(original, Echo(seen, repeated, stamp, self._queue, fill), kind, args, kwargs)
-        if unstamped:  # a step that is no echo: stamp again until the loop is steady
+        if unstamped and not fitting:  # a new shape: stamp again until the loop is steady
             self._tracking.steady.turn_on()
             self._steady_run = 0
         try:
@@ -166,7 +167,7 @@ class Session:
         except GraphscopeError:
             return original(*args, **kwargs)
         if fill is not None:
-            fill_walk(captured, fill)
+            fill_walk(captured, fill, stamp.step)
             captured.notes.append(_FILLED.format(step=repeated.step))
         elif unstamped:
             captured.notes.append(_UNSTAMPED)

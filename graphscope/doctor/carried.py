@@ -4,6 +4,7 @@ tensors kept in a container), so the rules that explain growth and failed backwa
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from graphscope.doctor import scriptsource as code
@@ -131,8 +132,10 @@ def upstream_parameters(snapshot: Snapshot, node: Node) -> set[str]:
 
 
 def stepping_between(evidence: Evidence, earlier: int, later: int) -> list[str]:
-    """The optimizers that stepped after step `earlier` and before step `later`."""
-    return [o.name for o in evidence.optimizers if any(earlier <= s < later for s in o.steps)]
+    """The optimizers that stepped after step `earlier` and before step `later` (their steps
+    are in order: one search each)."""
+    return [o.name for o in evidence.optimizers
+            if bisect.bisect_left(o.steps, earlier) < bisect.bisect_left(o.steps, later)]
 
 
 def foreign_parameters(evidence: Evidence, parameters: set[str], earlier: int, later: int) -> set[str]:

@@ -1,0 +1,128 @@
+"""A steady training loop is recorded cheaply and still truly: full per-edge gradients at the
+steps of a new shape and a spaced sample, every leaf's share and .grad at every step (checked
+against PyTorch), source stamps taken from the step a graph repeats once stamping steps aside,
+and steps that say which of these they are."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import graphscope
+from graphscope.capture import steady
+from graphscope.model import NodeKind
+
+from conftest import EXAMPLES, run_graphscope
+
+LEAVES_ONLY = "gradients of the leaves only: this step's graph has the shape of step 0"
+FILLED = "file:line and module stamps of this step's ops are those of step 0"
+UNSTAMPED = "no file:line for this step's ops"
+
+
+def mlp_loop(gradients: str, steps: int = 12, zero_to_none: bool = True, extra_at: int | None = None):
+    """A small MLP trained with SGD, recorded; each step's parameter .grad norms as PyTorch has
+    them after the backward; at step `extra_at` the loss has one op more (a new shape)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    norms = []
+    with graphscope.record(gradients=gradients) as session:
+        for step in range(steps):
+            hidden = model(x)
+            loss = nn.functional.mse_loss(hidden, y)
+            if step == extra_at:
+                loss = loss * 1.0
+            optimizer.zero_grad(set_to_none=zero_to_none)
+            loss.backward()
+            norms.append({name: p.grad.norm().item() for name, p in model.named_parameters()})
+            optimizer.step()
+    return session, norms
+
+
+def leaf_norms(snapshot) -> dict[str, float]:
+    """Each parameter's .grad norm as the step recorded it, by parameter name."""
+    return {n.name.removeprefix("model."): n.grad.norm for n in snapshot.of_kind(NodeKind.LEAF) if n.grad}
+
+
+def test_full_gradients_at_new_shapes_and_a_spaced_sample_leaves_elsewhere():
+    session, _ = mlp_loop("auto")
+    details = [s.gradients for s in session.snapshots]
+    assert details == ["full"] * 3 + ["leaves", "full"] + ["leaves"] * 3 + ["full"] + ["leaves"] * 3
+    for snapshot in session.snapshots:
+        said = any(note.startswith(LEAVES_ONLY) for note in snapshot.notes)
+        assert said == (snapshot.gradients == "leaves")
+        if snapshot.gradients == "leaves":
+            assert all(e.grad is None for e in snapshot.edges)
+    assert all(s.gradients == "full" for s in mlp_loop("all")[0].snapshots)
+
+
+def test_every_step_keeps_each_leafs_grad_as_pytorch_has_it():
+    for zero_to_none in (True, False):
+        session, norms = mlp_loop("auto", zero_to_none=zero_to_none)
+        for snapshot, expected in zip(session.snapshots, norms):
+            assert leaf_norms(snapshot).keys() == expected.keys()
+            for name, norm in leaf_norms(snapshot).items():
+                assert abs(norm - expected[name]) <= 1e-6 * max(1.0, expected[name])
+            for leaf in snapshot.of_kind(NodeKind.LEAF):
+                assert leaf.grad_step is not None and leaf.grad_step.norm == leaf.grad.norm
+
+
+def test_a_step_recorded_lightly_is_the_full_recording_less_its_edge_gradients():
+    light, full = mlp_loop("auto")[0], mlp_loop("all")[0]
+    for a, b in zip(light.snapshots, full.snapshots):
+        assert [n.id for n in a.nodes] == [n.id for n in b.nodes]
+        assert [(e.source, e.target) for e in a.edges] == [(e.source, e.target) for e in b.edges]
+        for mine, theirs in zip(a.nodes, b.nodes):
+            assert (mine.source, mine.module, mine.first_step, mine.origin, mine.shape, mine.name) == (
+                theirs.source, theirs.module, theirs.first_step, theirs.origin, theirs.shape, theirs.name)
+            if mine.kind is NodeKind.LEAF:
+                assert (mine.grad, mine.grad_step) == (theirs.grad, theirs.grad_step)
+
+
+def test_stamping_steps_aside_once_steady_and_its_stamps_come_from_the_step_repeated():
+    session, _ = mlp_loop("auto")
+    filled = [s.step for s in session.snapshots if any(note.startswith(FILLED) for note in s.notes)]
+    assert filled and min(filled) <= 6 and 11 in filled  # two echoes stamped alike, then it steps aside
+    for step in filled:
+        functions = session[step].of_kind(NodeKind.FUNCTION)
+        assert functions and all(f.source and "test_steady.py:" in f.source for f in functions)
+
+
+def test_a_new_shape_while_stamping_is_aside_says_it_has_no_source_and_stamping_resumes():
+    session, norms = mlp_loop("auto", steps=14, extra_at=10)
+    odd = session[10]
+    assert any(note.startswith(UNSTAMPED) for note in odd.notes)
+    assert all(f.source is None for f in odd.of_kind(NodeKind.FUNCTION))
+    assert odd.gradients == "full"  # a new shape: every per-edge gradient
+    after = session[11]
+    assert not any(note.startswith((UNSTAMPED, FILLED)) for note in after.notes)
+    assert all(f.source for f in after.of_kind(NodeKind.FUNCTION))
+    for name, norm in leaf_norms(odd).items():
+        assert abs(norm - norms[10][name]) <= 1e-6 * max(1.0, norms[10][name])
+
+
+def test_a_graph_over_the_edge_limit_records_what_its_leaves_received(monkeypatch):
+    monkeypatch.setattr(steady, "EDGE_GRADIENTS", 10)
+    x = torch.ones(3, requires_grad=True)
+    with graphscope.record() as session:
+        y = x
+        for _ in range(20):
+            y = y * 1.5
+        y.sum().backward()
+    snapshot = session[0]
+    assert snapshot.gradients == "leaves" and all(e.grad is None for e in snapshot.edges)
+    assert any("more than the 10 whose per-edge gradients are recorded" in note for note in snapshot.notes)
+    (leaf,) = snapshot.of_kind(NodeKind.LEAF)
+    assert abs(leaf.grad.norm - x.grad.norm().item()) <= 1e-6 * leaf.grad.norm
+    with graphscope.record(gradients="all") as every:
+        (x * 1.5 * 1.5).sum().backward()
+    assert every[0].gradients == "full"
+
+
+def test_render_gradients_all_records_every_per_edge_gradient(tmp_path):
+    for option, expected in (("auto", {"full", "leaves"}), ("all", {"full"})):
+        done = run_graphscope("render", str(EXAMPLES / "training_loop.py"), "-o", str(tmp_path / option),
+                              "--gradients", option, "--format", "json", "--no-report")
+        assert done.returncode == 0, done.stderr
+        assert {s.gradients for s in graphscope.load(tmp_path / option)} == expected
