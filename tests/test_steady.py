@@ -10,7 +10,8 @@ from torch import nn
 
 import graphscope
 from graphscope.capture import steady
-from graphscope.model import NodeKind
+from graphscope.model import NodeKind, Run
+from graphscope.report.builder import drawn_views, page_data
 
 from conftest import EXAMPLES, run_graphscope
 
@@ -126,3 +127,12 @@ def test_render_gradients_all_records_every_per_edge_gradient(tmp_path):
                               "--gradients", option, "--format", "json", "--no-report")
         assert done.returncode == 0, done.stderr
         assert {s.gradients for s in graphscope.load(tmp_path / option)} == expected
+
+
+def test_the_report_says_at_how_many_steps_per_edge_gradients_were_recorded():
+    session, _ = mlp_loop("auto")
+    run = Run(session.snapshots)
+    summary = page_data(run, drawn_views(run, [0]), [0], "")["summary"]
+    assert "per-edge gradients at 5 of them, the others recorded what each leaf received and its .grad" in summary
+    full = Run(mlp_loop("all")[0].snapshots)
+    assert "per-edge gradients" not in page_data(full, drawn_views(full, [0]), [0], "")["summary"]

@@ -154,6 +154,10 @@ def _summary(run: Run, shown: int) -> str:
     text = f"{len(run.snapshots)} step(s) captured ({calls})" if run.snapshots else "no step captured"
     if 0 < shown < len(run.snapshots):
         text += f", {shown} of them in this report (session.json holds every one)"
+    light = sum(1 for s in run.snapshots if s.gradients == "leaves")
+    if light:
+        text += (f"; per-edge gradients at {len(run.snapshots) - light} of them, the others recorded what each "
+                 "leaf received and its .grad (each step's notes say which)")
     if run.status:
         text += f"; the script stopped with exit status {run.status}"
     rows = growth(run.snapshots)
