@@ -58,7 +58,8 @@ def json_lines(run: Run) -> Iterator[bytes]:
     at, index = len(line), []
     yield line
     for step, partial in enumerate(partials):
-        line = (compact_json(partial_to_dict(partial, scales.get(step))) + "\n").encode("utf-8")
+        template = partials[partial.like] if partial.like is not None else None
+        line = (compact_json(partial_to_dict(partial, scales.get(step), template)) + "\n").encode("utf-8")
         index.append(at)
         at += len(line)
         yield line
@@ -92,7 +93,7 @@ class StoredPartials(Sequence[Partial]):
         if found is None:
             line = self.data[self.index[step]: self.index[step + 1]]
             try:
-                found = partial_from_dict(json.loads(line), self.first_names)
+                found = partial_from_dict(json.loads(line), self.first_names, self.__getitem__)
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 raise GraphscopeError(f"step {step} of {str(self.path)!r} cannot be read ({exc})") from None
             self.parsed[step] = found

@@ -5,6 +5,8 @@ and steps that say which of these they are."""
 
 from __future__ import annotations
 
+import json
+
 import torch
 from torch import nn
 
@@ -136,3 +138,14 @@ def test_the_report_says_at_how_many_steps_per_edge_gradients_were_recorded():
     assert "per-edge gradients at 5 of them, the others recorded what each leaf received and its .grad" in summary
     full = Run(mlp_loop("all")[0].snapshots)
     assert "per-edge gradients" not in page_data(full, drawn_views(full, [0]), [0], "")["summary"]
+
+
+def test_a_step_repeating_an_earlier_graph_is_stored_as_its_changes_and_reads_back_the_same(tmp_path):
+    session, _ = mlp_loop("auto")
+    path = graphscope.save(session.snapshots, tmp_path / "session.json")
+    lines = [json.loads(line) for line in path.read_bytes().splitlines()[1:-1]]
+    repeats = [k for k, line in enumerate(lines) if line.get("like") == 0]
+    assert repeats == [k for k, s in enumerate(session.snapshots) if s.gradients == "leaves"]
+    assert max(len(json.dumps(lines[k])) for k in repeats) < min(len(json.dumps(lines[k])) for k in (0, 1, 2)) / 2
+    again = graphscope.load(path)
+    assert [s.to_json() for s in again] == [s.to_json() for s in session.snapshots]

@@ -182,7 +182,7 @@ class Echo:
 
         snapshot = Snapshot.deferred(records, step, call, notes, "leaves")
         return Partial(snapshot, source.first, source.children, True, {}, source.roots, tensors, {}, {},
-                       source.first_names, frozenset())
+                       source.first_names, frozenset(), like=old)
 
 
 def _equal(grad: torch.Tensor | None, share: torch.Tensor | None) -> bool:

@@ -35,6 +35,8 @@ class Partial:
     tensor, and ("step", key) for a leaf's share. `first_names` (shared by the session's
     steps) holds the first name each leaf was given, and in which step. `freed` holds the
     earlier steps' functions whose saved tensors this step's failed backward found freed.
+    `like` is the step whose graph this one repeats (its records are that step's, moved to
+    this one, with this step's stamps and leaf gradients), when it was recorded as such.
     """
 
     snapshot: Snapshot
@@ -48,6 +50,7 @@ class Partial:
     deep_grads: dict[tuple, GradStat | None] = field(default_factory=dict)
     first_names: Mapping[Key, tuple[int, str]] = field(default_factory=dict)
     freed: frozenset[Key] = frozenset()
+    like: int | None = None
 
 
 Inputs = tuple[tuple["Key | None", int], ...]

@@ -8,11 +8,14 @@ less the node attributes that are null.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from graphscope.model.history import Partial
-from graphscope.model.records import GradStat
-from graphscope.model.snapshot import Snapshot, from_node_link, to_node_link
+from graphscope.model.records import Edge, GradStat, Node, NodeKind
+from graphscope.model.snapshot import Snapshot, field_from_json, field_to_json, from_node_link, to_node_link
+
+_FIELDS = Node._fields
+SAME_AS_GRAD = "grad"
 
 
 def _listed(value: Any) -> Any:
@@ -25,9 +28,62 @@ def _tupled(value: Any) -> Any:
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
-def partial_to_dict(partial: Partial, loss_scale: float | None = None) -> dict[str, Any]:
+def moved(node: Node, like: int, step: int) -> Node:
+    """A record of step `like` as a step repeating its graph first has it: what was made and
+    captured in `like` is made and captured in `step` (a leaf is the same tensor in both)."""
+    if node.kind is NodeKind.LEAF:
+        return node
+    origin = node.origin
+    if origin is not None and origin[0] == like:
+        node = node._replace(origin=(step, *origin[1:]))
+    return node._replace(first_step=step) if node.first_step == like else node
+
+
+def _changes(old: Node, new: Node) -> dict[str, Any]:
+    """The attributes in which `new` differs from `old`, as JSON-ready data (`grad_step`
+    equal to `grad`, as after zero_grad, written as SAME_AS_GRAD)."""
+    changed = {name: field_to_json(name, b) for name, a, b in zip(_FIELDS, old, new) if a != b}
+    if "grad_step" in changed and new.grad_step is not None and new.grad_step == new.grad:
+        changed["grad_step"] = SAME_AS_GRAD
+    return changed
+
+
+def _changed(node: Node, changes: Mapping[str, Any]) -> Node:
+    """Inverse of `_changes`."""
+    values = {name: field_from_json(name, value) for name, value in changes.items() if value != SAME_AS_GRAD}
+    node = node._replace(**values)
+    return node._replace(grad_step=node.grad) if changes.get("grad_step") == SAME_AS_GRAD else node
+
+
+def _repeats(partial: Partial, template: Partial | None) -> bool:
+    """True when `partial` can be written as changes to the records of `template`: the same
+    nodes and edges, and no gradient on an edge."""
+    if template is None:
+        return False
+    mine, theirs = partial.snapshot, template.snapshot
+    return (len(mine.nodes) == len(theirs.nodes) and all(n.id == t.id for n, t in zip(mine.nodes, theirs.nodes))
+            and len(mine.edges) == len(theirs.edges) and all(e.grad is None for e in mine.edges)
+            and all((e.source, e.target) == (t.source, t.target) for e, t in zip(mine.edges, theirs.edges)))
+
+
+def _like_to_dict(partial: Partial, template: Partial) -> dict[str, Any]:
+    """A step that repeats `template`'s graph: its step, notes and tensors, and how each
+    record differs from the template's, moved to this step."""
+    like, step = partial.like, partial.snapshot.step
+    graph = to_node_link(Snapshot((), (), step, partial.snapshot.call, partial.snapshot.notes,
+                                  gradients=partial.snapshot.gradients))["graph"]
+    changes = [[i, found] for i, (old, new) in enumerate(zip(template.snapshot.nodes, partial.snapshot.nodes))
+               if (found := _changes(moved(old, like, step), new))]
+    return {"like": like, "graph": graph, "changes": changes, "tensors": _listed(partial.tensors), "whole": True}
+
+
+def partial_to_dict(partial: Partial, loss_scale: float | None = None,
+                    template: Partial | None = None) -> dict[str, Any]:
     """One step of a run as JSON-ready data: its graph, how its functions read each other,
-    and what it knows of the earlier steps' history it reached."""
+    and what it knows of the earlier steps' history it reached; a step that repeats the
+    graph of `template` (its `like`) as changes to it."""
+    if partial.like is not None and loss_scale is None and _repeats(partial, template):
+        return _like_to_dict(partial, template)
     graph = to_node_link(partial.snapshot)
     graph["nodes"] = [{key: value for key, value in node.items() if value is not None} for node in graph["nodes"]]
     data: dict[str, Any] = {"graph": graph, "whole": partial.whole}
@@ -45,8 +101,26 @@ def partial_to_dict(partial: Partial, loss_scale: float | None = None) -> dict[s
     return data
 
 
-def partial_from_dict(data: Mapping[str, Any], first_names: Mapping) -> Partial:
-    """Inverse of `partial_to_dict`, every step sharing the run's `first_names`."""
+def _like_from_dict(data: Mapping[str, Any], template: Partial) -> Partial:
+    """Inverse of `_like_to_dict`."""
+    like, graph = data["like"], data["graph"]
+    step = int(graph["step"])
+    nodes = [moved(node, like, step) for node in template.snapshot.nodes]
+    for i, changes in data["changes"]:
+        nodes[i] = _changed(nodes[i], changes)
+    edges = tuple(Edge(e.source, e.target, None) for e in template.snapshot.edges)
+    snapshot = Snapshot(tuple(nodes), edges, step, str(graph.get("call", "backward")), tuple(graph.get("notes", ())),
+                        gradients=str(graph.get("gradients", "full")))
+    return Partial(snapshot, template.first, template.children, True, {}, template.roots, _tupled(data["tensors"]),
+                   {}, {}, template.first_names, frozenset(), like=like)
+
+
+def partial_from_dict(data: Mapping[str, Any], first_names: Mapping,
+                      earlier: Callable[[int], Partial] | None = None) -> Partial:
+    """Inverse of `partial_to_dict`, every step sharing the run's `first_names`; `earlier(k)`
+    gives step k, which a step that repeats its graph is written as changes to."""
+    if "like" in data and earlier is not None:
+        return _like_from_dict(data, earlier(data["like"]))
     snapshot: Snapshot = from_node_link(data["graph"])
     return Partial(
         snapshot=snapshot,

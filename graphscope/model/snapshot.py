@@ -23,6 +23,28 @@ _GRAD_FIELDS = ("grad", "grad_step")
 _OPTIONAL_FIELDS = ("saved_freed", "folded", "origin", "calls", "saved_bytes", "region", "inner_ops", "inner")
 
 
+def field_to_json(name: str, value: Any) -> Any:
+    """One node attribute as JSON-ready data."""
+    if value is None:
+        return None
+    if name in _GRAD_FIELDS:
+        return value.to_dict()
+    return value.value if name == "kind" else value
+
+
+def field_from_json(name: str, data: Any) -> Any:
+    """Inverse of `field_to_json`."""
+    if data is None:
+        return None
+    if name in _GRAD_FIELDS:
+        return GradStat.from_dict(data)
+    if name == "kind":
+        return NodeKind(data)
+    if name in ("shape", "origin"):
+        return tuple(data)
+    return tuple(tuple(pair) for pair in data) if name == "calls" else data
+
+
 def _node_to_dict(node: Node) -> dict[str, Any]:
     """JSON-ready attributes of a node; the stable names of the node-link format."""
     data = node._asdict()
@@ -39,17 +61,7 @@ def _node_to_dict(node: Node) -> dict[str, Any]:
 
 def _node_from_dict(data: Mapping[str, Any]) -> Node:
     """Inverse of `_node_to_dict`."""
-    values: dict[str, Any] = {k: data.get(k) for k in _NODE_FIELDS}
-    values["kind"] = NodeKind(values["kind"])
-    if values["shape"] is not None:
-        values["shape"] = tuple(values["shape"])
-    if values["origin"] is not None:
-        values["origin"] = tuple(values["origin"])
-    if values["calls"] is not None:
-        values["calls"] = tuple(tuple(pair) for pair in values["calls"])
-    for name in _GRAD_FIELDS:
-        values[name] = GradStat.from_dict(values[name])
-    return Node(**values)
+    return Node(**{name: field_from_json(name, data.get(name)) for name in _NODE_FIELDS})
 
 
 @dataclass(frozen=True)
