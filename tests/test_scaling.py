@@ -23,6 +23,7 @@ from graphscope.analysis.view import readable
 from graphscope.capture.runner import record_script
 from graphscope.doctor import diagnose
 from graphscope.model import Run
+from graphscope.model.history import kept
 from graphscope.output import step_path, write_run
 from graphscope.report.builder import report_html
 from graphscope.threads import on_thread_stack
@@ -82,9 +83,9 @@ def cpu_seconds(stage: Callable[[], object]) -> tuple[object, float]:
 
 
 def captured(script: Path, size: int) -> Run:
-    """The script recorded as `render` records it, its steps read into a list."""
+    """The script recorded as `render` records it, each step kept once rebuilt."""
     run = record_script(script, [str(size)])
-    return replace(run, snapshots=list(run.snapshots))
+    return replace(run, snapshots=kept(run.snapshots))
 
 
 def report_svgs(run: Run, folder: Path) -> dict[int, bytes]:
