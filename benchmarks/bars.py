@@ -167,7 +167,7 @@ def markdown(rows: list[BarRow], limit: float, budget: float) -> str:
         "commands run one after the other (plain, frozen where there is one, then render); the "
         "times are medians over the rounds shown, and no new round starts after "
         f"{budget:g} s on one bar. A process still running at {limit:g} s is stopped: its time "
-        "reads `> LIMIT` and the bar is not met. `ratio` is render ÷ plain; for the MLP loop "
+        f"reads `> {limit:g} s` and the bar is not met. `ratio` is render ÷ plain; for the MLP loop "
         "plain is the faster of `python SCRIPT` and `frozen`, the script run with torch imported "
         "and everything alive frozen first (`gc.freeze()`), as the `graphscope` command runs it. "
         "`bytes written` sums every file `render` left in its output folder (emptied before each "
