@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -178,3 +179,20 @@ def test_text_tree_shows_kinds_and_gradients():
 def test_snapshot_shows_itself_as_svg_in_jupyter():
     svg = sample()._repr_svg_()
     assert svg.startswith("<?xml") and "</svg>" in svg
+
+
+def test_render_lays_out_each_drawn_steps_view_once_for_its_svg_and_the_report(tmp_path, monkeypatch):
+    import graphscope.renderers as renderers
+    from graphscope.analysis.steps import StepSpec
+    from graphscope.capture.runner import record_script
+    from graphscope.model.history import kept
+    from graphscope.output import write_run
+    from conftest import EXAMPLES
+
+    run = record_script(str(EXAMPLES / "training_loop.py"))
+    run = dataclasses.replace(run, snapshots=kept(run.snapshots))
+    made = []
+    monkeypatch.setattr(renderers, "readable", lambda snapshot, view: made.append(snapshot.step) or snapshot)
+    report = write_run(run, tmp_path, ["svg"], StepSpec.parse("0,-1"))
+    assert list(report.selection.steps) == [0, 19]
+    assert sorted(made) == sorted(set(made))  # each step's view made once, however many readers

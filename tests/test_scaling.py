@@ -39,8 +39,6 @@ BIG_STACK = 1 << 30  # torch frees a deep chain recursively: the default 8 MiB s
 KNOWN_OVER = {
     ("chain.py", "views"): "readable() makes exactly 10x the calls at 10x the nodes, but its dict "
                            "lookups on 10^5 node ids each cost about 1.5x those on 10^4",
-    ("chain.py", "report"): "report_html's time is nearly all the step's view again (drawn_views -> "
-                            "readable(), as in views)",
 }
 
 

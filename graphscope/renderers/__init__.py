@@ -23,8 +23,12 @@ FORMATS = ("svg", "png", "pdf", "dot", "json", "txt")
 
 def pictured(snapshot: Snapshot, view: ViewOptions = ViewOptions()) -> Snapshot:
     """What a picture shows of a snapshot: its readable view, gradients unscaled where a
-    GradScaler scaled the loss."""
-    return readable(unscaled(snapshot), view)
+    GradScaler scaled the loss. Kept with the snapshot: a step's SVG file and the report
+    show the same view, which a large graph would otherwise pay for twice."""
+    views = snapshot.__dict__.setdefault("_pictured", {})
+    if view not in views:
+        views[view] = readable(unscaled(snapshot), view)
+    return views[view]
 
 
 def picture_dot(snapshot: Snapshot, view: ViewOptions = ViewOptions(), findings: Sequence[Finding] = ()) -> str:
