@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -16,6 +17,15 @@ torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+
+
+def load_tool(name: str):
+    """A script of tools/ (not part of the installed package), imported as a module."""
+    spec = importlib.util.spec_from_file_location(f"{name}_tool", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 needs_dot = pytest.mark.skipif(
     shutil.which("dot") is None and not os.environ.get("GRAPHSCOPE_REQUIRE_DOT"),

@@ -6,25 +6,15 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import importlib.util
 import subprocess
 import sys
 
 import pytest
 
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, load_tool
 
 
-def _load_gallery():
-    """tools/gallery.py, the docs-build tool (not part of the installed package)."""
-    spec = importlib.util.spec_from_file_location("gallery", ROOT / "tools" / "gallery.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gallery = _load_gallery()
+gallery = load_tool("gallery")
 
 SVG = "{http://www.w3.org/2000/svg}svg"
 GROWING = '''"""The update recorded in the graph: each step drags the one before along."""

@@ -3,24 +3,14 @@ only in the capture wing; the model, analysis, doctor, renderers and report impo
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
-from conftest import ROOT
-
-
-def _tool():
-    """tools/imports.py, which measures the import graph."""
-    spec = importlib.util.spec_from_file_location("imports_tool", ROOT / "tools" / "imports.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import ROOT, load_tool
 
 
 def test_the_house_keeps_its_bars():
-    assert _tool().problems(ROOT) == []
+    assert load_tool("imports").problems(ROOT) == []
 
 
 def test_the_bars_catch_a_cycle_a_long_module_and_torch_outside_capture(tmp_path):
@@ -30,7 +20,7 @@ def test_the_bars_catch_a_cycle_a_long_module_and_torch_outside_capture(tmp_path
     (package / "analysis" / "__init__.py").write_text("")
     (package / "model.py").write_text("def f():\n    from graphscope.analysis import view\n")
     (package / "analysis" / "view.py").write_text("import torch\nfrom graphscope.model import f\n" + "x = 1\n" * 600)
-    found = _tool().problems(tmp_path)
+    found = load_tool("imports").problems(tmp_path)
     assert found == ["import cycle: graphscope.analysis.view <-> graphscope.model",
                      "graphscope.analysis.view: 602 lines (more than 500)",
                      "graphscope.analysis.view imports torch outside graphscope.capture"]
