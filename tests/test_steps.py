@@ -74,6 +74,11 @@ def test_retain_grad_variant_grows_every_step(tmp_path):
     rows = growth(session.snapshots)
     # the carried updates, and the tensors `w (from step k-1)` and `b (from step k-1)` where they enter
     assert [r.carried for r in rows] == [0, 0, 4, 6, 8]
+    # the summary, the doctor and the report each ask for the rows of steps kept once read:
+    # each step is counted once
+    steps = session.snapshots.kept()
+    first = growth(steps)
+    assert first == rows and all(again is row for again, row in zip(growth(steps), first))
 
 
 @pytest.mark.parametrize("script", ["linear_fit.py", "training_loop.py", "linear_model.py"])

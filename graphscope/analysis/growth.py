@@ -22,7 +22,17 @@ class GrowthRow:
 
 
 def growth_row(snapshot: Snapshot) -> GrowthRow:
-    """The row of one step."""
+    """The row of one step, counted once per snapshot (the summary, the doctor and the report
+    each ask for every step's row)."""
+    row = snapshot.__dict__.get("_growth_row")
+    if row is None:
+        row = _count(snapshot)
+        snapshot.__dict__["_growth_row"] = row
+    return row
+
+
+def _count(snapshot: Snapshot) -> GrowthRow:
+    """Count the nodes, edges, carried functions and leaves of one step."""
     carried = [n for n in snapshot.nodes if n.carried_over(snapshot.step)]
     return GrowthRow(
         step=snapshot.step,
