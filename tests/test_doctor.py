@@ -166,6 +166,16 @@ def test_update_history_growth_suggests_no_grad():
     assert "the graphs of steps 1–3 (" in found.message and "torch.no_grad()" in found.fix
 
 
+def test_growth_examines_only_the_step_with_the_longest_history(monkeypatch):
+    """Every step of a growing loop is counted, but only the chosen one is examined: examining
+    each (its entries, users and lines) made the doctor quadratic in a long run's steps."""
+    from graphscope.doctor.rules import growth as rules
+    examined, carried = [], rules.carried
+    monkeypatch.setattr(rules, "carried", lambda ev, snapshot: examined.append(snapshot.step) or carried(ev, snapshot))
+    [found] = list(RULES["graph-growth"](evidence("wrong_update_retain.py")))
+    assert examined == [found.step] == [4]
+
+
 def test_summed_loss_tensor_keeps_every_steps_graph(tmp_path):
     [found] = findings("total_loss_graph.py")
     assert found.rule == "graph-growth" and found.severity == "warning"

@@ -57,15 +57,17 @@ def _failed_on_history(evidence: Evidence) -> Finding | None:
 
 
 def _carried_history(evidence: Evidence) -> Iterator[Finding]:
-    """The step carrying the longest history, when it spans at least two earlier steps."""
-    worst, worst_state = None, None
+    """The step carrying the longest history, when it spans at least two earlier steps (the
+    history of each step is only counted: the one chosen is the one examined)."""
+    backward_steps = {s.step for s in evidence.snapshots if s.call == "backward"}
+    worst, worst_span = None, 2
     for snapshot in evidence.snapshots:
-        if not any(n.carried_over(snapshot.step) for n in snapshot.nodes):
-            continue
-        state = carried(evidence, snapshot)
-        if len(state.steps) >= 2 and (worst_state is None or len(state.steps) >= len(worst_state.steps)):
-            worst, worst_state = snapshot, state
+        step = snapshot.step
+        span = len({n.first_step for n in snapshot.nodes if n.carried_over(step) and n.first_step in backward_steps})
+        if span >= worst_span:
+            worst, worst_span = snapshot, span
     if worst is not None:
+        worst_state = carried(evidence, worst)
         message = (_carried_sentence(evidence, worst, worst_state) + " Every backward runs through all earlier "
                    "steps again, and memory grows with every step.")
         yield Finding("graph-growth", "error", message, _growth_fix(evidence, worst_state),
