@@ -140,7 +140,7 @@ def summary(run: Run, report: Report, directory: Path, formats: Sequence[str]) -
     what the doctor found."""
     snapshots = run.snapshots
     if not snapshots:
-        nothing = "graphscope: no backward or autograd.grad call was made: nothing captured"
+        nothing = "graphscope: nothing captured: no backward or autograd.grad call ran on a tensor with an autograd graph"
         return "\n\n".join([nothing, doctor_report(run.findings, run.script)] if run.findings else [nothing])
     calls = sorted({s.call for s in snapshots})
     lines = [f"graphscope: captured {len(snapshots)} step(s) ({', '.join(calls)})", growth_table(report.rows)]

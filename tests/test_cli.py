@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -91,6 +93,25 @@ def test_failed_backward_says_so_in_the_step(tmp_path):
     files = re.findall(r'File "([^"]+)"', trace)
     assert files[0].endswith("backward_twice.py") and any(f.endswith("torch/autograd/graph.py") for f in files)
     assert not any("/graphscope/" in f or f.endswith("overrides.py") for f in files), files
+
+
+def test_backward_of_a_detached_loss_fails_as_under_python(tmp_path):
+    """torch's own error, not graphscope's chained before it, and no claim that no call was made."""
+    script = tmp_path / "detached.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.ones(2, requires_grad=True)\n"
+        "loss = (w * 2).detach().sum()\n"
+        "loss.backward()\n"
+    )
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    done = run_graphscope("render", str(script), "-o", str(tmp_path / "out"))
+    assert plain.returncode == done.returncode == 1
+    error = plain.stderr.strip().splitlines()[-1]
+    assert error.startswith("RuntimeError: element 0 of tensors does not require grad")
+    assert error in done.stderr
+    assert "GraphscopeError" not in done.stderr and "During handling" not in done.stderr
+    assert "no backward or autograd.grad call ran on a tensor with an autograd graph" in done.stderr
 
 
 def test_script_arguments_and_exit_status_pass_through(tmp_path):

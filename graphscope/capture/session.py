@@ -165,6 +165,8 @@ class Session:
         try:
             captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved, stamp=stamp)
         except GraphscopeError:
+            captured = None
+        if captured is None:  # no graph to capture: torch's own call says what is wrong, unchained
             return original(*args, **kwargs)
         if fill is not None:
             fill_walk(captured, fill, stamp.step)
