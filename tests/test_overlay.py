@@ -328,3 +328,24 @@ def test_an_output_given_twice_is_one_node_with_both_gradients():
     assert [e.source for e in snap.edges if e.target == output.id] == [loss.grad_fn.name() + "_0"]
     assert values(snap.find("w").grad_step) == w.grad.tolist() == [9.0]
     assert any("output 1 is output 0 again" in note for note in snap.notes)
+
+
+def test_a_failed_backward_claims_no_share_for_a_leaf_it_never_reached():
+    """A backward that fails halfway (here on the freed graph of the step before) has sent
+    part of w's gradient, but w's AccumulateGrad never ran: PyTorch leaves w.grad as it was,
+    so the step shows no share for w, only its unchanged .grad."""
+    w = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    h = torch.zeros(3)
+    with graphscope.record(gradients="all") as session:
+        for _ in range(2):
+            h = torch.tanh(h + w)  # carried into the next step without detach
+            loss = (h * w).sum()
+            try:
+                loss.backward()
+            except RuntimeError as exc:
+                assert "second time" in str(exc)
+    assert len(session) == 2 and w.grad is not None
+    first, failed = (next(n for n in s.of_kind(NodeKind.LEAF) if n.name == "w") for s in session.snapshots)
+    assert first.grad_step is not None and failed.grad_step is None
+    assert math.isclose(failed.grad.norm, w.grad.norm().item(), rel_tol=1e-6)
+    assert math.isclose(first.grad_step.norm, w.grad.norm().item(), rel_tol=1e-6)

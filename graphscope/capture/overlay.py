@@ -133,11 +133,15 @@ class _Recorder:
         """Queue a gradient for the next batch of statistics, which go to `store[key]`."""
         self.queue.put(store, key, grad, copy)
 
-    def finish(self) -> None:
+    def finish(self, failed: bool = False) -> None:
         """After the call: queue the stored `.grad` of leaves and retained tensors, and each
-        leaf's share of this step (copied: the next backward adds to a `.grad` in place)."""
+        leaf's share of this step (copied: the next backward adds to a `.grad` in place).
+        After a failed call, a share summed from consumers is only part of what was coming
+        and nothing reached the leaf: only what an AccumulateGrad received is kept."""
         walk = self.walk
         for leaf, grad in self.leaf_sums.items():
+            if failed and leaf not in self.accumulated:
+                continue
             if isinstance(leaf, int):
                 self.defer(walk.node_grad_step, leaf, grad, copy=True)
             else:
@@ -257,8 +261,13 @@ def hooked(walk: Walk, queue: StatsQueue, leaves_only: bool = False) -> Iterator
                 if history is not None and fi in walk.refs and not hasattr(fn, "variable"):
                     history.follow(fn, walk.refs[fi])
         yield recorder
+    except BaseException:
+        failed = True
+        raise
+    else:
+        failed = False
     finally:
         for handle in recorder.handles:
             handle.remove()
         with torch._C.DisableTorchFunction():
-            recorder.finish()
+            recorder.finish(failed)
