@@ -159,10 +159,20 @@ def test_a_loss_that_cannot_change_has_dead_gradients():
     assert all(n.grad_step.norm == 0 for s in run for n in s.of_kind("leaf"))
 
 
+def test_an_lstm_state_carried_as_a_tuple_gets_a_fix_that_runs():
+    found = findings("lstm_language_model.py")
+    assert [f.rule for f in found] == ["graph-growth"]
+    assert "hidden = tuple(h.detach() for h in hidden)" in found[0].fix
+    assert "hidden[0] =" not in found[0].fix  # a tuple's item cannot be assigned
+    assert findings("lstm_language_model.py", "--repackage") == []
+
+
 def test_a_list_of_log_probs_never_emptied_is_graph_growth_with_the_list_to_empty():
     found = findings("reinforce.py")
     assert [f.rule for f in found] == ["graph-growth"]
     assert "policy.saved_log_probs" in found[0].message and "del policy.saved_log_probs[:]" in found[0].fix
+    # the backward needs this step's log-probs: detached or .item() values would stop learning
+    assert ".item()" not in found[0].fix and ".detach()" not in found[0].fix
     assert found[0].explains_failure and no_retain_graph_advice(found)
 
 

@@ -99,13 +99,16 @@ def _growth_fix(evidence: Evidence, state: Carried) -> str:
         return ("update parameters without recording the update: in place under `with torch.no_grad():`, "
                 "so the next step's graph starts from the leaf again.")
     name = state.names[0] if state.names else "state"
+    holder = name.split("[", 1)[0]
     if state.kept:
-        holder = name.split("[", 1)[0]
-        return (f"empty `{holder}` once its step's backward has run (`del {holder}[:]`), or keep `.item()` or "
-                "`.detach()`ed values in it.")
-    return (f"detach what one step hands to the next at the start of each step: `{name} = {name}.detach()` "
-            "(for an LSTM's (h, c) tuple, detach each, as `repackage_hidden` does); keep the history only if "
-            "you mean to backpropagate through every earlier step.")
+        return (f"empty `{holder}` once its step's backward has run (`del {holder}[:]`): this step's backward "
+                "needs what it holds of this step, not what earlier steps left in it.")
+    if holder != name:  # an element of a tuple handed on, as an LSTM's (h, c)
+        detach = f"`{holder} = tuple(h.detach() for h in {holder})` (as `repackage_hidden` does)"
+    else:
+        detach = f"`{name} = {name}.detach()`"
+    return (f"detach what one step hands to the next at the start of each step: {detach}; keep the history "
+            "only if you mean to backpropagate through every earlier step.")
 
 
 def _kept_losses(evidence: Evidence) -> Iterator[Finding]:
