@@ -167,6 +167,15 @@ def test_an_lstm_state_carried_as_a_tuple_gets_a_fix_that_runs():
     assert findings("lstm_language_model.py", "--repackage") == []
 
 
+
+def test_the_doctor_counts_a_step_s_nodes_as_render_does():
+    """The doctor records saved tensors too; a step's size in its message leaves them out."""
+    [found] = findings("lstm_language_model.py")
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        plain = record_script(str(SCRIPTS / "lstm_language_model.py"))
+    assert f" of {len(plain.snapshots[found.step].nodes)} nodes" in found.message
+
+
 def test_a_list_of_log_probs_never_emptied_is_graph_growth_with_the_list_to_empty():
     found = findings("reinforce.py")
     assert [f.rule for f in found] == ["graph-growth"]

@@ -79,7 +79,8 @@ def _carried_sentence(evidence: Evidence, snapshot: Snapshot, state: Carried) ->
     """`step 1's graph still holds the graph of step 0 (498 of 1012 nodes, 1.2 MB saved for
     backward): `hidden`, made at train.py:31, hands each step's history to the next.`"""
     steps = steps_text(list(state.steps)) if state.steps else "earlier steps"
-    held = f"{state.nodes} of {len(snapshot.nodes)} nodes"
+    graph_nodes = sum(n.kind is not NodeKind.SAVED for n in snapshot.nodes)  # as render counts, saved or not
+    held = f"{state.nodes} of {graph_nodes} nodes"
     if state.bytes:
         held += f", {size_text(state.bytes)} saved for backward"
     who = names_text(list(state.names)) if state.names else "a tensor"
