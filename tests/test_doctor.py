@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import textwrap
 import warnings
 from pathlib import Path
@@ -249,6 +250,26 @@ def test_a_second_backward_through_the_same_graph_is_one_of_the_sums_terms(tmp_p
     assert found.rule == "grad-accumulation" and found.step == 2  # the last backward through a new graph
     listed = "(" + ", ".join(f"{g:.4f}" for g in added[:3]) + ")"
     assert f"after step 2, w.grad is {grads[2]:.4f}, the sum of 3 steps' gradients {listed}" in found.message
+
+
+def test_the_fix_names_a_layer_of_a_sequential_as_python_reads_it(tmp_path):
+    script = write_script(tmp_path, "sequential_no_zero.py", """\
+        import torch
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+        x = torch.randn(8, 3)
+        for step in range(3):
+            model(x).pow(2).mean().backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= 0.1 * p.grad
+        """)
+    [found] = findings(script)
+    assert found.rule == "grad-accumulation"
+    [code] = re.findall(r"`(model[^`]*\.grad = None)`", found.fix)
+    assert re.fullmatch(r"model\[[02]\]\.(weight|bias)\.grad = None", code), found.fix
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    exec(code, {"model": model})  # the fix runs (`model.2.bias.grad` would be a SyntaxError)
 
 
 def test_zeroing_every_n_steps_is_deliberate(tmp_path):

@@ -141,6 +141,8 @@ def test_layers_used_in_some_steps_only_are_information_with_their_counts():
     assert (found.rule, found.severity) == ("no-grad-param", "info")
     assert f"`model.hidden.0.weight` {used[2]}/30" in found.message and used[2] < 30
     assert "never" not in found.message
+    # a zeroed .grad counts as one though no gradient came: no claim about when the forward used them
+    assert "had a .grad at only some optimizer steps" in found.message and "used them" not in found.message
 
 
 def test_failing_on_the_grad_of_a_parameter_an_update_rebound_is_non_leaf_parameter():

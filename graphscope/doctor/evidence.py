@@ -141,6 +141,13 @@ def steps_text(steps: Sequence[int]) -> str:
     return ("step " if len(steps) == 1 else "steps ") + ", ".join(str(s) for s in steps)
 
 
+def as_code(name: str) -> str:
+    """A parameter's dotted name as Python reads it: `model.3.bias` is `model[3].bias` (the
+    items of an nn.Sequential or nn.ModuleList are indexed, not attributes)."""
+    head, *parts = name.split(".")
+    return head + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in parts)
+
+
 def names_text(names: Sequence[str], limit: int = 3) -> str:
     """`w`, `w` and `b`, `a`, `b`, `c` and 4 more."""
     quoted = [f"`{n}`" for n in names[:limit]]

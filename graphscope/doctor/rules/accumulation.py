@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterator
 
-from graphscope.doctor.evidence import Evidence, backward_location, grad_text, names_text, rule
+from graphscope.doctor.evidence import Evidence, as_code, backward_location, grad_text, names_text, rule
 from graphscope.model import Finding, GradStat, Node, NodeKind, Snapshot, accumulated, base_name
 
 
@@ -77,8 +77,9 @@ def _accumulation_finding(evidence: Evidence, names: list[str],
                f"{names[0]}.grad is {grad_text(last_leaf.grad)}, the sum of {len(added)} steps' gradients "
                f"({_contributions(added)}), not step {last_snapshot.step}'s own "
                f"{grad_text(last_leaf.grad_step)}.")
+    code = as_code(names[0])
     fix = ("zero the gradients once per step before backward(): `optimizer.zero_grad()`, or "
-           f"`{names[0]}.grad = None` / `{names[0]}.grad.zero_()`; to accumulate on purpose, zero "
+           f"`{code}.grad = None` / `{code}.grad.zero_()`; to accumulate on purpose, zero "
            "every N steps, right after optimizer.step().")
     nodes = tuple(h[-1][1].id for h in histories)
     return Finding("grad-accumulation", "warning", message, fix, backward_location(evidence, last_snapshot),

@@ -3,11 +3,13 @@ detach, tensors kept in a container, a loss summed into a running total."""
 
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 from graphscope.doctor import scriptsource as code
 from graphscope.doctor.carried import Carried, carried, made_text, pattern
-from graphscope.doctor.evidence import Evidence, failing_snapshot, failure_sentence, names_text, rule, steps_text
+from graphscope.doctor.evidence import (Evidence, as_code, failing_snapshot, failure_sentence, names_text, rule,
+                                        steps_text)
 from graphscope.model import Finding, NodeKind, Snapshot
 from graphscope.numbers import size_text
 
@@ -100,14 +102,14 @@ def _growth_fix(evidence: Evidence, state: Carried) -> str:
         return ("update parameters without recording the update: in place under `with torch.no_grad():`, "
                 "so the next step's graph starts from the leaf again.")
     name = state.names[0] if state.names else "state"
-    holder = name.split("[", 1)[0]
+    holder = as_code(name.split("[", 1)[0])
     if state.kept:
         return (f"empty `{holder}` once its step's backward has run (`del {holder}[:]`): this step's backward "
                 "needs what it holds of this step, not what earlier steps left in it.")
-    if holder != name:  # an element of a tuple handed on, as an LSTM's (h, c)
+    if re.fullmatch(r"[\w.]+\[\d+\]", name):  # an item of a tuple handed on, as an LSTM's (h, c)
         detach = f"`{holder} = tuple(h.detach() for h in {holder})` (as `repackage_hidden` does)"
     else:
-        detach = f"`{name} = {name}.detach()`"
+        detach = f"`{as_code(name)} = {as_code(name)}.detach()`"
     return (f"detach what one step hands to the next at the start of each step: {detach}; keep the history "
             "only if you mean to backpropagate through every earlier step.")
 

@@ -67,9 +67,12 @@ def _sometimes_finding(evidence: Evidence, idles: list[IdleParameter]) -> Findin
     """Parameters with a gradient in some steps only: information, not a mistake."""
     counts = ", ".join(f"`{i.name}` {i.total - i.times}/{i.total}" for i in idles[:4])
     more = f" and {len(idles) - 4} more" if len(idles) > 4 else ""
-    message = (f"some parameters got a gradient in only some optimizer steps ({counts}{more}): the forward "
-               "pass used them in those steps only, as control flow that chooses layers does; PyTorch's "
-               "optimizers skip a parameter whose .grad is None, so they changed them in those steps only.")
+    # What is known is whether .grad was None when a step ran: a .grad zeroed, not set to None,
+    # counts as one although no gradient came, so nothing is said of when the forward used them.
+    message = (f"some parameters had a .grad at only some optimizer steps ({counts}{more}): at the others, no "
+               "backward had reached them since their .grad was last set to None, as when control flow "
+               "chooses layers; PyTorch's optimizers skip a parameter whose .grad is None, so those steps "
+               "did not change them.")
     fix = "nothing, if the forward pass skips them by design."
     return Finding("no-grad-param", "info", message, fix, idles[0].location, idles[0].step)
 
