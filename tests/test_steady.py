@@ -149,3 +149,28 @@ def test_a_step_repeating_an_earlier_graph_is_stored_as_its_changes_and_reads_ba
     assert max(len(json.dumps(lines[k])) for k in repeats) < min(len(json.dumps(lines[k])) for k in (0, 1, 2)) / 2
     again = graphscope.load(path)
     assert [s.to_json() for s in again] == [s.to_json() for s in session.snapshots]
+
+
+def test_bytes_held_by_history_an_echo_step_did_not_count_are_not_reported_as_zero():
+    """A GAN-like loop: the generator's ops, made before the discriminator's backward, are
+    first captured by the generator's backward, so they are carried. Echo steps do not count
+    saved tensors: their held bytes are unknown, never 0."""
+    from graphscope.analysis.growth import growth
+    from graphscope.renderers.growth import growth_table
+
+    w = torch.ones(3, requires_grad=True)
+    v = torch.full((3,), 0.5, requires_grad=True)
+    with graphscope.record() as session:
+        for _ in range(6):
+            g = (w * 2).tanh()
+            (g.detach() * v).sum().backward()
+            (g * v).sum().backward()
+    steps = session.snapshots.kept()
+    rows = growth(steps)
+    carrying = [(row, snapshot.gradients) for row, snapshot in zip(rows, steps) if row.carried]
+    assert carrying and {kind for _, kind in carrying} == {"full", "leaves"}
+    for row, kind in carrying:
+        assert (row.held is None) == (kind == "leaves") and row.held != 0
+    table = growth_table(rows).splitlines()
+    assert all(line.endswith("not counted") for line, (row, _) in zip(table[1:], zip(rows, steps))
+               if row.carried and row.held is None)

@@ -5,20 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from graphscope.model import NodeKind, Snapshot
+from graphscope.model import Node, NodeKind, Snapshot
 
 
 @dataclass(frozen=True)
 class GrowthRow:
     """Size of one step's graph, how much of it was carried over from earlier steps, and the
-    bytes the carried functions hold saved for backward (as counted when captured)."""
+    bytes the carried functions hold saved for backward (as counted when captured; None when
+    some were captured without counting, as a steady loop's echo steps capture them)."""
 
     step: int
     nodes: int
     edges: int
     carried: int
     leaves: int
-    held: int = 0
+    held: int | None = 0
 
 
 def growth_row(snapshot: Snapshot) -> GrowthRow:
@@ -40,8 +41,16 @@ def _count(snapshot: Snapshot) -> GrowthRow:
         edges=len(snapshot.edges),
         carried=len(carried),
         leaves=sum(n.kind is NodeKind.LEAF for n in snapshot.nodes),
-        held=sum(n.saved_bytes or 0 for n in carried),
+        held=held_bytes(carried),
     )
+
+
+def held_bytes(carried: Sequence[Node]) -> int | None:
+    """The bytes carried functions saved for backward; None when any was not counted."""
+    functions = [n for n in carried if n.kind in (NodeKind.FUNCTION, NodeKind.COMPILED)]
+    if any(n.saved_bytes is None for n in functions):
+        return None
+    return sum(n.saved_bytes for n in functions)
 
 
 def growth(snapshots: Sequence[Snapshot]) -> list[GrowthRow]:

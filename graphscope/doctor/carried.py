@@ -7,6 +7,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+from graphscope.analysis.growth import held_bytes
 from graphscope.doctor import scriptsource as code
 from graphscope.doctor.evidence import Evidence
 from graphscope.model import Node, NodeKind, Snapshot, base_name
@@ -26,7 +27,7 @@ class Carried:
     entries: tuple[Node, ...]
     names: tuple[str, ...]
     nodes: int
-    bytes: int
+    bytes: int | None  # None when some carried function was captured without counting
     steps: tuple[int, ...]
     recurrent: bool
     kept: bool
@@ -92,7 +93,7 @@ def carried(evidence: Evidence, snapshot: Snapshot) -> Carried | None:
     steps = tuple(sorted({n.first_step for n in old if n.first_step in backward_steps}))
     recurrent = _recurrent(snapshot, entries)
     kept = not recurrent and (any("[" in name for name in names) or _collected(snapshot, entries))
-    return Carried(snapshot, tuple(entries), tuple(names), len(old), sum(n.saved_bytes or 0 for n in old), steps,
+    return Carried(snapshot, tuple(entries), tuple(names), len(old), held_bytes(old), steps,
                    recurrent, kept)
 
 

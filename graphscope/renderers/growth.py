@@ -17,24 +17,33 @@ def growth_table(rows: Sequence[GrowthRow], limit: int = 12) -> str:
     hold when any do; long runs show both ends."""
     shown = list(rows) if len(rows) <= limit else [*rows[: limit - 2], None, rows[-1]]
     held = any(row.held for row in rows)
-    lines = ["   step    nodes    edges  carried   leaves" + ("       held" if held else "")]
+    lines = ["   step    nodes    edges  carried   leaves" + ("        held" if held else "")]
     for row in shown:
         if row is None:
             lines.append(f"    ... {len(rows) - limit + 1} more")
             continue
         line = f"{row.step:>7} {row.nodes:>8} {row.edges:>8} {row.carried:>8} {row.leaves:>8}"
-        lines.append(line + (f" {size_text(row.held):>10}" if held else ""))
+        lines.append(line + (f" {_held_text(row.held):>11}" if held else ""))
     return "\n".join(lines)
 
 
-def _points(rows: Sequence[GrowthRow], values: Sequence[int], top: int) -> str:
-    """Polyline points for one series, steps on x and counts on y."""
+def _held_text(held: int | None) -> str:
+    """Bytes held, or `not counted` where a step's carried functions were not all counted."""
+    return "not counted" if held is None else size_text(held)
+
+
+def _points(rows: Sequence[GrowthRow], values: Sequence[int | None], top: int) -> list[str]:
+    """Polyline points for one series, steps on x and counts on y: one line per run of steps
+    whose value is known (no line is drawn across a step whose value was not counted)."""
     span = max(len(rows) - 1, 1)
     inner_w, inner_h = WIDTH - 2 * MARGIN, HEIGHT - 2 * MARGIN
-    return " ".join(
-        f"{MARGIN + inner_w * i / span:.1f},{HEIGHT - MARGIN - inner_h * v / top:.1f}"
-        for i, v in enumerate(values)
-    )
+    lines: list[list[str]] = [[]]
+    for i, v in enumerate(values):
+        if v is None:
+            lines.append([])
+        else:
+            lines[-1].append(f"{MARGIN + inner_w * i / span:.1f},{HEIGHT - MARGIN - inner_h * v / top:.1f}")
+    return [" ".join(line) for line in lines if line]
 
 
 def _step_ticks(rows: Sequence[GrowthRow]) -> list[str]:
@@ -68,14 +77,15 @@ def growth_svg(rows: Sequence[GrowthRow], title: str = "graph size per step") ->
         f'<text x="{MARGIN - 6}" y="{HEIGHT - MARGIN + 4}" text-anchor="end">0</text>',
         *_step_ticks(rows),
     ]
-    held = max((r.held for r in rows), default=0)
+    held = max((r.held for r in rows if r.held is not None), default=0)
     if held:
         series += (("bytes held by carried nodes", "#6a1b9a", [r.held for r in rows]),)
         parts.append(f'<text x="{WIDTH - MARGIN + 6}" y="{MARGIN + 4}" fill="#6a1b9a">{size_text(held)}</text>')
     for k, (label, color, values) in enumerate(series):
         if rows:
             scale = held if label.startswith("bytes") else top
-            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{_points(rows, values, scale)}"/>')
+            parts.extend(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/>'
+                         for points in _points(rows, values, scale))
         x = WIDTH - MARGIN - 150
         parts.append(f'<line x1="{x}" y1="{20 + 14 * k - 4}" x2="{x + 18}" y2="{20 + 14 * k - 4}" stroke="{color}" stroke-width="2"/>')
         parts.append(f'<text x="{x + 24}" y="{20 + 14 * k}">{label}</text>')
