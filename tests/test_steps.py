@@ -405,3 +405,18 @@ def test_diff_of_a_growing_update_lists_only_the_new_updates(tmp_path):
     old_edges = {(change.matched.get(e.source, "removed:" + e.source), change.matched.get(e.target, "removed:" + e.target))
                  for e in run[3].edges}
     assert drawn <= {(e.source, e.target) for e in run[4].edges} | old_edges
+
+
+def test_a_leaf_skipped_for_a_step_keeps_the_step_that_first_captured_it():
+    """PyTorch frees b's AccumulateGrad with the last graph that used it: the step after one
+    that skipped b meets a new one, yet b was first captured in step 0."""
+    a = torch.ones(2, requires_grad=True)
+    b = torch.ones(2, requires_grad=True)
+    with graphscope.record(names={"a": a, "b": b}, gradients="all") as session:
+        for step in range(4):
+            y = a * 2
+            if step != 1:
+                y = y * b
+            y.sum().backward()
+    firsts = [{n.name: n.first_step for n in s.of_kind(NodeKind.LEAF)} for s in session.snapshots]
+    assert firsts == [{"a": 0, "b": 0}, {"a": 0}, {"a": 0, "b": 0}, {"a": 0, "b": 0}]

@@ -48,6 +48,17 @@ class LeafRegistry:
 
     tensors: dict[Key, weakref.ref] = field(default_factory=dict)
     first_names: dict[Key, tuple[int, str]] = field(default_factory=dict)
+    first_steps: dict[int, tuple[weakref.ref, int]] = field(default_factory=dict)  # by id(), in memory only
+
+    def first_step(self, tensor: object, step: int) -> int:
+        """The step that first captured this leaf tensor: PyTorch frees a leaf's AccumulateGrad
+        with the last graph that used it, so a leaf skipped for a step comes back with a new
+        one, which alone would say it was first captured now."""
+        found = self.first_steps.get(id(tensor))
+        if found is not None and found[0]() is tensor:
+            return found[1]
+        self.first_steps[id(tensor)] = (weakref.ref(tensor), step)
+        return step
 
     def remember(self, key: Key, given: str | None, step: int) -> None:
         """Keep the name a leaf is given in `step` if it is the first it has had."""

@@ -287,16 +287,17 @@ class _Builder:
             else:
                 place = walk.refs[fi] = metadata[at_key]
             values = list(node)
+            made = metadata.get(made_key, captured)
             if node.kind is leaf:
                 if captured == step:
                     leaves.tensors[place] = weakref.ref(fn.variable)
-                values[_NAME] = leaves.name(place, node.name, step, captured)
+                made = leaves.first_step(fn.variable, captured)
+                values[_NAME] = leaves.name(place, node.name, step, made)
             else:
                 held = metadata.get(bytes_key)
                 values[_SAVED_BYTES] = metadata[bytes_key] = saved_bytes(fn) if held is None else held
             values[_FIRST_STEP], values[_SOURCE], values[_MODULE], values[_ORIGIN], values[_CALLS] = (
-                metadata.get(made_key, captured), metadata.get(SOURCE_KEY), metadata.get(MODULE_KEY), place,
-                metadata.get(calls_key))
+                made, metadata.get(SOURCE_KEY), metadata.get(MODULE_KEY), place, metadata.get(calls_key))
             nodes[first + fi] = _new(Node, values)
 
     def place_tensors(self) -> None:
