@@ -5,6 +5,8 @@ and steps that say which of these they are."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import torch
@@ -174,3 +176,16 @@ def test_bytes_held_by_history_an_echo_step_did_not_count_are_not_reported_as_ze
     table = growth_table(rows).splitlines()
     assert all(line.endswith("not counted") for line, (row, _) in zip(table[1:], zip(rows, steps))
                if row.carried and row.held is None)
+
+
+def test_a_step_that_cannot_take_stamps_is_not_said_to_have_a_new_shape():
+    """The GAN keeping D's graph: the generator's step reaches into the graph the
+    discriminator's step captured, so it takes no stamps from the generator step it repeats;
+    its notes must not call its shape new while saying which step it has the shape of."""
+    from graphscope.capture.runner import record_script
+    with contextlib.redirect_stdout(io.StringIO()):
+        run = record_script(str(EXAMPLES / "gan.py"), ["--retain", "--iterations", "4"])
+    unstamped = [s for s in run.snapshots if any(n.startswith(UNSTAMPED) for n in s.notes)]
+    assert unstamped
+    for snapshot in unstamped:
+        assert not any("has a new shape" in note for note in snapshot.notes)

@@ -37,7 +37,8 @@ STEADY_ECHOES = 2
 _FILLED = ("file:line and module stamps of this step's ops are those of step {step}, whose graph has the same "
            "shape: stamping steps aside once a loop is steady")
 _UNSTAMPED = ("no file:line for this step's ops: stamping had stepped aside while the loop was steady, and this "
-              "step's graph has a new shape; the steps after it are stamped again")
+              "step's graph could not take the stamps of an earlier step (a new shape, or one that reaches into "
+              "graphs earlier steps captured); stamping resumes after it")
 _GRAD_SIGNATURE = inspect.signature(ORIGINAL_GRAD)
 
 
