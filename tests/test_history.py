@@ -240,3 +240,24 @@ def test_saved_bytes_are_what_pytorch_saved_and_carried_bytes_are_their_sum():
     carried = [n for n in step1.nodes if n.carried_over(1)]
     assert {n.op for n in carried} >= {"MmBackward0", "TanhBackward0"}
     assert rows[1].held == sum(n.saved_bytes or 0 for n in carried) == sum(expected.values())
+
+
+def test_a_tensor_two_functions_saved_is_counted_once():
+    """tanh saves its result, and the next matmul saves that same tensor for w2's gradient:
+    the step holds it once, as PyTorch's storage does."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 3)
+    w1 = torch.randn(3, 5, requires_grad=True)
+    w2 = torch.randn(5, 2, requires_grad=True)
+    with graphscope.record() as session:
+        out = (x @ w1).tanh() @ w2
+        mm2 = out.grad_fn
+        tanh = mm2.next_functions[0][0]
+        mm1 = tanh.next_functions[0][0]
+        saved = [mm2._saved_self, mm2._saved_mat2, tanh._saved_result, mm1._saved_self]
+        distinct = {t.data_ptr(): t.numel() * t.element_size() for t in saved}
+        assert len(distinct) == 3  # the tanh result is saved twice
+        del mm2, tanh, mm1, saved
+        out.sum().backward()
+    functions = session[0].of_kind(NodeKind.FUNCTION)
+    assert sum(n.saved_bytes for n in functions) == sum(distinct.values()) == (12 + 20 + 10) * 4

@@ -42,9 +42,11 @@ def attach_saved(builder: Any) -> None:
         )
 
 
-def saved_bytes(fn: Any) -> int:
+def saved_bytes(fn: Any, counted: set[tuple[int, int]] | None = None) -> int:
     """Bytes of the tensors `fn` saved for backward (numel x element size, summed); 0 when it
-    saved none or a backward freed them."""
+    saved none or a backward freed them. Memory that `counted` (where and how long, in memory
+    only) already holds was counted for another function of the same capture: a tanh's
+    result that the next layer's addmm saves too is one tensor, held once."""
     total = 0
     for attr in _saved_attributes(fn):
         try:
@@ -52,8 +54,22 @@ def saved_bytes(fn: Any) -> int:
         except RuntimeError:
             return 0
         for _, tensor in _saved_tensors(attr, value):
-            total += tensor.numel() * tensor.element_size()
+            size = tensor.numel() * tensor.element_size()
+            place = _place(tensor, size)
+            if counted is not None and place is not None:
+                if place in counted:
+                    continue
+                counted.add(place)
+            total += size
     return total
+
+
+def _place(tensor: torch.Tensor, size: int) -> tuple[int, int] | None:
+    """Where a tensor's data starts and how many bytes it spans; None for one without storage."""
+    try:
+        return tensor.data_ptr(), size
+    except (RuntimeError, NotImplementedError):
+        return None
 
 
 def saved_freed(fn: Any) -> bool:

@@ -279,6 +279,7 @@ class _Builder:
         key, step, at_key, leaves, leaf = stamp.key, stamp.step, stamp.at_key, stamp.leaves, NodeKind.LEAF
         keys = stamp.keys
         made_key, calls_key, bytes_key = keys.made, keys.calls, keys.bytes
+        counted: set[tuple[int, int]] = set()
         for fi, fn in enumerate(walk.functions):
             metadata, node = fn.metadata, nodes[first + fi]
             captured = metadata.setdefault(key, step)
@@ -295,7 +296,7 @@ class _Builder:
                 values[_NAME] = leaves.name(place, node.name, step, made)
             else:
                 held = metadata.get(bytes_key)
-                values[_SAVED_BYTES] = metadata[bytes_key] = saved_bytes(fn) if held is None else held
+                values[_SAVED_BYTES] = metadata[bytes_key] = saved_bytes(fn, counted) if held is None else held
             values[_FIRST_STEP], values[_SOURCE], values[_MODULE], values[_ORIGIN], values[_CALLS] = (
                 made, metadata.get(SOURCE_KEY), metadata.get(MODULE_KEY), place, metadata.get(calls_key))
             nodes[first + fi] = _new(Node, values)

@@ -117,7 +117,8 @@ class Node(NamedTuple):
     - `calls`: the module calls the op ran inside, outermost first, as `(depth, call)` pairs
       (the depth of that call's module path in dotted components, the call's number in the run).
     - `saved_bytes`: bytes of the tensors the function saved for backward (numel x element
-      size, summed), counted when captured; 0 once a backward freed them.
+      size, summed), counted when captured; memory another function of the same capture
+      saved is counted once, at the first in walk order; 0 once a backward freed them.
     - `region`, `inner_ops`, `inner`: for a `compiled` node, the compiled module or function,
       the number of ops in its backward graph, and that graph as node-link data.
     """
