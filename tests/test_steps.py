@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 from pathlib import Path
@@ -420,3 +422,19 @@ def test_a_leaf_skipped_for_a_step_keeps_the_step_that_first_captured_it():
             y.sum().backward()
     firsts = [{n.name: n.first_step for n in s.of_kind(NodeKind.LEAF)} for s in session.snapshots]
     assert firsts == [{"a": 0, "b": 0}, {"a": 0}, {"a": 0, "b": 0}, {"a": 0, "b": 0}]
+
+
+def test_diff_says_which_added_nodes_were_made_in_an_earlier_step():
+    """The generator's ops, made before the discriminator's step, enter a graph first in the
+    generator's step: added (in neither graph before) and carried over (made earlier) at once,
+    which the diff says of each instead of listing them twice unexplained."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        run = record_script(str(EXAMPLES / "gan.py"), ["--detach", "--iterations", "1"])
+    d_step, g_step = run.snapshots[1], run.snapshots[2]
+    change = diff(d_step, g_step)
+    both = set(change.added) & set(change.carried)
+    assert both and all(g_step[i].first_step == 1 for i in both)
+    text = change.summary()
+    for i in both:
+        assert f"({i}) @ {g_step[i].source} (made in step 1)" in text
+    assert f"{len(both)} of them added above (made earlier, not in step 1's graph)" in text

@@ -62,14 +62,18 @@ class SnapshotDiff:
         old, new = self.old, self.new
         lines = [f"step {old.step} ({len(old.nodes)} nodes) -> step {new.step} ({len(new.nodes)} nodes): "
                  f"{len(self.added)} added, {len(self.removed)} removed, {len(self.carried)} carried over"]
-        lines += [f"  + {_describe(new[i])}" for i in self.added]
+        carried = set(self.carried)
+        lines += [f"  + {_describe(new[i])}" + (f" (made in step {new[i].first_step})" if i in carried else "")
+                  for i in self.added]
         lines += [f"  - {_describe(old[i])}" for i in self.removed]
         lines += [f"  ~ {c.name}: {c.before} -> {c.after}" for c in self.kind_changes]
         lines += [f"  ~ {m.name} names a new tensor: {_made(new[m.new])}" for m in self.moved]
         if self.carried:
             steps = sorted({new[i].first_step for i in self.carried})
+            also_added = len(carried.intersection(self.added))
             lines.append(f"  carried over from earlier steps ({', '.join(map(str, steps))}): "
-                         f"{len(self.carried)} nodes")
+                         f"{len(self.carried)} nodes" + (f", {also_added} of them added above (made earlier, "
+                                                         f"not in step {old.step}'s graph)" if also_added else ""))
         if self.empty:
             lines.append("  same structure")
         return "\n".join(lines)
