@@ -219,3 +219,29 @@ def test_the_unused_parameter_rule_names_them_and_the_branch_that_skipped_them()
     (finding,) = [f for f in graphscope.diagnose(run) if f.rule == "ddp-unused-parameter"]
     assert finding.location == f"test_ranks.py:{branch}" and finding.step == 1
     assert "from step 1 on (step 0 gave them one)" in finding.message
+
+
+def test_each_rank_shows_its_own_gradients_and_the_averaged_grad_without_claiming_accumulation(ddp):
+    """On each edge what flowed on this rank; on each parameter the `.grad` DDP averaged; no
+    'this step' share beside it (DDP replaced it in `.grad`, which a share would make read as
+    never zeroed). The reference is the same model and shards in plain PyTorch."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    inputs = torch.randn(96, 4, generator=torch.Generator().manual_seed(1))
+    local = []
+    for rank in (0, 1):
+        x = inputs[rank::2][:16]
+        loss = nn.functional.mse_loss(model(x), x.sum(dim=1, keepdim=True))
+        local.append(torch.autograd.grad(loss, model[2].weight)[0])
+    averaged = (local[0] + local[1]) / 2
+    for rank in (0, 1):
+        step = graphscope.load(ddp["tmp"] / "out" / f"rank-{rank}")[0]
+        leaf = step.find("model.module.2.weight")
+        assert leaf.grad_step is None
+        assert abs(leaf.grad.norm - averaged.norm().item()) < 1e-6
+        transpose = next(e.target for e in step.edges if e.source == leaf.id)
+        onward = [e for e in step.edges if e.source == transpose]
+        for edge in [step.edge(leaf.id, transpose), *onward]:
+            assert abs(edge.grad.norm - local[rank].norm().item()) < 1e-6, (rank, edge)

@@ -18,6 +18,14 @@ import torch
 _DDP_MODULE = "torch.nn.parallel.distributed"
 
 
+def averaged_across_ranks() -> bool:
+    """True while a process group of more than one rank is up: DDP then replaces each
+    parameter's `.grad` by the average over the ranks during the backward, so what this rank's
+    backward sent a leaf is not what its `.grad` holds, and no sum of steps explains `.grad`."""
+    distributed = torch.distributed
+    return distributed.is_available() and distributed.is_initialized() and distributed.get_world_size() > 1
+
+
 def _is_ddp(value: Any) -> bool:
     """True for a DistributedDataParallel module."""
     kind = getattr(sys.modules.get(_DDP_MODULE), "DistributedDataParallel", None)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Hashable, Sequence
 import torch
 
 from graphscope.model.history import Partial
+from graphscope.capture.distributed import averaged_across_ranks
 from graphscope.capture.identity import Stamp
 from graphscope.capture.outputs import is_gradient_edge, output_key
 from graphscope.capture.pending import ACCUMULATE_GRAD, paused_gc
@@ -156,9 +157,13 @@ class Echo:
         return hook
 
     def finish(self) -> None:
-        """After the backward: unhook, queue each leaf's .grad, and let go of the graph."""
+        """After the backward: unhook, queue each leaf's .grad, and let go of the graph (no
+        share across DDP ranks, as for a full capture: `.grad` is the ranks' average)."""
         for handle in self.handles:
             handle.remove()
+        if averaged_across_ranks():  # the queued shares go to a dict no record reads
+            self.shares = {}
+            self.copies.clear()
         with torch._C.DisableTorchFunction():
             for variable, number in self.variables:
                 grad, share = variable.grad, self.copies.get(number)

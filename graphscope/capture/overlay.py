@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from graphscope.model.history import Key
+from graphscope.capture.distributed import averaged_across_ranks
 from graphscope.capture.stats import StatsQueue
 from graphscope.capture.walker import Walk
 from graphscope.model import NodeKind
@@ -91,10 +92,10 @@ class _Recorder:
         received, after any hooks on the leaf tensor, i.e. exactly what went into `.grad`."""
         edge_grad = self.walk.edge_grad
         for edge, slots in self.slot_edges[fi]:
-            self.defer(edge_grad, edge, _sum([grad_inputs[s] for s in slots]), copy=edge in self.into_leaf)
+            self.defer(edge_grad, edge, _sum([grad_inputs[s] for s in slots]), copy=True)
         for nr, edge in self.produced[fi]:
             if nr < len(grad_outputs):
-                self.defer(edge_grad, edge, grad_outputs[nr])
+                self.defer(edge_grad, edge, grad_outputs[nr], copy=True)
         for slot, leaf in self.leaf_slots[fi]:
             self.add_share(leaf, grad_inputs[slot])
         leaf = self.walk.first_function + fi
@@ -106,12 +107,12 @@ class _Recorder:
         to the leaf's share of this step, unless its AccumulateGrad already told the share."""
         if grad is not None and leaf not in self.accumulated:
             previous = self.leaf_sums.get(leaf)
-            self.leaf_sums[leaf] = grad.detach() if previous is None else previous + grad.detach()
+            self.leaf_sums[leaf] = grad.detach().clone() if previous is None else previous + grad.detach()
 
     def accumulated_into(self, leaf: Any, grad: torch.Tensor) -> None:
         """What a leaf's AccumulateGrad received: exactly its share of this step."""
         self.accumulated.add(leaf)
-        self.leaf_sums[leaf] = grad.detach()
+        self.leaf_sums[leaf] = grad.detach().clone()
 
     def returned(self, inputs: Any, grads: tuple) -> None:
         """What `autograd.grad` returned for its `inputs` (a tensor or a sequence, in the order
@@ -125,27 +126,33 @@ class _Recorder:
             if node is None or grad is None:
                 continue
             if self.walk.nodes[node].kind is NodeKind.TENSOR:
-                self.defer(self.walk.node_grad_step, node, grad)
+                self.defer(self.walk.node_grad_step, node, grad, copy=True)
             elif deep.get(node, node) not in self.leaf_sums:  # a light capture hooked no consumer
                 self.accumulated_into(deep.get(node, node), grad)
 
     def defer(self, store: dict, key: Any, grad: torch.Tensor | None, copy: bool = False) -> None:
-        """Queue a gradient for the next batch of statistics, which go to `store[key]`."""
+        """Queue a gradient for the next batch of statistics, which go to `store[key]`. What a
+        hook hands over is copied: AccumulateGrad may take that very tensor (or a view of it)
+        as a leaf's `.grad`, which DDP averages in place during the backward, and clipping or
+        unscaling changes afterwards, before the batch is computed."""
         self.queue.put(store, key, grad, copy)
 
     def finish(self, failed: bool = False) -> None:
-        """After the call: queue the stored `.grad` of leaves and retained tensors, and each
-        leaf's share of this step (copied: the next backward adds to a `.grad` in place).
-        After a failed call, a share summed from consumers is only part of what was coming
-        and nothing reached the leaf: only what an AccumulateGrad received is kept."""
+        """After the call: queue the stored `.grad` of leaves and retained tensors (copied: the
+        next backward adds to a `.grad` in place), and each leaf's share of this step (copies
+        already). After a failed call, a share summed from consumers is only part of what was
+        coming and nothing reached the leaf: only what an AccumulateGrad received is kept.
+        Across DDP ranks no share is kept: `.grad` holds the ranks' average, not this share,
+        and a share beside it would read as a gradient never zeroed."""
         walk = self.walk
+        averaged = averaged_across_ranks()
         for leaf, grad in self.leaf_sums.items():
-            if failed and leaf not in self.accumulated:
+            if averaged or (failed and leaf not in self.accumulated):
                 continue
             if isinstance(leaf, int):
-                self.defer(walk.node_grad_step, leaf, grad, copy=True)
+                self.defer(walk.node_grad_step, leaf, grad)
             else:
-                self.defer(walk.deep_grads, ("step", leaf), grad, copy=True)
+                self.defer(walk.deep_grads, ("step", leaf), grad)
         for node, tensor in walk.tensors.items():
             self.defer(walk.node_grad, node, _stored_grad(tensor), copy=True)
         self.leaf_sums.clear()
