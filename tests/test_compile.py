@@ -176,6 +176,15 @@ def test_graph_breaks_are_listed_and_both_parts_are_regions(capsys):
     assert all(r.inner_ops > 0 for r in regions)
 
 
+def test_a_graph_break_is_placed_at_the_user_s_line_not_in_graphscope(capsys):
+    """Dynamo traces .item() through graphscope's stamping mode and reports the break there;
+    the listed place is the user's line that called it."""
+    run = record_as_plain(SCRIPTS / "graph_break_item.py", capsys)
+    line = next(n for n, text in enumerate((SCRIPTS / "graph_break_item.py").read_text().splitlines(), 1)
+                if "s = y.item()" in text)
+    assert [b.location for b in run.graph_breaks] == [f"graph_break_item.py:{line}"]
+
+
 def test_export_func_transforms_and_checkpointing_are_not_steps(capsys):
     """torch.func.grad calls torch.autograd.grad itself: that is torch's work, not a step."""
     run = record_as_plain(SCRIPTS / "traced_elsewhere.py", capsys)

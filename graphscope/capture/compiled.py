@@ -30,6 +30,7 @@ REGION_KEY = "graphscope.region"
 _RESUME = re.compile(r"^torch_dynamo_resume_in_(.+)_at_\d+$")
 _GRAPH_BREAK_LOG = "torch._dynamo.symbolic_convert.__graph_breaks"
 _BREAK_AT = re.compile(r"in user code at (?P<file>.+?):(?P<line>\d+)")
+_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
 _BREAK_WHY = (re.compile(r"Explanation: (.+)"), re.compile(r"Graph Break Reason: (.+)"))
 _NEXT_SEQUENCE_NR = getattr(torch._C._autograd, "_get_sequence_nr", lambda: 0)
 
@@ -204,6 +205,11 @@ class _GraphBreaks(logging.Handler):
         where = _BREAK_AT.search(text)
         if where is None:
             return
+        if is_internal(where.group("file")):  # dynamo traced into graphscope's own mode: the user's call is outer
+            users = [frame for frame in _FRAME.finditer(text) if not is_internal(frame.group("file"))]
+            if not users:
+                return
+            where = users[-1]
         found = [why.search(text) for why in _BREAK_WHY]
         reason = next((match.group(1).strip() for match in found if match), "")
         location = f"{display_path(where.group('file'), self.root)}:{where.group('line')}"
