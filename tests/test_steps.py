@@ -128,6 +128,17 @@ def test_api_sources_point_at_this_file():
     assert all(n.source is None for n in quiet[0].nodes)
 
 
+def test_a_node_made_where_stamping_cannot_see_gets_no_line_rather_than_the_next_one():
+    """A custom autograd.Function's node is made without a torch call the stamping mode sees;
+    the next op's line walks back past it, and must not claim it (it said line 26 for an
+    op made at line 24 of the custom-function lesson)."""
+    run = record_script(str(EXAMPLES / "custom_function.py"))
+    custom = next(n for n in run[0].nodes if n.op == "ClampThroughBackward")
+    clamp = next(n for n in run[0].nodes if n.op == "ClampBackward1")
+    assert custom.source is None
+    assert clamp.source == f"custom_function.py:{line_of(EXAMPLES / 'custom_function.py', 'clamped = torch.clamp(')}"
+
+
 def test_sources_never_break_code_that_changes_a_no_grad_view_in_place():
     torch.manual_seed(0)
     with graphscope.record() as session:

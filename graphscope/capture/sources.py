@@ -123,6 +123,9 @@ def _readable_grad_fn(value: Any) -> Any:
         return None
 
 
+_next_sequence_nr = torch._C._autograd._get_sequence_nr  # the number the next autograd node of this thread gets
+
+
 class _SourceMode(TorchFunctionMode):
     """Stamps the grad_fn of every tensor a torch call returns with the caller's location."""
 
@@ -138,14 +141,18 @@ class _SourceMode(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         if compiling():  # dynamo traces this method: it must find nothing of graphscope in it
             return func(*args, **(kwargs or {}))
+        first = _next_sequence_nr()
         result = func(*args, **(kwargs or {}))
         if torch.is_grad_enabled():  # under no_grad a call makes no autograd node to stamp
-            self._stamp(result)
+            self._stamp(result, first)
         return result
 
-    def _stamp(self, result: Any) -> None:
-        """Stamp each new grad_fn of `result`, and the new nodes behind it, with the caller's
-        location and module: ops inside a composite torch function run with this mode off."""
+    def _stamp(self, result: Any, first: int) -> None:
+        """Stamp each new grad_fn of `result`, and the new nodes behind it that this call made
+        (numbered from `first` on), with the caller's location and module: ops inside a
+        composite torch function run with this mode off. A node made before the call, by a
+        path this mode does not see (a custom autograd.Function, a reentrant checkpoint), is
+        not this line's: it keeps no location rather than a wrong one."""
         outputs = result if isinstance(result, (tuple, list)) else (result,)
         try:
             fresh = [out.grad_fn for out in outputs
@@ -171,7 +178,7 @@ class _SourceMode(TorchFunctionMode):
                 continue  # stamped already, or captured by a step before this op ran
             metadata.update(stamp)
             stack.extend(child for child, _ in fn.next_functions
-                         if child is not None and not hasattr(child, "variable"))
+                         if child is not None and not hasattr(child, "variable") and child._sequence_nr() >= first)
 
 
 class ModeSwitch:
