@@ -349,3 +349,23 @@ def test_a_failed_backward_claims_no_share_for_a_leaf_it_never_reached():
     assert first.grad_step is not None and failed.grad_step is None
     assert math.isclose(failed.grad.norm, w.grad.norm().item(), rel_tol=1e-6)
     assert math.isclose(first.grad_step.norm, w.grad.norm().item(), rel_tol=1e-6)
+
+
+def test_an_edge_gradient_is_what_flowed_even_if_grad_is_later_added_to_in_place():
+    """AccumulateGrad takes the gradient a transpose hands it as the weight's `.grad`; the
+    GAN's next backward adds to that `.grad` in place. The edge into the transpose shows what
+    flowed in step 0 (it showed the sum after step 1: 1.879 for PyTorch's 1.8755)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))  # the generator draws from the seed first
+    discriminator = nn.Sequential(nn.Linear(2, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1), nn.Sigmoid())
+    real = torch.randn(16, 2) * 0.5 + 2.0
+    loss = nn.BCELoss()(discriminator(real).view(-1), torch.full((16,), 1.0))
+    expected = torch.autograd.grad(loss, discriminator[2].weight)[0].norm().item()
+    run = record_script(str(EXAMPLES / "gan.py"))
+    step = run[0]
+    leaf = step.find("netD.main.2.weight")
+    transpose = next(e.target for e in step.edges if e.source == leaf.id)
+    [into] = [e for e in step.edges if e.source == transpose]
+    assert math.isclose(into.grad.norm, expected, rel_tol=1e-6)
