@@ -187,6 +187,17 @@ def test_a_list_of_log_probs_never_emptied_is_graph_growth_with_the_list_to_empt
     assert found[0].explains_failure and no_retain_graph_advice(found)
 
 
+def test_saved_actions_never_emptied_are_graph_growth_with_the_list_to_empty():
+    """The entries are named by the loop that reads them (`log_prob`, `value`); the line that
+    made them appends them to the list that keeps them, which is what the fix must empty."""
+    found = findings("actor_critic.py")
+    growth = [f for f in found if f.rule == "graph-growth"]
+    assert len(growth) == 1 and "backward-twice" not in {f.rule for f in found}
+    assert "`model.saved_actions`" in growth[0].message and "del model.saved_actions[:]" in growth[0].fix
+    assert growth[0].location == line_of("actor_critic.py", "model.saved_actions.append(")
+    assert no_retain_graph_advice(found)
+
+
 def test_an_in_place_error_on_carried_history_is_explained_by_the_carried_state():
     found = findings("rnncell_retain.py")
     assert [f.rule for f in found] == ["graph-growth"]

@@ -56,6 +56,14 @@ def _assigned_names(evidence: Evidence, entries: list[Node]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _appended_to(evidence: Evidence, entries: list[Node]) -> list[str]:
+    """The containers the entries' lines append them to (`model.saved_actions` for
+    `model.saved_actions.append(SavedAction(m.log_prob(action), value))`)."""
+    lines = dict.fromkeys(n.source for n in entries if n.source)
+    statements = [evidence.statement(location) for location in lines]
+    return list(dict.fromkeys(filter(None, (code.appended_to(s) for s in statements if s is not None))))
+
+
 def _collected(snapshot: Snapshot, entries: list[Node]) -> bool:
     """True when a new op of this step takes an entry together with a new node made on the
     entry's own line: tensors of every step gathered into one (a list never emptied)."""
@@ -92,7 +100,11 @@ def carried(evidence: Evidence, snapshot: Snapshot) -> Carried | None:
     backward_steps = {s.step for s in evidence.snapshots if s.call == "backward"}
     steps = tuple(sorted({n.first_step for n in old if n.first_step in backward_steps}))
     recurrent = _recurrent(snapshot, entries)
-    kept = not recurrent and (any("[" in name for name in names) or _collected(snapshot, entries))
+    containers = [] if recurrent else _appended_to(evidence, entries)
+    if containers:  # the names a loop gave them now say less than the list that kept them
+        names = containers
+    kept = not recurrent and (any("[" in name for name in names) or bool(containers)
+                              or _collected(snapshot, entries))
     return Carried(snapshot, tuple(entries), tuple(names), len(old), held_bytes(old), steps,
                    recurrent, kept)
 

@@ -87,6 +87,17 @@ def assigned_names(statement: ast.stmt) -> list[str]:
     return names
 
 
+def appended_to(statement: ast.stmt) -> str | None:
+    """The container a statement adds to: `model.saved_actions.append(SavedAction(...))` ->
+    "model.saved_actions" (append, extend or insert called as the statement itself)."""
+    call = statement.value if isinstance(statement, ast.Expr) else None
+    if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+            and call.func.attr in ("append", "extend", "insert")
+            and isinstance(call.func.value, (ast.Name, ast.Attribute))):
+        return text(call.func.value)
+    return None
+
+
 def grad_reads(statement: ast.stmt) -> list[str]:
     """The tensors whose `.grad` the statement reads: `w = w - lr * w.grad` -> ["w"]."""
     found = [
