@@ -189,3 +189,18 @@ def test_a_step_that_cannot_take_stamps_is_not_said_to_have_a_new_shape():
     assert unstamped
     for snapshot in unstamped:
         assert not any("has a new shape" in note for note in snapshot.notes)
+
+
+def test_an_echo_step_keeps_the_step_that_first_captured_a_leaf():
+    """The graph is freed after each backward, so PyTorch makes each step a new AccumulateGrad
+    for `a`; an echo step, which takes the rest from the step it repeats, still says `a` was
+    first captured in step 0."""
+    a = torch.ones(2, requires_grad=True)
+    with graphscope.record(names={"a": a}) as session:
+        for _ in range(6):
+            loss = (a * 2).sum()
+            loss.backward()
+            del loss
+    kinds = [s.gradients for s in session.snapshots]
+    assert "leaves" in kinds  # echo steps were taken
+    assert [s.find("a").first_step for s in session.snapshots] == [0] * 6

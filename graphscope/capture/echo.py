@@ -209,6 +209,10 @@ def _stamp(order: list[Any], numbers: tuple[int, ...], stamp: Stamp, fill: Fille
         metadata = fn.metadata
         if metadata.setdefault(key, step) == step:
             metadata[at_key] = (step, number)
+            variable = getattr(fn, "variable", None)
+            if variable is not None:  # a leaf met with a new AccumulateGrad: the tensor is not new
+                read[number] = (stamp.leaves.first_step(variable, step), None, None, None)
+                continue
             if fill is not None and SOURCE_KEY not in metadata:
                 read[number] = fill(number)
                 continue
