@@ -142,6 +142,8 @@ class Echo:
         self.handles: list[Any] = []
         self.stamps = _stamp(look.order, template.numbers, stamp, fill)
         self.variables = [(look.order[i].variable, template.numbers[i]) for i in template.leaves]
+        if averaged_across_ranks():  # no share across DDP ranks, as for a full capture: .grad is their average
+            return
         with torch._C.DisableTorchFunction():
             for i in template.leaves:
                 self.handles.append(look.order[i].register_hook(self._leaf_hook(template.numbers[i])))
@@ -157,13 +159,9 @@ class Echo:
         return hook
 
     def finish(self) -> None:
-        """After the backward: unhook, queue each leaf's .grad, and let go of the graph (no
-        share across DDP ranks, as for a full capture: `.grad` is the ranks' average)."""
+        """After the backward: unhook, queue each leaf's .grad, and let go of the graph."""
         for handle in self.handles:
             handle.remove()
-        if averaged_across_ranks():  # the queued shares go to a dict no record reads
-            self.shares = {}
-            self.copies.clear()
         with torch._C.DisableTorchFunction():
             for variable, number in self.variables:
                 grad, share = variable.grad, self.copies.get(number)

@@ -123,9 +123,6 @@ def _readable_grad_fn(value: Any) -> Any:
         return None
 
 
-_next_sequence_nr = torch._C._autograd._get_sequence_nr  # the number the next autograd node of this thread gets
-
-
 class _SourceMode(TorchFunctionMode):
     """Stamps the grad_fn of every tensor a torch call returns with the caller's location."""
 
@@ -141,7 +138,7 @@ class _SourceMode(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         if compiling():  # dynamo traces this method: it must find nothing of graphscope in it
             return func(*args, **(kwargs or {}))
-        first = _next_sequence_nr()
+        first = sequence_mark()
         result = func(*args, **(kwargs or {}))
         if torch.is_grad_enabled():  # under no_grad a call makes no autograd node to stamp
             self._stamp(result, first)

@@ -88,6 +88,17 @@ def _recurrent(snapshot: Snapshot, entries: list[Node]) -> bool:
     return False
 
 
+def backward_steps(evidence: Evidence) -> set[int]:
+    """The steps that were backward calls (an autograd.grad step hands no history on)."""
+    return {s.step for s in evidence.snapshots if s.call == "backward"}
+
+
+def spanned_steps(snapshot: Snapshot, backward: set[int]) -> tuple[int, ...]:
+    """The earlier backward steps whose graphs `snapshot` still holds, in order."""
+    step = snapshot.step
+    return tuple(sorted({n.first_step for n in snapshot.nodes if n.carried_over(step) and n.first_step in backward}))
+
+
 def carried(evidence: Evidence, snapshot: Snapshot) -> Carried | None:
     """The history `snapshot` holds, None when it holds none."""
     step = snapshot.step
@@ -97,8 +108,7 @@ def carried(evidence: Evidence, snapshot: Snapshot) -> Carried | None:
     entries = _entries(snapshot)
     named = [base_name(n.name) for n in entries if n.kind is NodeKind.TENSOR and n.name]
     names = list(dict.fromkeys(named)) or _assigned_names(evidence, entries)
-    backward_steps = {s.step for s in evidence.snapshots if s.call == "backward"}
-    steps = tuple(sorted({n.first_step for n in old if n.first_step in backward_steps}))
+    steps = spanned_steps(snapshot, backward_steps(evidence))
     recurrent = _recurrent(snapshot, entries)
     containers = [] if recurrent else _appended_to(evidence, entries)
     if containers:  # the names a loop gave them now say less than the list that kept them

@@ -7,7 +7,7 @@ import re
 from typing import Iterator
 
 from graphscope.doctor import scriptsource as code
-from graphscope.doctor.carried import Carried, carried, made_text, pattern
+from graphscope.doctor.carried import Carried, backward_steps, carried, made_text, pattern, spanned_steps
 from graphscope.doctor.evidence import (Evidence, as_code, failing_snapshot, failure_sentence, names_text, rule,
                                         steps_text)
 from graphscope.model import Finding, NodeKind, Snapshot
@@ -61,11 +61,10 @@ def _failed_on_history(evidence: Evidence) -> Finding | None:
 def _carried_history(evidence: Evidence) -> Iterator[Finding]:
     """The step carrying the longest history, when it spans at least two earlier steps (the
     history of each step is only counted: the one chosen is the one examined)."""
-    backward_steps = {s.step for s in evidence.snapshots if s.call == "backward"}
+    backward = backward_steps(evidence)
     worst, worst_span = None, 2
     for snapshot in evidence.snapshots:
-        step = snapshot.step
-        span = len({n.first_step for n in snapshot.nodes if n.carried_over(step) and n.first_step in backward_steps})
+        span = len(spanned_steps(snapshot, backward))
         if span >= worst_span:
             worst, worst_span = snapshot, span
     if worst is not None:
@@ -109,7 +108,8 @@ def _growth_fix(evidence: Evidence, state: Carried) -> str:
     if re.fullmatch(r"[\w.]+\[\d+\]", name):  # an item of a tuple handed on, as an LSTM's (h, c)
         detach = f"`{holder} = tuple(h.detach() for h in {holder})` (as `repackage_hidden` does)"
     else:
-        detach = f"`{as_code(name)} = {as_code(name)}.detach()`"
+        state_code = as_code(name)
+        detach = f"`{state_code} = {state_code}.detach()`"
     return (f"detach what one step hands to the next at the start of each step: {detach}; keep the history "
             "only if you mean to backpropagate through every earlier step.")
 
