@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -204,3 +205,45 @@ def test_an_echo_step_keeps_the_step_that_first_captured_a_leaf():
     kinds = [s.gradients for s in session.snapshots]
     assert "leaves" in kinds  # echo steps were taken
     assert [s.find("a").first_step for s in session.snapshots] == [0] * 6
+
+
+def test_an_echo_step_records_what_a_leaf_received_when_a_hook_takes_its_grad_away():
+    """Optimizer in backward: a post-accumulate hook steps each parameter and sets its .grad
+    to None. Every step, echoes included, keeps what each parameter received, as PyTorch
+    handed it to the hook, and a .grad of None."""
+    torch.manual_seed(0)
+    model, x = nn.Linear(4, 1), torch.randn(8, 4)
+    names = {id(p): name for name, p in model.named_parameters()}
+    received: dict[str, float] = {}
+
+    def step_in_backward(parameter: torch.Tensor) -> None:
+        received[names[id(parameter)]] = parameter.grad.norm().item()
+        with torch.no_grad():
+            parameter.sub_(0.1 * parameter.grad)
+        parameter.grad = None
+
+    for parameter in model.parameters():
+        parameter.register_post_accumulate_grad_hook(step_in_backward)
+    expected = []
+    with graphscope.record() as session:
+        for _ in range(8):
+            model(x).pow(2).mean().backward()
+            expected.append(dict(received))
+    assert sum(LEAVES_ONLY in " ".join(s.notes) for s in session.snapshots) >= 4  # echo steps among them
+    for snapshot, norms in zip(session.snapshots, expected):
+        leaves = {n.name.removeprefix("model."): n for n in snapshot.of_kind(NodeKind.LEAF)}
+        assert leaves.keys() == norms.keys()
+        for name, norm in norms.items():
+            assert leaves[name].grad is None
+            assert leaves[name].grad_step.norm == pytest.approx(norm, rel=1e-6)
+
+
+def test_a_backward_call_pytorch_refuses_is_refused_the_same_way_while_recording():
+    x = torch.randn(3, requires_grad=True)
+    with graphscope.record():
+        with pytest.raises(TypeError):
+            torch.autograd.backward(x.sum(), bogus=True)
+        with pytest.raises(TypeError):
+            torch.autograd.backward(x.sum(), tensors=x.sum())
+        torch.autograd.backward(tensors=(x * 2).sum(), inputs=[x])
+    assert x.grad.tolist() == [2.0, 2.0, 2.0]

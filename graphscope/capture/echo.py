@@ -20,13 +20,16 @@ from graphscope.model.history import Partial
 from graphscope.capture.distributed import averaged_across_ranks
 from graphscope.capture.identity import Stamp
 from graphscope.capture.outputs import is_gradient_edge, output_key
-from graphscope.capture.pending import ACCUMULATE_GRAD, paused_gc
+from graphscope.capture.pending import ACCUMULATE_GRAD
 from graphscope.capture.sources import MODULE_KEY, SOURCE_KEY
 from graphscope.capture.stats import StatsQueue
 from graphscope.capture.walker import Walk, _raw_name, _visit_order
 from graphscope.model import Edge, Node, NodeKind, Snapshot
 
 _new = tuple.__new__
+_FIRST_STEP, _SOURCE, _MODULE, _CALLS, _ORIGIN, _SAVED_BYTES, _SAVED_FREED, _GRAD, _GRAD_STEP = (
+    Node._fields.index(name) for name in ("first_step", "source", "module", "calls", "origin", "saved_bytes",
+                                          "saved_freed", "grad", "grad_step"))
 
 
 @dataclass
@@ -142,11 +145,16 @@ class Echo:
         self.handles: list[Any] = []
         self.stamps = _stamp(look.order, template.numbers, stamp, fill)
         self.variables = [(look.order[i].variable, template.numbers[i]) for i in template.leaves]
+        self.fresh: set[int] = set()
+        self.received: set[int] = set()  # fresh leaves whose .grad is their share: one statistic for both
         if averaged_across_ranks():  # no share across DDP ranks, as for a full capture: .grad is their average
             return
         with torch._C.DisableTorchFunction():
-            for i in template.leaves:
-                self.handles.append(look.order[i].register_hook(self._leaf_hook(template.numbers[i])))
+            for i, (variable, number) in zip(template.leaves, self.variables):
+                if variable.grad is None and getattr(variable, "_post_accumulate_grad_hooks", None) is None:
+                    self.fresh.add(number)  # its .grad after the backward is what it receives: no hook
+                else:
+                    self.handles.append(look.order[i].register_hook(self._leaf_hook(number)))
 
     def _leaf_hook(self, number: int) -> Callable[[tuple, tuple], None]:
         """What the leaf of function `number` received: its share of this step."""
@@ -165,7 +173,11 @@ class Echo:
         with torch._C.DisableTorchFunction():
             for variable, number in self.variables:
                 grad, share = variable.grad, self.copies.get(number)
-                if _equal(grad, share):
+                if number in self.fresh:
+                    self.queue.put(self.grads, number, grad, copy=True)
+                    if grad is not None:
+                        self.received.add(number)
+                elif _equal(grad, share):
                     self.queue.put(self.grads, number, share)
                 else:
                     self.queue.put(self.grads, number, grad, copy=True)
@@ -181,7 +193,8 @@ class Echo:
 
         def records() -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
             self.queue.flush()
-            return _echo_records(source.snapshot, source.first, old, step, self.stamps, self.shares, self.grads)
+            shares = {**self.shares, **{number: self.grads[number] for number in self.received}}
+            return _echo_records(source.snapshot, source.first, old, step, self.stamps, shares, self.grads)
 
         snapshot = Snapshot.deferred(records, step, call, notes, "leaves")
         return Partial(snapshot, source.first, source.children, True, {}, source.roots, tensors, {}, {},
@@ -223,21 +236,26 @@ def _stamp(order: list[Any], numbers: tuple[int, ...], stamp: Stamp, fill: Fille
 def _echo_records(template: Snapshot, first: int, old: int, step: int, stamps: dict[int, tuple],
                   shares: dict[int, Any], grads: dict[int, Any]) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
     """The template's records as this step's: its own stamps on each new function, its leaves'
-    gradients, the tensor nodes made now marked as this step's, and no per-edge gradient."""
-    with paused_gc():
-        nodes = list(template.nodes)
-        for number, (made, source, module, calls) in stamps.items():
-            node = nodes[first + number]
-            nodes[first + number] = node._replace(first_step=made, source=source, module=module, calls=calls,
-                                                  origin=(step, number), saved_bytes=None, saved_freed=None)
-        for number in shares.keys() | grads.keys():
-            nodes[first + number] = nodes[first + number]._replace(grad=grads.get(number), grad_step=shares.get(number))
-        for i, node in enumerate(nodes):
-            if node.kind is not NodeKind.LEAF and node.is_tensor:
-                origin = node.origin
-                moved = origin is not None and origin[0] == old
-                made = stamps.get(origin[1], (step,))[0] if moved else node.first_step
-                nodes[i] = node._replace(origin=(step, *origin[1:]) if moved else origin, first_step=made,
-                                         grad=None, grad_step=None)
-        edges = tuple(_new(Edge, (e.source, e.target, None)) for e in template.edges)
-        return tuple(nodes), edges
+    gradients, the tensor nodes made now marked as this step's, and no per-edge gradient.
+    Records are made from field lists by one C call each: a long loop makes millions."""
+    nodes = list(template.nodes)
+    for number, (made, source, module, calls) in stamps.items():
+        fields = list(nodes[first + number])
+        fields[_FIRST_STEP], fields[_SOURCE], fields[_MODULE], fields[_CALLS] = made, source, module, calls
+        fields[_ORIGIN], fields[_SAVED_BYTES], fields[_SAVED_FREED] = (step, number), None, None
+        nodes[first + number] = _new(Node, fields)
+    for number in shares.keys() | grads.keys():
+        fields = list(nodes[first + number])
+        fields[_GRAD], fields[_GRAD_STEP] = grads.get(number), shares.get(number)
+        nodes[first + number] = _new(Node, fields)
+    leaf = NodeKind.LEAF
+    for i, node in enumerate(nodes):
+        if node.kind is not leaf and node.is_tensor:
+            fields = list(node)
+            origin = node.origin
+            if origin is not None and origin[0] == old:
+                fields[_ORIGIN], fields[_FIRST_STEP] = (step, *origin[1:]), stamps.get(origin[1], (step,))[0]
+            fields[_GRAD], fields[_GRAD_STEP] = None, None
+            nodes[i] = _new(Node, fields)
+    edges = tuple(_new(Edge, (e.source, e.target, None)) for e in template.edges)
+    return tuple(nodes), edges

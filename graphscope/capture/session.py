@@ -55,6 +55,18 @@ def capture(*outputs: torch.Tensor, gradient: Any = None, retain_graph: bool | N
     return captured.freeze()
 
 
+def _arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The call's arguments by name. The usual call (`loss.backward()`, a tensor and a few
+    keywords) is matched by position directly; any other goes through `signature.bind`,
+    which raises for a call the function itself would refuse."""
+    names = signature.parameters.keys()
+    if len(args) <= 1 and kwargs.keys() <= names and not (args and next(iter(names)) in kwargs):
+        arguments = dict(zip(names, args))
+        arguments.update(kwargs)
+        return arguments
+    return dict(signature.bind(*args, **kwargs).arguments)
+
+
 def _first_line(exc: BaseException) -> str:
     """`RuntimeError: Trying to backward through the graph a second time ...` (first line)."""
     text = str(exc).strip().splitlines()
@@ -148,7 +160,7 @@ class Session:
                  kind: str, args: tuple, kwargs: dict) -> Any:
         """Run `original` as a captured step; plainly when nested, without a graph, or made by
         torch while it traces a program (AOT autograd, `torch.func`), which is no step."""
-        arguments = signature.bind(*args, **kwargs).arguments
+        arguments = _arguments(signature, args, kwargs)
         outputs = outputs_of(arguments.get(argument))
         if self._busy or torch_is_tracing(outputs):
             return original(*args, **kwargs)
