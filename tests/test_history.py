@@ -13,7 +13,7 @@ import torch
 import graphscope
 from graphscope.model import NodeKind
 from graphscope.capture.runner import record_script
-from graphscope.capture.stats import SEGMENTED, grad_stats
+from graphscope.capture.stats import SEGMENTED, SMALL_TENSOR, grad_stats
 
 from conftest import EXAMPLES
 
@@ -200,6 +200,8 @@ STAT_CASES = {
     "non-finite": [torch.tensor([1.0, float("nan"), 2.0]), torch.tensor([float("inf"), -1.0]),
                    torch.full((SEGMENTED + 1,), float("-inf"))],
     "half": [torch.randn(100).half(), torch.randn(7).bfloat16()],
+    "same shapes": [torch.randn(4, 8) for _ in range(5)] + [torch.full((4, 8), float("nan")), torch.randn(300),
+                                                          torch.randn(300), torch.tensor([1.0, float("inf")] * 150)],
 }
 
 
@@ -212,6 +214,8 @@ def test_gradient_statistics_match_pytorch(case):
         assert stat.numel == grad.numel() and stat.nonfinite == int((~finite).sum())
         assert stat.min == values.min().item() or (math.isnan(stat.min) and not finite.all())
         assert stat.max == values.max().item() or (math.isnan(stat.max) and not finite.all())
+        if grad.numel() <= SMALL_TENSOR:
+            assert stat.values == tuple(values.reshape(-1).tolist()) or not finite.all()
         if finite.all():  # large float32 gradients are reduced in float32 (no copy), the rest in float64
             tolerance = 1e-12 if grad.dtype == torch.float64 or grad.numel() <= SEGMENTED else 1e-6
             assert stat.norm == pytest.approx(torch.linalg.vector_norm(values).item(), rel=tolerance)
