@@ -13,6 +13,7 @@ from graphscope.doctor.report import report as doctor_report
 from graphscope.errors import GraphscopeError, LayoutError
 from graphscope.files import write_atomic
 from graphscope.model import Finding, Run, Snapshot
+from graphscope.model.records import paused_gc
 from graphscope.renderers import FORMATS, write
 from graphscope.renderers.engine import choose_engine
 from graphscope.renderers.growth import growth_svg, growth_table
@@ -103,6 +104,13 @@ def write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec
               report: bool = True, view: ViewOptions = ViewOptions()) -> Report:
     """Everything a run produces: session.json (all steps) and growth.svg first, so no picture
     can lose them, then the chosen steps and index.html."""
+    with paused_gc():  # reading every step makes records that hold no cycles
+        return _write_run(run, directory, formats, steps, engine, progress, report, view)
+
+
+def _write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec, engine: str,
+               progress: Callable[[int, int], None] | None, report: bool, view: ViewOptions) -> Report:
+    """See `write_run`."""
     clear_stale(directory, FORMATS)
     selection = select(steps, run.snapshots)
     paths = [save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings)]

@@ -28,6 +28,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from graphscope.errors import GraphscopeError
 from graphscope.files import write_atomic
 from graphscope.model import Finding, Run, Snapshot, compact_json, from_node_link
+from graphscope.model.records import paused_gc
 from graphscope.model.history import Partial, Steps
 from graphscope.model.partials import names_from_list, names_to_list, partial_from_dict, partial_to_dict
 
@@ -69,7 +70,8 @@ def json_lines(run: Run) -> Iterator[bytes]:
 def save(snapshots: Sequence[Snapshot], path: str | os.PathLike[str], script: str | None = None,
          status: int | None = None, findings: Sequence[Finding] = ()) -> Path:
     """Write every step of a run, and its findings, to one run file, atomically."""
-    return write_atomic(Path(path), json_lines(Run(snapshots, script, status, list(findings))))
+    with paused_gc():  # reading every step makes records that hold no cycles
+        return write_atomic(Path(path), json_lines(Run(snapshots, script, status, list(findings))))
 
 
 class StoredPartials(Sequence[Partial]):

@@ -3,15 +3,14 @@ one pass, that become the Snapshot's nodes and edges when first needed (see walk
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 from dataclasses import dataclass, field, replace
 from operator import attrgetter, itemgetter
-from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from graphscope.model.history import preorder
 from graphscope.model import Edge, Node, NodeKind
+from graphscope.model.records import paused_gc
 
 if TYPE_CHECKING:
     from graphscope.capture.compiled import Region
@@ -53,17 +52,6 @@ def tensor_fields(tensor: Any) -> dict[str, Any]:
     return dict(zip(Node._fields[4:10], fields(TENSOR_ATTRIBUTES(tensor))))
 
 
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause Python's cycle collector while building millions of records that hold no cycles:
-    its full passes would otherwise rescan every record already made, again and again."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 @dataclass

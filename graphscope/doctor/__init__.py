@@ -18,6 +18,7 @@ from graphscope.doctor import scriptsource as code
 from graphscope.doctor.evidence import RULES, Evidence
 from graphscope.doctor import rules  # noqa: F401 - importing it registers the rules
 from graphscope.model import SEVERITIES, Finding, Run
+from graphscope.model.records import paused_gc
 
 SCRIPT_FAILED = "script-failed"
 
@@ -52,6 +53,7 @@ def _order(finding: Finding) -> tuple:
 def diagnose(run: Run, sources: Mapping[str, str] | None = None) -> list[Finding]:
     """Every finding for a run, errors first; `sources` maps display paths to the text of the
     user's files, read from the run's root folder (else the current folder) when not given."""
-    evidence = Evidence.of(run, sources)
-    findings = [finding for check in RULES.values() for finding in check(evidence)]
-    return sorted(findings + _unexplained_failure(evidence, findings), key=_order)
+    with paused_gc():  # reading every step makes records that hold no cycles
+        evidence = Evidence.of(run, sources)
+        findings = [finding for check in RULES.values() for finding in check(evidence)]
+        return sorted(findings + _unexplained_failure(evidence, findings), key=_order)

@@ -15,16 +15,13 @@ from graphscope.model.records import Edge, GradStat, Node, NodeKind
 from graphscope.model.snapshot import Snapshot, field_from_json, field_to_json, from_node_link, to_node_link
 
 _FIELDS = Node._fields
+_ORIGIN, _FIRST_STEP = _FIELDS.index("origin"), _FIELDS.index("first_step")
+_new = tuple.__new__  # a record from a C call: a long run writes millions
 SAME_AS_GRAD = "grad"
 
 
-def _listed(value: Any) -> Any:
-    """A key of nested tuples as nested lists."""
-    return [_listed(v) for v in value] if isinstance(value, tuple) else value
-
-
 def _tupled(value: Any) -> Any:
-    """Inverse of `_listed`."""
+    """Keys written as JSON arrays (nested) read back as the tuples they were."""
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
@@ -33,16 +30,24 @@ def moved(node: Node, like: int, step: int) -> Node:
     captured in `like` is made and captured in `step` (a leaf is the same tensor in both)."""
     if node.kind is NodeKind.LEAF:
         return node
-    origin = node.origin
-    if origin is not None and origin[0] == like:
-        node = node._replace(origin=(step, *origin[1:]))
-    return node._replace(first_step=step) if node.first_step == like else node
+    origin, first_step = node.origin, node.first_step
+    carried = origin is not None and origin[0] == like
+    if not carried and first_step != like:
+        return node
+    fields = list(node)
+    if carried:
+        fields[_ORIGIN] = (step, *origin[1:])
+    if first_step == like:
+        fields[_FIRST_STEP] = step
+    return _new(Node, fields)
 
 
 def _changes(old: Node, new: Node) -> dict[str, Any]:
     """The attributes in which `new` differs from `old`, as JSON-ready data (`grad_step`
     equal to `grad`, as after zero_grad, written as SAME_AS_GRAD)."""
-    changed = {name: field_to_json(name, b) for name, a, b in zip(_FIELDS, old, new) if a != b}
+    if old == new:
+        return {}
+    changed = {name: field_to_json(name, b) for name, a, b in zip(_FIELDS, old, new) if a is not b and a != b}
     if "grad_step" in changed and new.grad_step is not None and new.grad_step == new.grad:
         changed["grad_step"] = SAME_AS_GRAD
     return changed
@@ -73,8 +78,9 @@ def _like_to_dict(partial: Partial, template: Partial) -> dict[str, Any]:
     graph = to_node_link(Snapshot((), (), step, partial.snapshot.call, partial.snapshot.notes,
                                   gradients=partial.snapshot.gradients))["graph"]
     changes = [[i, found] for i, (old, new) in enumerate(zip(template.snapshot.nodes, partial.snapshot.nodes))
-               if (found := _changes(moved(old, like, step), new))]
-    return {"like": like, "graph": graph, "changes": changes, "tensors": _listed(partial.tensors), "whole": True}
+               if not (new is old and old.kind is NodeKind.LEAF)  # a leaf record the step left as it was
+               and (found := _changes(moved(old, like, step), new))]
+    return {"like": like, "graph": graph, "changes": changes, "tensors": partial.tensors, "whole": True}
 
 
 def partial_to_dict(partial: Partial, loss_scale: float | None = None,
@@ -90,12 +96,12 @@ def partial_to_dict(partial: Partial, loss_scale: float | None = None,
     if loss_scale is not None:
         data["graph"]["graph"]["loss_scale"] = loss_scale
     if partial.children:
-        data.update(first=partial.first, children=_listed(partial.children), roots=list(partial.roots),
-                    tensors=_listed(partial.tensors))
+        data.update(first=partial.first, children=partial.children, roots=list(partial.roots),
+                    tensors=partial.tensors)
     if not partial.whole:
         data.update(refs=[[fi, list(key)] for fi, key in partial.refs.items()],
                     deep_leaves=[[list(key), node] for key, node in partial.deep_leaves.items()],
-                    deep_grads=[[_listed(key), None if stat is None else stat.to_dict()]
+                    deep_grads=[[key, None if stat is None else stat.to_dict()]
                                 for key, stat in partial.deep_grads.items()],
                     freed=sorted(map(list, partial.freed)))
     return data

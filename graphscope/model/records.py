@@ -3,14 +3,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import functools
+import gc
 import json
 import math
 import re
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Iterator, Mapping, NamedTuple
 
 
 JSON_FORMAT_VERSION = 1
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cycle collector while building millions of records that hold no cycles:
+    its full passes would otherwise rescan every record already made, again and again."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def compact_json(value: Any) -> str:
@@ -168,6 +184,7 @@ _TENSOR_KINDS = frozenset((NodeKind.OUTPUT, NodeKind.LEAF, NodeKind.TENSOR, Node
 _FROM_STEP = re.compile(r" \(from step \d+\)$")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def base_name(name: str | None) -> str | None:
     """The variable name of a tensor, without the ` (from step N)` a later step adds to the name
     it had in an earlier one."""

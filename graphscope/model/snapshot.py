@@ -134,9 +134,17 @@ class Snapshot:
         raise KeyError(f"no node named {name!r} in step {self.step}; named nodes: {known}")
 
     def of_kind(self, kind: NodeKind | str) -> list[Node]:
-        """All nodes of one kind, in walk order."""
-        kind = NodeKind(kind)
-        return [node for node in self.nodes if node.kind is kind]
+        """All nodes of one kind, in walk order (a new list each call)."""
+        return list(self._kinds.get(NodeKind(kind), ()))
+
+    @functools.cached_property
+    def _kinds(self) -> dict[NodeKind, list[Node]]:
+        """Nodes by kind, in walk order, sorted out once: the doctor's rules ask every step
+        for its leaves, tensors and outputs several times."""
+        kinds: dict[NodeKind, list[Node]] = {}
+        for node in self.nodes:
+            kinds.setdefault(node.kind, []).append(node)
+        return kinds
 
     def edge(self, source: str, target: str) -> Edge:
         """The edge from `source` to `target` (node ids)."""
