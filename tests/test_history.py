@@ -12,6 +12,7 @@ import torch
 
 import graphscope
 from graphscope.model import NodeKind
+from graphscope.model.snapshot import digest_of
 from graphscope.capture.runner import record_script
 from graphscope.capture.stats import SEGMENTED, SMALL_TENSOR, grad_stats
 
@@ -56,6 +57,21 @@ def test_rebuilt_steps_equal_walking_the_whole_graph(script):
     assert len(incremental) == len(whole) > 1
     for rebuilt, walked in zip(incremental.snapshots, whole.snapshots):
         assert_same_step(rebuilt, walked)
+
+
+@pytest.mark.parametrize("script", ["wrong_update_retain.py", "backward_twice.py", "two_paths.py", "rnn_hidden_state.py",
+                                    "gru_language_model.py"])
+def test_a_rebuilt_step_is_digested_as_its_records_are_without_making_them(script):
+    steps = quietly(script).snapshots
+    assert not all(partial.whole for partial in steps.partials)
+    for partial, step in zip(steps.partials, steps):
+        digest = step.digest()
+        assert partial.whole or "nodes" not in step.__dict__  # digesting a rebuilt step built no record
+        whole = digest_of(step.nodes, step.edges, step.step)
+        assert digest._replace(gradients=()) == whole._replace(gradients=())
+        assert set(whole.gradients) <= set(digest.gradients)
+        for kind in (NodeKind.OUTPUT, NodeKind.LEAF, NodeKind.TENSOR):
+            assert step.of_kind(kind) == [n for n in step.nodes if n.kind is kind]
 
 
 def named_history_loop(saved: bool):

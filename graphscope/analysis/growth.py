@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from graphscope.model import Node, NodeKind, Snapshot
+from graphscope.model import NodeKind, Snapshot
 
 
 @dataclass(frozen=True)
@@ -33,24 +33,10 @@ def growth_row(snapshot: Snapshot) -> GrowthRow:
 
 
 def _count(snapshot: Snapshot) -> GrowthRow:
-    """Count the nodes, edges, carried functions and leaves of one step."""
-    carried = [n for n in snapshot.nodes if n.carried_over(snapshot.step)]
-    return GrowthRow(
-        step=snapshot.step,
-        nodes=len(snapshot.nodes),
-        edges=len(snapshot.edges),
-        carried=len(carried),
-        leaves=sum(n.kind is NodeKind.LEAF for n in snapshot.nodes),
-        held=held_bytes(carried),
-    )
-
-
-def held_bytes(carried: Sequence[Node]) -> int | None:
-    """The bytes carried functions saved for backward; None when any was not counted."""
-    functions = [n for n in carried if n.kind in (NodeKind.FUNCTION, NodeKind.COMPILED)]
-    if any(n.saved_bytes is None for n in functions):
-        return None
-    return sum(n.saved_bytes for n in functions)
+    """Count the nodes, edges, carried functions and leaves of one step, from its digest."""
+    digest = snapshot.digest()
+    return GrowthRow(step=snapshot.step, nodes=digest.nodes, edges=digest.edges, carried=digest.carried,
+                     leaves=sum(n.kind is NodeKind.LEAF for n in digest.tensors), held=digest.held)
 
 
 def growth(snapshots: Sequence[Snapshot]) -> list[GrowthRow]:

@@ -28,14 +28,20 @@ def _structure(snapshot: Snapshot) -> tuple:
 
 
 def changed_steps(snapshots: Sequence[Snapshot]) -> list[int]:
-    """Positions whose structure differs from the step before."""
+    """Positions whose structure differs from the step before (graphs of other sizes differ
+    without reading their records)."""
     changed, previous = [], None
     for i, snapshot in enumerate(snapshots):
-        shape = _structure(snapshot)
-        if previous is not None and shape != previous:
+        if previous is not None and _differs(previous, snapshot):
             changed.append(i)
-        previous = shape
+        previous = snapshot
     return changed
+
+
+def _differs(before: Snapshot, after: Snapshot) -> bool:
+    """True when two steps' structures differ."""
+    sizes = [(s.digest().nodes, s.digest().edges) for s in (before, after)]
+    return sizes[0] != sizes[1] or _structure(before) != _structure(after)
 
 
 def _spread(items: list[int], count: int) -> list[int]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from graphscope.analysis.growth import held_bytes
+from graphscope.model.snapshot import held_bytes
 from graphscope.doctor import scriptsource as code
 from graphscope.doctor.evidence import Evidence
 from graphscope.model import Node, NodeKind, Snapshot, base_name
@@ -95,8 +95,7 @@ def backward_steps(evidence: Evidence) -> set[int]:
 
 def spanned_steps(snapshot: Snapshot, backward: set[int]) -> tuple[int, ...]:
     """The earlier backward steps whose graphs `snapshot` still holds, in order."""
-    step = snapshot.step
-    return tuple(sorted({n.first_step for n in snapshot.nodes if n.carried_over(step) and n.first_step in backward}))
+    return tuple(sorted(made for made in snapshot.digest().carried_steps if made in backward))
 
 
 def carried(evidence: Evidence, snapshot: Snapshot) -> Carried | None:

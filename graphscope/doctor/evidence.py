@@ -237,7 +237,7 @@ def parameter_names(evidence: Evidence) -> set[str]:
 def referenced_files(run: Run, snapshots: Sequence[Snapshot]) -> set[str]:
     """The display paths of the user files a run points at: node sources, reported locations
     and the script itself."""
-    locations = {n.source for s in snapshots for n in s.nodes if n.source}
+    locations = set().union(*(s.digest().sources for s in snapshots))
     locations |= {run.failure.location} if run.failure is not None else set()
     locations |= {w.location for w in run.warnings} | {i.location for i in run.idle_parameters}
     files = {where[0] for where in map(code.split_location, locations) if where}

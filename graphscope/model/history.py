@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence, TypeVar, overload
 
 from graphscope.model.records import Edge, GradStat, Node, NodeKind
-from graphscope.model.snapshot import Snapshot
+from graphscope.model.snapshot import _DIGESTED, Digest, Snapshot, held_bytes
 
 Key = tuple[int, int]  # (step, function number in that step's walk): where a node was first captured
 
@@ -78,17 +78,28 @@ def preorder(roots: Sequence[Id], inputs: Callable[[Id], Sequence[tuple[Id | Non
 _new = tuple.__new__  # records from a C call: most of a rebuild's cost is making them
 
 
+@dataclass
+class Learned:
+    """What rebuilding steps learns of functions captured earlier, which never changes: each
+    one's inputs as first-capture keys, its id prefix and record, and how many distinct
+    functions it reads. Every step rebuilt from the same partials shares it."""
+
+    inputs: dict[Key, Inputs] = field(default_factory=dict)
+    captured: dict[Key, tuple[str, Node | None]] = field(default_factory=dict)
+    fan_in: dict[Key, int] = field(default_factory=dict)
+
+
 class _Rebuild:
-    """The full graph of one step, walked over the partials instead of the autograd graph.
+    """The full graph of one step, walked over the partials instead of the autograd graph,
+    with what `Learned` holds of the functions earlier steps captured."""
 
-    `inputs_of` caches each function's inputs as first-capture keys; they never change, so
-    one cache serves every step rebuilt from the same partials."""
-
-    def __init__(self, partials: Sequence[Partial], step: int, inputs_of: dict[Key, Inputs]):
+    def __init__(self, partials: Sequence[Partial], step: int, learned: Learned):
         self.partials = partials
         self.step = step
         self.own = partials[step]
-        self.inputs_of = inputs_of
+        self.inputs_of = learned.inputs
+        self.captured = learned.captured
+        self.fan_in = learned.fan_in
         refs = self.own.refs
         self.local = {refs.get(fi, (step, fi)): fi for fi in range(len(self.own.children))}
 
@@ -106,11 +117,38 @@ class _Rebuild:
     def order(self, wanted: set[Key]) -> tuple[list[Key], set[tuple[Key, int]]]:
         """Depth-first pre-order from the outputs' functions, as the walker numbers them, and
         which outputs of the `wanted` functions some function reads."""
-        refs = self.own.refs
-        order = preorder([refs.get(fi, (self.step, fi)) for fi in self.own.roots], self.inputs)
+        refs, step = self.own.refs, self.step
+        order = preorder([refs.get(fi, (step, fi)) for fi in self.own.roots], self.inputs)
         inputs = self.inputs
-        read = {(child, nr) for key in order for child, nr in inputs(key) if child in wanted}
+        # A step's walk captures a new function's inputs with it, unless an earlier step has:
+        # no function reads one first captured after it, so only those captured no earlier
+        # than the earliest wanted one can read a wanted one.
+        earliest = self.earliest(wanted)
+        readers = [key for key in order if key[0] >= earliest]
+        read = {(child, nr) for key in readers for child, nr in inputs(key) if child in wanted}
         return order, read
+
+    def earliest(self, wanted: set[Key]) -> int:
+        """The earliest step that first captured one of `wanted`: only functions captured then
+        or later can read one."""
+        return min((key[0] for key in wanted), default=self.step)
+
+    def named(self, key: Key) -> tuple[str, Node]:
+        """The id prefix and this step's record of a function (see `record`); what an earlier
+        step captured is looked up once for every step rebuilt from the same partials."""
+        if key in self.local:
+            node = self.own.snapshot.nodes[self.own.first + self.local[key]]
+            return ("leaf" if node.kind is NodeKind.LEAF else node.id.rsplit("_", 1)[0]), node
+        found = self.captured.get(key)
+        if found is None:
+            step, fi = key
+            node = self.partials[step].snapshot.nodes[self.partials[step].first + fi]
+            found = ("leaf", None) if node.kind is NodeKind.LEAF else (node.id.rsplit("_", 1)[0], node)
+            self.captured[key] = found
+        prefix, node = found
+        if node is None:
+            return prefix, self.record(key)
+        return prefix, (node._replace(saved_freed=True, saved_bytes=0) if key in self.own.freed else node)
 
     def record(self, key: Key) -> Node:
         """This step's record of a function; else its first capture's record, with the name
@@ -131,46 +169,98 @@ class _Rebuild:
                              requires_grad=now.requires_grad, retains_grad=now.retains_grad, grad=now.grad,
                              grad_step=own.deep_grads.get(("step", key)))
 
-    def snapshot(self) -> Snapshot:
+    def records(self) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
         """The whole step: outputs, functions in walk order, named tensors, and every edge."""
         own = self.own
         order, read = self.order({key for _, key, _ in own.tensors})
         position = dict(zip(order, range(own.first, own.first + len(order))))
         counters: dict[str, int] = {}
         nodes = list(own.snapshot.nodes[: own.first])
-        leaf, record = NodeKind.LEAF, self.record
+        named = self.named
         for key in order:
-            node = record(key)
-            prefix = "leaf" if node.kind is leaf else node.id.rsplit("_", 1)[0]
+            prefix, node = named(key)
             count = counters.get(prefix, 0)
             counters[prefix] = count + 1
             nodes.append(_new(Node, (f"{prefix}_{count}", *node[1:])))
         renamed = {own.snapshot.nodes[own.first + fi].id: nodes[position[key]].id for key, fi in self.local.items()}
         renamed.update((node.id, node.id) for node in nodes[: own.first])
-        tensor_at = self._place_tensors(nodes, position, read, counters, renamed)
-        edges = self._edges(order, position, tensor_at, nodes, renamed)
-        return Snapshot(nodes=tuple(nodes), edges=edges, step=own.snapshot.step, call=own.snapshot.call,
-                        notes=own.snapshot.notes, loss_scale=own.snapshot.loss_scale, gradients=own.snapshot.gradients)
-
-    def _place_tensors(self, nodes: list[Node], position: dict[Key, int], read: set[tuple[Key, int]],
-                       counters: dict[str, int], renamed: dict[str, str]) -> dict[tuple[Key, int], int]:
-        """Outputs stay first; named tensors that the step reads follow the functions, ordered
-        by their producer."""
-        own = self.own
         tensor_at = {}
+        for key, nr, node in self._placed(position, read, counters):
+            if node < own.first:
+                tensor_at[(key, nr)] = node
+                continue
+            tensor = own.snapshot.nodes[node]
+            renamed[tensor.id] = f"tensor_{counters['tensor'] - 1}"
+            tensor_at[(key, nr)] = len(nodes)
+            nodes.append(tensor._replace(id=renamed[tensor.id]))
+        return tuple(nodes), self._edges(order, position, tensor_at, nodes, renamed)
+
+    def digest(self) -> Digest:
+        """The whole step summed up without making its function records (see Digest)."""
+        own, step = self.own, self.step
+        order, read = self.order({key for _, key, _ in own.tensors})
+        position = dict(zip(order, range(own.first, own.first + len(order))))
+        counters: dict[str, int] = {}
+        nodes = list(own.snapshot.nodes[: own.first])
+        tensors = [node for node in nodes if node.kind in _DIGESTED]
+        named = self.named
+        for key in order:
+            prefix, node = named(key)
+            count = counters.get(prefix, 0)
+            counters[prefix] = count + 1
+            if node.kind is NodeKind.LEAF:
+                node = node._replace(id=f"{prefix}_{count}")
+                tensors.append(node)
+            nodes.append(node)
+        tensor_at = {}
+        for key, nr, node in self._placed(position, read, counters):
+            tensor_at[(key, nr)] = node
+            if node >= own.first:
+                tensors.append(own.snapshot.nodes[node]._replace(id=f"tensor_{counters['tensor'] - 1}"))
+                nodes.append(tensors[-1])
+        carried = [n for n in nodes if n.carried_over(step)]
+        gradients = [e.grad for e in own.snapshot.edges if e.grad is not None]
+        gradients += [stat for key, stat in own.deep_grads.items() if key[0] != "step" and stat is not None]
+        return Digest(len(nodes), len(tensor_at) + self._edge_count(order, tensor_at), len(carried),
+                      frozenset(n.first_step for n in carried), held_bytes(carried),
+                      frozenset(n.source for n in nodes if n.source), tuple(tensors), tuple(gradients))
+
+    def _placed(self, position: dict[Key, int], read: set[tuple[Key, int]],
+                counters: dict[str, int]) -> Iterator[tuple[Key, int, int]]:
+        """Each output and named tensor the graph shows, as (producer, output number, its node
+        in this step's partial): outputs stay first; the named tensors that the step reads
+        follow the functions, ordered by their producer, each counted as a `tensor_K` id."""
+        own = self.own
+        shown: set[tuple[Key, int]] = set()
         named = []
         for node, key, nr in own.tensors:
             if node < own.first:
-                tensor_at.setdefault((key, nr), node)
-            elif (key, nr) in read and (key, nr) not in tensor_at:
-                named.append((position[key], nr, key, own.snapshot.nodes[node]))
+                if (key, nr) not in shown:
+                    shown.add((key, nr))
+                    yield key, nr, node
+            elif (key, nr) in read and (key, nr) not in shown:
+                named.append((position[key], nr, key, node))
         for _, nr, key, node in sorted(named, key=lambda item: item[:2]):
-            count = counters.get("tensor", 0)
-            counters["tensor"] = count + 1
-            renamed[node.id] = f"tensor_{count}"
-            tensor_at[(key, nr)] = len(nodes)
-            nodes.append(node._replace(id=renamed[node.id]))
-        return tensor_at
+            counters["tensor"] = counters.get("tensor", 0) + 1
+            yield key, nr, node
+
+    def _edge_count(self, order: list[Key], tensor_at: dict[tuple[Key, int], int]) -> int:
+        """How many edges `_edges` makes into functions: one per distinct input, a tensor node
+        counting for each output it stands for (only functions captured no earlier than the
+        tensors' producers can read one)."""
+        producers = {key for key, _ in tensor_at}
+        earliest = self.earliest(producers)
+        inputs, fan_in, count = self.inputs, self.fan_in, 0
+        for key in order:
+            if key[0] >= earliest:
+                count += len({(child, nr) if child in producers and (child, nr) in tensor_at else child
+                              for child, nr in inputs(key) if child is not None})
+                continue
+            found = fan_in.get(key)
+            if found is None:
+                found = fan_in[key] = len({child for child, _ in inputs(key) if child is not None})
+            count += found
+        return count
 
     def _edges(self, order: list[Key], position: dict[Key, int], tensor_at: dict[tuple[Key, int], int],
                nodes: list[Node], renamed: dict[str, str]) -> tuple[Edge, ...]:
@@ -205,12 +295,17 @@ class _Rebuild:
         return tuple(edges)
 
 
-def rebuild(partials: Sequence[Partial], step: int, inputs_of: dict[Key, Inputs] | None = None) -> Snapshot:
+def rebuild(partials: Sequence[Partial], step: int, learned: Learned | None = None,
+            loss_scale: float | None = None) -> Snapshot:
     """The full Snapshot of `step`: its own partial when it holds everything, else rebuilt
-    (`inputs_of` carries what earlier rebuilds learned of the same partials)."""
+    when its records are first read, and digested without them (`learned` carries what
+    earlier rebuilds learned of the same partials)."""
+    own = partials[step].snapshot
+    scale = own.loss_scale if loss_scale is None else loss_scale
     if partials[step].whole:
-        return partials[step].snapshot
-    return _Rebuild(partials, step, {} if inputs_of is None else inputs_of).snapshot()
+        return own if scale == own.loss_scale else replace(own, loss_scale=scale)
+    rebuilt = _Rebuild(partials, step, Learned() if learned is None else learned)
+    return Snapshot.deferred(rebuilt.records, own.step, own.call, own.notes, own.gradients, scale, rebuilt.digest)
 
 
 def kept(snapshots: Sequence[Snapshot]) -> Sequence[Snapshot]:
@@ -224,7 +319,7 @@ class Steps(Sequence[Snapshot]):
 
     def __init__(self, partials: Sequence[Partial]):
         self._partials = partials
-        self._inputs_of: dict[Key, Inputs] = {}
+        self._learned = Learned()
         self._cached: tuple[int, Snapshot] | None = None
         self._kept: dict[int, Snapshot] | None = None
         self.scales: dict[int, float] = {}  # the loss scale of steps a GradScaler scaled
@@ -259,9 +354,7 @@ class Steps(Sequence[Snapshot]):
         if self._kept is not None and step in self._kept:
             return self._kept[step]
         if self._cached is None or self._cached[0] != step:
-            snapshot = rebuild(self._partials, step, self._inputs_of)
-            if step in self.scales:
-                snapshot = replace(snapshot, loss_scale=self.scales[step])
+            snapshot = rebuild(self._partials, step, self._learned, self.scales.get(step))
             self._cached = (step, snapshot)
             if self._kept is not None:
                 self._kept[step] = snapshot

@@ -9,7 +9,7 @@ import functools
 import json
 import threading
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from graphscope.model.records import JSON_FORMAT_VERSION, Edge, GradStat, Node, NodeKind, compact_json
 
@@ -21,6 +21,42 @@ _NODE_FIELDS = Node._fields
 _GRAD_FIELDS = ("grad", "grad_step")
 # Written only when set, so graphs that do not use them read as they always have.
 _OPTIONAL_FIELDS = ("saved_freed", "folded", "origin", "calls", "saved_bytes", "region", "inner_ops", "inner")
+
+
+_DIGESTED = (NodeKind.OUTPUT, NodeKind.LEAF, NodeKind.TENSOR)
+
+
+class Digest(NamedTuple):
+    """A whole graph summed up for the passes that read every step of a run (growth rows, the
+    doctor's scans): its sizes, the history it carries, the files its nodes were made in,
+    its output, leaf and named tensor nodes in walk order, and the gradients on its edges.
+    A step rebuilt from partials digests them without making its function records; its
+    `gradients` then also hold those it recorded on edges its whole graph leaves out."""
+
+    nodes: int
+    edges: int
+    carried: int  # nodes carried over from earlier steps
+    carried_steps: frozenset[int]  # the steps those were made in
+    held: int | None  # bytes the carried functions saved for backward; None when one was not counted
+    sources: frozenset[str]
+    tensors: tuple[Node, ...]
+    gradients: tuple[GradStat, ...]
+
+
+def held_bytes(carried: Iterable[Node]) -> int | None:
+    """The bytes carried functions saved for backward; None when any was not counted."""
+    functions = [n for n in carried if n.kind in (NodeKind.FUNCTION, NodeKind.COMPILED)]
+    if any(n.saved_bytes is None for n in functions):
+        return None
+    return sum(n.saved_bytes for n in functions)
+
+
+def digest_of(nodes: Sequence[Node], edges: Sequence[Edge], step: int) -> Digest:
+    """The digest of a graph from its records."""
+    carried = [n for n in nodes if n.carried_over(step)]
+    return Digest(len(nodes), len(edges), len(carried), frozenset(n.first_step for n in carried), held_bytes(carried),
+                  frozenset(n.source for n in nodes if n.source), tuple(n for n in nodes if n.kind in _DIGESTED),
+                  tuple(e.grad for e in edges if e.grad is not None))
 
 
 def field_to_json(name: str, value: Any) -> Any:
@@ -78,16 +114,31 @@ class Snapshot:
 
     @classmethod
     def deferred(cls, build: Callable[[], tuple[tuple[Node, ...], tuple[Edge, ...]]], step: int = 0,
-                 call: str = "backward", notes: tuple[str, ...] = (), gradients: str = "full") -> Snapshot:
+                 call: str = "backward", notes: tuple[str, ...] = (), gradients: str = "full",
+                 loss_scale: float | None = None, digest: Callable[[], Digest] | None = None) -> Snapshot:
         """A Snapshot whose nodes and edges `build()` makes when they are first read: a large
         trace that is only counted, saved or drawn as a view pays for its records once, and a
-        recorded step's gradient statistics can wait to be computed in a batch."""
+        recorded step's gradient statistics can wait to be computed in a batch. `digest()`,
+        when given, sums the graph up without building its records."""
         snapshot = cls.__new__(cls)
-        for name, value in (("step", step), ("call", call), ("notes", notes), ("loss_scale", None),
-                            ("gradients", gradients), ("_build", build),
+        for name, value in (("step", step), ("call", call), ("notes", notes), ("loss_scale", loss_scale),
+                            ("gradients", gradients), ("_build", build), ("_digester", digest),
                             ("_building", threading.Lock())):
             object.__setattr__(snapshot, name, value)
         return snapshot
+
+    def digest(self) -> Digest:
+        """The graph summed up (see Digest), once: from a deferred snapshot's digester while
+        its records are not built, else from its records."""
+        found = self.__dict__.get("_digest")
+        if found is None:
+            digester = self.__dict__.get("_digester")
+            if digester is not None and "nodes" not in self.__dict__:
+                found = digester()
+            else:
+                found = digest_of(self.nodes, self.edges, self.step)
+            self.__dict__["_digest"] = found
+        return found
 
     def __getattr__(self, name: str) -> Any:
         """Build the records of a deferred Snapshot on first access to `nodes` or `edges`
@@ -134,8 +185,12 @@ class Snapshot:
         raise KeyError(f"no node named {name!r} in step {self.step}; named nodes: {known}")
 
     def of_kind(self, kind: NodeKind | str) -> list[Node]:
-        """All nodes of one kind, in walk order (a new list each call)."""
-        return list(self._kinds.get(NodeKind(kind), ()))
+        """All nodes of one kind, in walk order (a new list each call); outputs, leaves and
+        named tensors from the digest, which a rebuilt step makes without its functions."""
+        kind = NodeKind(kind)
+        if kind in _DIGESTED:
+            return [node for node in self.digest().tensors if node.kind is kind]
+        return list(self._kinds.get(kind, ()))
 
     @functools.cached_property
     def _kinds(self) -> dict[NodeKind, list[Node]]:

@@ -32,7 +32,7 @@ def _bad(stat: GradStat | None) -> bool:
 
 def nonfinite_origin(snapshot: Snapshot) -> Node | None:
     """The first node, in backward order, that received finite gradients and sent on NaN/Inf."""
-    if not any(_bad(edge.grad) for edge in snapshot.edges):
+    if not any(map(_bad, snapshot.digest().gradients)):
         return None
     for node in backward_order(snapshot):
         # Backward runs against the forward edges: a node receives along its edges out, sends along its edges in.
