@@ -23,7 +23,8 @@ from graphscope.capture.outputs import is_gradient_edge, output_key
 from graphscope.capture.pending import ACCUMULATE_GRAD
 from graphscope.capture.sources import MODULE_KEY, SOURCE_KEY
 from graphscope.capture.stats import StatsQueue
-from graphscope.capture.walker import Walk, _raw_name, _visit_order
+from graphscope.capture.visit import Visit, visit_order
+from graphscope.capture.walker import Walk, _raw_name
 from graphscope.model import Edge, Node, NodeKind, Snapshot
 
 _new = tuple.__new__
@@ -40,6 +41,7 @@ class Look:
     order: list[Any]
     shape: Hashable
     whole: bool
+    visit: Visit
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,13 @@ def look(outputs: Sequence[Any], stamp: Stamp) -> Look | None:
         return None
     with torch._C.DisableTorchFunction():
         keys = list(dict.fromkeys(output_key(o) for o in outputs))
-        index, order, reads, stopped = _visit_order([fn for fn, _ in keys], stamp.key)
+        functions = [fn for fn, _ in keys]
+        visit = Visit(functions, stamp.key, visit_order(functions, stamp.key))
+    index, order, reads, stopped = visit.found
     types = tuple(map(type, order))
     whole = all(_raw_name(order[fi]) == ACCUMULATE_GRAD for fi in stopped)
     roots = tuple((index[fn], nr) for fn, nr in keys)
-    return Look(order, (types, tuple(reads), roots), whole)
+    return Look(order, (types, tuple(reads), roots), whole, visit)
 
 
 def template(look: Look, walk: Walk, step: int, partial: Partial) -> Template:

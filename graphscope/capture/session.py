@@ -176,7 +176,8 @@ class Session:
             self._tracking.steady.turn_on()
             self._steady_run = 0
         try:
-            captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved, stamp=stamp)
+            captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved, stamp=stamp,
+                            visited=None if seen is None else seen.visit)
         except GraphscopeError:
             captured = None
         if captured is None:  # no graph to capture: torch's own call says what is wrong, unchained

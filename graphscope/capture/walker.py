@@ -24,6 +24,7 @@ from graphscope.model.history import Key, Partial
 from graphscope.capture.identity import Stamp, made_step
 from graphscope.capture.names import NameTable, names_from_argument, names_from_frames
 from graphscope.capture.outputs import check_outputs, edge_record, is_gradient_edge, output_key
+from graphscope.capture.visit import Visit, visit_order
 from graphscope.capture.pending import (ACCUMULATE_GRAD, TENSOR_ATTRIBUTES, Pending, paused_gc, short_op,
                                         tensor_fields)
 from graphscope.capture.saved import attach_saved, saved_bytes, saved_freed
@@ -342,35 +343,6 @@ class _Builder:
         return record
 
 
-def _visit_order(roots: list[Any], stop: str | None = None) -> tuple[dict[Any, int], list[Any], list, list[int]]:
-    """Autograd nodes reachable from `roots`, numbered in the order a breadth-first walk first
-    reaches them (the list of nodes found is the queue: no recursion, no stack to pop): their
-    numbers, the nodes, every input read as (input's number, reader's number, output number),
-    and the nodes not gone past. A node whose metadata holds `stop` is numbered, but the walk
-    does not go past it."""
-    index: dict[Any, int] = dict.fromkeys(roots)
-    order = list(index)
-    for i, root in enumerate(order):
-        index[root] = i
-    count = len(order)
-    reads: list[tuple[int, int, int]] = []
-    stopped: list[int] = []
-    found, read = order.append, reads.append
-    # Operators (`in`, subscripts) rather than method calls: this loop runs once per edge.
-    for i, fn in enumerate(order):  # a list iterator sees what is appended while it runs
-        if stop is not None and stop in fn.metadata:
-            stopped.append(i)
-            continue
-        for child, nr in fn.next_functions:
-            if child is not None:
-                if child not in index:
-                    index[child] = count
-                    count += 1
-                    found(child)
-                read((index[child], i, nr))
-    return index, order, reads, stopped
-
-
 _NAME_OF_TYPE: dict[type, str | None] = {}
 
 
@@ -430,7 +402,8 @@ def resolve_names(names: Mapping[str, Any] | torch.nn.Module | None, frame: Any)
         return names_from_frames(frame) if names is None else names_from_argument(names)
 
 
-def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: Stamp | None = None) -> Walk:
+def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: Stamp | None = None,
+         visited: Visit | None = None) -> Walk:
     """Walk the graph behind `outputs` into a Walk; iterative, so depth is unbounded.
 
     With a `stamp`, every node records the step it was first captured in (`first_step`)
@@ -438,14 +411,17 @@ def walk(outputs: Sequence[Any], names: NameTable, saved: bool = False, stamp: S
     for, the walk stops at nodes an earlier step of the same stamp captured (see history).
     A plain walk leaves its records to be built; a stamped or `saved` one builds them.
     Tensors are read past any `__torch_function__` (of a tensor subclass, or a mode such as
-    `torch.device(...)` as a context manager): reading the graph runs no user code.
+    `torch.device(...)` as a context manager): reading the graph runs no user code. What a
+    quick look already `visited` from the same roots is not visited again.
     """
     result = Walk()
     builder = _Builder(result, names, stamp)
     with paused_gc(), torch._C.DisableTorchFunction():
         roots = _attach_outputs(builder, check_outputs(outputs))
         stop = None if stamp is None or saved else stamp.key
-        result.index, order, result.pending.reads, result.stopped = _visit_order(roots, stop)
+        same = (visited is not None and visited.stop == stop and len(visited.roots) == len(roots)
+                and all(a is b for a, b in zip(visited.roots, roots)))
+        result.index, order, result.pending.reads, result.stopped = visited.found if same else visit_order(roots, stop)
         result.pending.roots = [result.index[root] for root in roots]
         builder.read_functions(order)
         result.functions = order
