@@ -203,27 +203,27 @@ class _Rebuild:
         counters: dict[str, int] = {}
         nodes = list(own.snapshot.nodes[: own.first])
         tensors = [node for node in nodes if node.kind in _DIGESTED]
-        named = self.named
+        named, get, leaf, append = self.named, counters.get, NodeKind.LEAF, nodes.append
         for key in order:
             prefix, node = named(key)
-            count = counters.get(prefix, 0)
+            count = get(prefix, 0)
             counters[prefix] = count + 1
-            if node.kind is NodeKind.LEAF:
-                node = node._replace(id=f"{prefix}_{count}")
+            if node.kind is leaf:
+                node = _new(Node, (f"{prefix}_{count}", *node[1:]))
                 tensors.append(node)
-            nodes.append(node)
+            append(node)
         tensor_at = {}
         for key, nr, node in self._placed(position, read, counters):
             tensor_at[(key, nr)] = node
             if node >= own.first:
-                tensors.append(own.snapshot.nodes[node]._replace(id=f"tensor_{counters['tensor'] - 1}"))
-                nodes.append(tensors[-1])
-        carried = [n for n in nodes if n.carried_over(step)]
+                tensors.append(_new(Node, (f"tensor_{counters['tensor'] - 1}", *own.snapshot.nodes[node][1:])))
+                append(tensors[-1])
+        carried = [n for n in nodes if n.first_step is not None and n.first_step < step and n.kind is not leaf]
         gradients = [e.grad for e in own.snapshot.edges if e.grad is not None]
         gradients += [stat for key, stat in own.deep_grads.items() if key[0] != "step" and stat is not None]
         return Digest(len(nodes), len(tensor_at) + self._edge_count(order, tensor_at), len(carried),
-                      frozenset(n.first_step for n in carried), held_bytes(carried),
-                      frozenset(n.source for n in nodes if n.source), tuple(tensors), tuple(gradients))
+                      frozenset({n.first_step for n in carried}), held_bytes(carried),
+                      frozenset({n.source for n in nodes} - {None, ""}), tuple(tensors), tuple(gradients))
 
     def _placed(self, position: dict[Key, int], read: set[tuple[Key, int]],
                 counters: dict[str, int]) -> Iterator[tuple[Key, int, int]]:

@@ -8,6 +8,8 @@ less the node attributes that are null.
 
 from __future__ import annotations
 
+from itertools import compress
+from operator import ne
 from typing import Any, Callable, Mapping
 
 from graphscope.model.history import Partial
@@ -47,7 +49,7 @@ def _changes(old: Node, new: Node) -> dict[str, Any]:
     equal to `grad`, as after zero_grad, written as SAME_AS_GRAD)."""
     if old == new:
         return {}
-    changed = {name: field_to_json(name, b) for name, a, b in zip(_FIELDS, old, new) if a is not b and a != b}
+    changed = {name: field_to_json(name, b) for name, b in compress(zip(_FIELDS, new), map(ne, old, new))}
     if "grad_step" in changed and new.grad_step is not None and new.grad_step == new.grad:
         changed["grad_step"] = SAME_AS_GRAD
     return changed

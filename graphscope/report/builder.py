@@ -204,12 +204,12 @@ def timeline(run: Run, svgs: Mapping[int, bytes], views: Mapping[int, Snapshot])
     to EXPLORED_STEPS steps not drawn (the browser draws them), while REPORT_NODES lasts."""
     left, explore = REPORT_NODES, set()
     for pos in sorted(svgs):
-        size = len(run.snapshots[pos].nodes)
+        size = run.snapshots[pos].digest().nodes
         if size <= min(EXPLORER_NODES, left) and hides_something(views[pos]):
             explore.add(pos)
             left -= size
     for pos in _spread([p for p in range(len(run.snapshots)) if p not in svgs], EXPLORED_STEPS):
-        size = len(run.snapshots[pos].nodes)
+        size = run.snapshots[pos].digest().nodes
         if size <= min(EXPLORER_NODES, left):
             explore.add(pos)
             left -= size
