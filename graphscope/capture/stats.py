@@ -1,12 +1,13 @@
 """Gradient statistics, computed for many tensors at once on their own device.
 
-The values of small gradients (the ones a snapshot keeps) come back in one concatenation
-and are reduced in Python; the others are reduced where they live: those of up to
-SEGMENTED values by segment from one float64 concatenation, larger ones by PyTorch's
-multi-tensor (`_foreach`) kernels, with the results of all of them in one transfer. NaN/Inf
-are counted only in the rare gradients whose norm is not finite. A backward with thousands
-of edges costs a few passes over its gradients instead of several tiny ops and a transfer
-per edge.
+Dense float gradients of up to SEGMENTED values are stacked by shape and reduced a row per
+gradient in float64, the values of the small ones (those a snapshot keeps) coming back
+with them; of the others, small ones come back in one concatenation and are reduced in
+Python, and the rest are reduced where they live: those of up to SEGMENTED values by
+segment from one float64 concatenation, larger ones by PyTorch's multi-tensor (`_foreach`)
+kernels. NaN/Inf are counted only in the rare gradients whose norm is not finite. A
+backward with thousands of edges, or a queue of a thousand steps of a training loop, costs
+a few passes over its gradients instead of several tiny ops and a transfer per gradient.
 """
 
 from __future__ import annotations
@@ -114,11 +115,11 @@ def _kept_values(values: list[torch.Tensor], kept: list[int], sizes: list[int]) 
 
 
 def _device_stats(grads: Sequence[torch.Tensor]) -> list[GradStat]:
-    """Statistics of non-empty gradients that live on one device. The values of small ones
-    are copied out in one float64 concatenation and reduced in Python; the others are
-    reduced on the device, those of up to SEGMENTED values by segment from one
-    concatenation, larger ones by multi-tensor kernels; every number comes back in one
-    transfer."""
+    """Statistics of non-empty gradients that live on one device: dense float ones of up to
+    SEGMENTED values by stacks of one shape (see `_grouped_rows`); of the rest, the values
+    of small ones are copied out in one float64 concatenation and reduced in Python, the
+    others reduced on the device, those of up to SEGMENTED values by segment from one
+    concatenation, larger ones by multi-tensor kernels."""
     values = [_values(g) for g in grads]
     stored = [v.numel() for v in values]
     sizes = [g.numel() for g in grads]
