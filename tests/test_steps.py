@@ -387,6 +387,19 @@ def test_a_growing_history_is_stored_once_and_read_lazily(tmp_path):
     assert run[0].to_json() == session.snapshots[0].to_json()
 
 
+@pytest.mark.parametrize("script", ["wrong_update_retain.py", "backward_twice.py", "rnn_hidden_state.py",
+                                    "gru_language_model.py", "two_paths.py"])
+def test_every_step_of_a_run_reads_back_from_its_file_as_it_was_recorded(script, tmp_path):
+    """A whole step that reached leaves through accumulators an earlier step captured keeps
+    those references in the file: the steps after it name those leaves and keep their
+    gradients when read back."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        session = record_script(str(EXAMPLES / script))
+    path = graphscope.save(session.snapshots, tmp_path / "session.json")
+    again = graphscope.load(path)
+    assert [s.to_json() for s in again.snapshots] == [s.to_json() for s in session.snapshots]
+
+
 def test_a_run_file_of_format_1_still_loads(tmp_path):
     session = record_script(str(EXAMPLES / "two_paths.py"))
     whole = {"format": 1, "script": "two_paths.py", "status": 0, "findings": [],

@@ -100,9 +100,10 @@ def partial_to_dict(partial: Partial, loss_scale: float | None = None,
     if partial.children:
         data.update(first=partial.first, children=partial.children, roots=list(partial.roots),
                     tensors=partial.tensors)
+    if partial.refs:  # a whole step may reach leaves through accumulators an earlier step captured
+        data["refs"] = [[fi, list(key)] for fi, key in partial.refs.items()]
     if not partial.whole:
-        data.update(refs=[[fi, list(key)] for fi, key in partial.refs.items()],
-                    deep_leaves=[[list(key), node] for key, node in partial.deep_leaves.items()],
+        data.update(deep_leaves=[[list(key), node] for key, node in partial.deep_leaves.items()],
                     deep_grads=[[key, None if stat is None else stat.to_dict()]
                                 for key, stat in partial.deep_grads.items()],
                     freed=sorted(map(list, partial.freed)))
