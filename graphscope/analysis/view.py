@@ -156,29 +156,40 @@ def collapse_modules(snapshot: Snapshot, depth: int) -> View:
 
 
 def _chains(snapshot: Snapshot) -> list[list[str]]:
-    """Maximal runs of unnamed function nodes of one op, each feeding only the next."""
-    inputs, users = snapshot.inputs_of, snapshot.users_of
+    """Maximal runs of unnamed function nodes of one op, each feeding only the next (read by
+    node position from one pass over the edges: a graph of a million ops is one long run)."""
+    nodes = snapshot.nodes
+    position = {node.id: i for i, node in enumerate(nodes)}
+    fan_out, fan_in = [0] * len(nodes), [0] * len(nodes)
+    user, source = [-1] * len(nodes), [-1] * len(nodes)
+    for edge in snapshot.edges:
+        a, b = position[edge.source], position[edge.target]
+        fan_out[a] += 1
+        user[a] = b
+        fan_in[b] += 1
+        source[b] = a
 
-    def linkable(a: Node, b: Node) -> bool:
-        return (a.kind is b.kind is NodeKind.FUNCTION and a.op == b.op and users(a.id) == [b.id]
-                and inputs(b.id) == [a.id])
+    def linked(a: int, b: int) -> bool:
+        """True when `a` feeds only `b`, `b` reads only `a`, and both are functions of one op."""
+        return (fan_out[a] == 1 and user[a] == b and fan_in[b] == 1 and source[b] == a
+                and nodes[a].kind is nodes[b].kind is NodeKind.FUNCTION and nodes[a].op == nodes[b].op)
 
-    chains, placed = [], set()
-    for node in snapshot.nodes:
-        if node.id in placed or node.kind is not NodeKind.FUNCTION:
+    chains, placed = [], [False] * len(nodes)
+    for start, node in enumerate(nodes):
+        if placed[start] or node.kind is not NodeKind.FUNCTION:
             continue
-        after = [node.id]
-        while len(users(after[-1])) == 1 and linkable(snapshot[after[-1]], snapshot[users(after[-1])[0]]):
-            after.append(users(after[-1])[0])
-        before = []
-        first = node.id
-        while len(inputs(first)) == 1 and linkable(snapshot[inputs(first)[0]], snapshot[first]):
-            first = inputs(first)[0]
+        run = [start]
+        while fan_out[run[-1]] == 1 and linked(run[-1], user[run[-1]]):
+            run.append(user[run[-1]])
+        first, before = start, []
+        while fan_in[first] == 1 and linked(source[first], first):
+            first = source[first]
             before.append(first)
-        run = before[::-1] + after
-        placed.update(run)
+        run = before[::-1] + run
+        for i in run:
+            placed[i] = True
         if len(run) >= MIN_CHAIN:
-            chains.append(run)
+            chains.append([nodes[i].id for i in run])
     return chains
 
 
