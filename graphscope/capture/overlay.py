@@ -38,19 +38,19 @@ def _sum(grads: list[torch.Tensor | None]) -> torch.Tensor | None:
 class _Recorder:
     """Receives the node hooks of one backward call and keeps statistics, not tensors."""
 
-    def __init__(self, walk: Walk, queue: StatsQueue):
+    def __init__(self, walk: Walk, queue: StatsQueue, leaves_only: bool = False):
         walk.build()
         self.walk = walk
         self.queue = queue
         self.handles: list[Any] = []
         self.leaf_sums: dict[int | Key, torch.Tensor] = {}  # a node, or an earlier step's leaf
         self.accumulated: set[int | Key] = set()
-        count = len(walk.functions)
+        count = 0 if leaves_only else len(walk.functions)  # only the leaves' hooks run: no edge to index
         self.slot_edges: list[list[tuple[int, tuple[int, ...]]]] = [[] for _ in range(count)]
         self.leaf_slots: list[list[tuple[int, int]]] = [[] for _ in range(count)]
         self.produced: list[list[tuple[int, int]]] = [[] for _ in range(count)]
-        self.into_leaf: set[int] = set()  # edges whose gradient a leaf's .grad may take as it is
-        self._index(walk)
+        if not leaves_only:
+            self._index(walk)
 
     def _index(self, walk: Walk) -> None:
         """Per autograd node: its incoming edges by input slot, leaves it feeds, edges it produces."""
@@ -61,7 +61,6 @@ class _Recorder:
             self.slot_edges[target - first].append((edge, slots))
             if nodes[source].kind is NodeKind.LEAF and source >= first:
                 self.leaf_slots[target - first].extend((slot, source) for slot in slots)
-                self.into_leaf.add(edge)
         for fi, nr, edge in walk.produced:
             self.produced[fi].append((nr, edge))
 
@@ -256,7 +255,7 @@ def hooked(walk: Walk, queue: StatsQueue, leaves_only: bool = False) -> Iterator
     the walk stopped at an earlier step's nodes, hooks follow the gradient into that history.
     With `leaves_only`, only what each leaf receives is recorded. Like the walk, hooking and
     reading the results run no `__torch_function__`."""
-    recorder = _Recorder(walk, queue)
+    recorder = _Recorder(walk, queue, leaves_only)
     history = _History(walk, recorder) if walk.stopped_early and not leaves_only else None
     try:
         with torch._C.DisableTorchFunction():
