@@ -12,7 +12,7 @@ from graphscope.analysis.view import ViewOptions
 from graphscope.doctor.report import report as doctor_report
 from graphscope.errors import GraphscopeError, LayoutError
 from graphscope.files import write_atomic
-from graphscope.model import Finding, Run, Snapshot
+from graphscope.model import Finding, Run, Snapshot, compact_json, to_node_link
 from graphscope.model.records import paused_gc
 from graphscope.renderers import FORMATS, write
 from graphscope.renderers.engine import choose_engine
@@ -61,14 +61,19 @@ def clear_stale(directory: Path, formats: Sequence[str]) -> None:
 
 def write_steps(snapshots: Sequence[Snapshot], directory: Path, formats: Sequence[str],
                 engine: str = "embedded", progress: Callable[[int, int], None] | None = None,
-                findings: Sequence[Finding] = (), view: ViewOptions = ViewOptions()) -> tuple[list[Path], list[str]]:
-    """Write the given snapshots in every format, pictures badged with the doctor's findings;
-    returns the paths in step order, and a line for each picture Graphviz could not lay out
-    (the others are still written)."""
+                findings: Sequence[Finding] = (), view: ViewOptions = ViewOptions(),
+                encoded: Sequence[str | None] = ()) -> tuple[list[Path], list[str]]:
+    """Write the given snapshots in every format, pictures badged with the doctor's findings
+    (`encoded` holds the node-link JSON of some, encoded already); returns the paths in step
+    order, and a line for each picture Graphviz could not lay out (the others are still written)."""
     paths, not_drawn = [], []
     for done, snapshot in enumerate(snapshots, 1):
+        text = encoded[done - 1] if done <= len(encoded) else None
         for fmt in formats:
             path = step_path(directory, snapshot.step, fmt)
+            if fmt == "json" and text is not None:
+                paths.append(write_atomic(path, (text.encode("utf-8"), b"\n")))
+                continue
             try:
                 paths.append(write(snapshot, path, fmt, engine, view=view, findings=findings))
             except LayoutError as exc:
@@ -113,12 +118,16 @@ def _write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpe
     """See `write_run`."""
     clear_stale(directory, FORMATS)
     selection = select(steps, run.snapshots)
-    paths = [save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings)]
+    chosen = [run.snapshots[i] for i in selection.steps]
+    # A step's JSON file and its line in session.json share one encoding of its graph.
+    encoded = [compact_json(to_node_link(s)) for s in chosen] if "json" in formats else []
+    paths = [save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings,
+                  dict(zip(selection.steps, encoded)))]
     rows = growth(run.snapshots)
     if rows:
         paths.append(write_atomic(directory / GROWTH_FILE, growth_svg(rows).encode("utf-8")))
-    chosen = [run.snapshots[i] for i in selection.steps]
-    written, not_drawn = write_steps(chosen, directory, formats, engine, progress, run.findings, view)
+    written, not_drawn = write_steps(chosen, directory, formats, engine, progress, run.findings, view, encoded)
+    del encoded  # the report lays out pictures next: let a huge graph's text go first
     paths += written
     if report:
         svgs = _report_svgs(run, selection.steps, directory, formats, engine, progress, view, not_drawn)

@@ -50,8 +50,10 @@ def _partials(snapshots: Sequence[Snapshot]) -> tuple[Sequence[Partial], Mapping
     return [Partial(snapshot, 0, ()) for snapshot in snapshots], {}, {}
 
 
-def json_lines(run: Run) -> Iterator[bytes]:
-    """The run file of `run`, a line at a time, so a long run is never held as one string."""
+def json_lines(run: Run, graphs: Mapping[int, str] | None = None) -> Iterator[bytes]:
+    """The run file of `run`, a piece of a line at a time, so a long run is never held as one
+    string; `graphs` holds the node-link JSON of steps encoded already (step JSON files),
+    which a step that holds its whole graph writes as its `graph`."""
     partials, scales, names = _partials(run.snapshots)
     head = {"format": RUN_FORMAT, "script": run.script, "status": run.status,
             "findings": [f.to_dict() for f in run.findings], "steps": len(partials)}
@@ -60,18 +62,33 @@ def json_lines(run: Run) -> Iterator[bytes]:
     yield line
     for step, partial in enumerate(partials):
         template = partials[partial.like] if partial.like is not None else None
-        line = (compact_json(partial_to_dict(partial, scales.get(step), template)) + "\n").encode("utf-8")
+        graph = (graphs or {}).get(step)
+        data = partial_to_dict(partial, scales.get(step), template, whole_graph=graph is None)
         index.append(at)
-        at += len(line)
-        yield line
+        for piece in _line(data, graph):
+            at += len(piece)
+            yield piece
     yield (compact_json({"first_names": names_to_list(names), "index": index + [at]}) + "\n").encode("utf-8")
 
 
+def _line(data: Mapping[str, Any], graph: str | None) -> list[bytes]:
+    """One step line, as compact_json writes it, with `graph` (encoded JSON) as its graph
+    when `data` has none: in pieces, so a huge graph is not copied into the line."""
+    if "graph" in data or graph is None:
+        return [(compact_json(data) + "\n").encode("utf-8")]
+    keys = sorted([*data, "graph"])
+    before = ",".join(f"{compact_json(key)}:{compact_json(data[key])}" for key in keys[:keys.index("graph")])
+    after = "".join(f",{compact_json(key)}:{compact_json(data[key])}" for key in keys[keys.index("graph") + 1:])
+    return [("{" + before + ("," if before else "") + '"graph":').encode("utf-8"), graph.encode("utf-8"),
+            (after + "}\n").encode("utf-8")]
+
+
 def save(snapshots: Sequence[Snapshot], path: str | os.PathLike[str], script: str | None = None,
-         status: int | None = None, findings: Sequence[Finding] = ()) -> Path:
-    """Write every step of a run, and its findings, to one run file, atomically."""
+         status: int | None = None, findings: Sequence[Finding] = (), graphs: Mapping[int, str] | None = None) -> Path:
+    """Write every step of a run, and its findings, to one run file, atomically; `graphs`
+    maps step positions to their node-link JSON when it is encoded already."""
     with paused_gc():  # reading every step makes records that hold no cycles
-        return write_atomic(Path(path), json_lines(Run(snapshots, script, status, list(findings))))
+        return write_atomic(Path(path), json_lines(Run(snapshots, script, status, list(findings)), graphs))
 
 
 class StoredPartials(Sequence[Partial]):

@@ -400,6 +400,18 @@ def test_every_step_of_a_run_reads_back_from_its_file_as_it_was_recorded(script,
     assert [s.to_json() for s in again.snapshots] == [s.to_json() for s in session.snapshots]
 
 
+def test_a_step_json_file_and_its_line_in_the_run_file_share_one_encoding(tmp_path):
+    for formats in ("svg", "json"):
+        done = run_graphscope("render", str(EXAMPLES / "wrong_update_retain.py"), "-o", str(tmp_path / formats),
+                              "--format", formats, "--steps", "all")
+        assert done.returncode == 0, done.stderr
+    shared, own = graphscope.load(tmp_path / "json"), graphscope.load(tmp_path / "svg")
+    assert [s.to_json() for s in shared.snapshots] == [s.to_json() for s in own.snapshots]
+    line = (tmp_path / "json" / "session.json").read_bytes().splitlines()[1]
+    step = (tmp_path / "json" / "step-0000.json").read_bytes().rstrip(b"\n")
+    assert json.loads(line)["graph"] == json.loads(step) and step in line
+
+
 def test_a_run_file_of_format_1_still_loads(tmp_path):
     session = record_script(str(EXAMPLES / "two_paths.py"))
     whole = {"format": 1, "script": "two_paths.py", "status": 0, "findings": [],

@@ -152,9 +152,8 @@ class _SourceMode(TorchFunctionMode):
         not this line's: it keeps no location rather than a wrong one."""
         outputs = result if isinstance(result, (tuple, list)) else (result,)
         try:
-            fresh = [out.grad_fn for out in outputs
-                     if isinstance(out, torch.Tensor) and out.grad_fn is not None
-                     and SOURCE_KEY not in out.grad_fn.metadata]
+            fresh = [fn for out in outputs if isinstance(out, torch.Tensor)
+                     and (fn := out.grad_fn) is not None and SOURCE_KEY not in fn.metadata]
         except RuntimeError:
             # Reading grad_fn raises for a view made under no_grad whose base changed in place
             # since: PyTorch itself refuses such a tensor only when it is used in the graph.
@@ -167,15 +166,16 @@ class _SourceMode(TorchFunctionMode):
         stamp = {SOURCE_KEY: location, self.made_key: self.current_step()}
         if self.modules.current is not None:
             stamp.update(self.modules.current)
-        stack = fresh
+        stack, captured = fresh, self.captured_key
         while stack:
             fn = stack.pop()
             metadata = fn.metadata
-            if SOURCE_KEY in metadata or self.captured_key in metadata:
+            if SOURCE_KEY in metadata or captured in metadata:
                 continue  # stamped already, or captured by a step before this op ran
             metadata.update(stamp)
-            stack.extend(child for child, _ in fn.next_functions
-                         if child is not None and not hasattr(child, "variable") and child._sequence_nr() >= first)
+            for child, _ in fn.next_functions:
+                if child is not None and child._sequence_nr() >= first and not hasattr(child, "variable"):
+                    stack.append(child)
 
 
 class ModeSwitch:

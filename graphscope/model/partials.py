@@ -86,17 +86,20 @@ def _like_to_dict(partial: Partial, template: Partial) -> dict[str, Any]:
 
 
 def partial_to_dict(partial: Partial, loss_scale: float | None = None,
-                    template: Partial | None = None) -> dict[str, Any]:
+                    template: Partial | None = None, whole_graph: bool = True) -> dict[str, Any]:
     """One step of a run as JSON-ready data: its graph, how its functions read each other,
     and what it knows of the earlier steps' history it reached; a step that repeats the
-    graph of `template` (its `like`) as changes to it."""
+    graph of `template` (its `like`) as changes to it. Without `whole_graph`, a step that
+    holds its whole graph leaves out its `graph` (its step JSON, encoded already, goes there)."""
     if partial.like is not None and loss_scale is None and _repeats(partial, template):
         return _like_to_dict(partial, template)
-    graph = to_node_link(partial.snapshot)
-    graph["nodes"] = [{key: value for key, value in node.items() if value is not None} for node in graph["nodes"]]
-    data: dict[str, Any] = {"graph": graph, "whole": partial.whole}
-    if loss_scale is not None:
-        data["graph"]["graph"]["loss_scale"] = loss_scale
+    data: dict[str, Any] = {"whole": partial.whole}
+    if whole_graph or not partial.whole:
+        graph = to_node_link(partial.snapshot)
+        graph["nodes"] = [{key: value for key, value in node.items() if value is not None} for node in graph["nodes"]]
+        data["graph"] = graph
+        if loss_scale is not None:
+            data["graph"]["graph"]["loss_scale"] = loss_scale
     if partial.children:
         data.update(first=partial.first, children=partial.children, roots=list(partial.roots),
                     tensors=partial.tensors)
