@@ -12,7 +12,8 @@ from graphscope.analysis.view import ViewOptions
 from graphscope.doctor.report import report as doctor_report
 from graphscope.errors import GraphscopeError, LayoutError
 from graphscope.files import write_atomic
-from graphscope.model import Finding, Run, Snapshot, compact_json, to_node_link
+from graphscope.model import Finding, Run, Snapshot
+from graphscope.model.snapshot import node_link_json
 from graphscope.model.records import paused_gc
 from graphscope.renderers import FORMATS, write
 from graphscope.renderers.engine import choose_engine
@@ -120,7 +121,7 @@ def _write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpe
     selection = select(steps, run.snapshots)
     chosen = [run.snapshots[i] for i in selection.steps]
     # A step's JSON file and its line in session.json share one encoding of its graph.
-    encoded = [compact_json(to_node_link(s)) for s in chosen] if "json" in formats else []
+    encoded = [node_link_json(s) for s in chosen] if "json" in formats else []
     paths = [save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings,
                   dict(zip(selection.steps, encoded)))]
     rows = growth(run.snapshots)

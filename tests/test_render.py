@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -16,8 +18,11 @@ from graphscope import GraphscopeError, Snapshot
 from graphscope.renderers import engine, to_svg
 from graphscope.renderers.dot import to_dot
 from graphscope.renderers.text import text_tree
+from graphscope.capture.runner import record_script
+from graphscope.model import compact_json, to_node_link
+from graphscope.model.snapshot import node_link_json
 
-from conftest import needs_dot
+from conftest import EXAMPLES, needs_dot
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -133,6 +138,17 @@ def test_render_accepts_a_tensor(tmp_path):
     loss = (w * 3).sum()
     data = json.loads(graphscope.render(loss, tmp_path / "loss.json").read_text())
     assert {n["name"] for n in data["nodes"]} >= {"w", "loss"}
+
+
+@pytest.mark.parametrize("script", ["compiled_model.py", "mixed_precision.py", "nan_gradient.py", "gru_language_model.py",
+                                    "custom_function.py"])
+def test_step_json_is_written_with_its_keys_in_sorted_order_without_sorting_them(script):
+    """node_link_json skips the sort: every dict it writes must already be in sorted order."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        run = record_script(str(EXAMPLES / script))
+    assert run.snapshots
+    for snapshot in run.snapshots:
+        assert node_link_json(snapshot) == compact_json(to_node_link(snapshot))
 
 
 def test_json_round_trips_and_loads_in_networkx():

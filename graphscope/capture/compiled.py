@@ -159,7 +159,7 @@ def inner_graph(module: Any) -> tuple[int, dict[str, Any]]:
         nodes.append({"id": node_id, "kind": kind, "op": _op_name(node) if kind == "op" else None})
         for source in dict.fromkeys(arg.name for arg in node.all_input_nodes):
             edges.append({"source": source, "target": node_id})
-    return ops, {"directed": True, "multigraph": False, "graph": {}, "nodes": nodes, "edges": edges}
+    return ops, {"directed": True, "edges": edges, "graph": {}, "multigraph": False, "nodes": nodes}
 
 
 def _read_region(forward_cls: Any) -> Region:

@@ -78,14 +78,14 @@ class GradStat(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict; `values` only when present."""
-        data: dict[str, Any] = {
-            "shape": list(self.shape),
-            "numel": self.numel,
-            "norm": _json_float(self.norm),
+        data: dict[str, Any] = {  # in sorted key order: node-link JSON is encoded without sorting
+            "max": _json_float(self.max),
             "mean": _json_float(self.mean),
             "min": _json_float(self.min),
-            "max": _json_float(self.max),
             "nonfinite": self.nonfinite,
+            "norm": _json_float(self.norm),
+            "numel": self.numel,
+            "shape": list(self.shape),
         }
         if self.values is not None:
             values = self.values

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
-from graphscope.model.records import JSON_FORMAT_VERSION, Edge, GradStat, Node, NodeKind, compact_json
+from graphscope.model.records import JSON_FORMAT_VERSION, Edge, GradStat, Node, NodeKind
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -81,9 +82,14 @@ def field_from_json(name: str, data: Any) -> Any:
     return tuple(tuple(pair) for pair in data) if name == "calls" else data
 
 
+_SORTED_FIELDS = tuple(sorted(_NODE_FIELDS))
+_in_sorted_order = operator.itemgetter(*(_NODE_FIELDS.index(name) for name in _SORTED_FIELDS))
+
+
 def _node_to_dict(node: Node) -> dict[str, Any]:
-    """JSON-ready attributes of a node; the stable names of the node-link format."""
-    data = node._asdict()
+    """JSON-ready attributes of a node, in sorted order (see node_link_json); the stable names
+    of the node-link format."""
+    data = dict(zip(_SORTED_FIELDS, _in_sorted_order(node)))
     data["kind"] = node.kind.value
     for name in _GRAD_FIELDS:
         stat = data[name]
@@ -219,7 +225,7 @@ class Snapshot:
 
     def to_json(self) -> str:
         """Compact node-link JSON, deterministic: sorted keys, walk order, strict floats."""
-        return compact_json(to_node_link(self)) + "\n"
+        return node_link_json(self) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Snapshot:
@@ -273,26 +279,32 @@ def to_node_link(snapshot: Snapshot) -> dict[str, Any]:
     """networkx node-link data (`edges` key) for a snapshot; `loss_scale` only when a
     GradScaler scaled the step's loss (its gradients are stored as computed, scaled), and
     `gradients` only when the step recorded the leaves' gradients alone ("leaves")."""
-    graph: dict[str, Any] = {"call": snapshot.call, "format": JSON_FORMAT_VERSION, "notes": list(snapshot.notes),
-                             "step": snapshot.step}
-    if snapshot.loss_scale is not None:
-        graph["loss_scale"] = snapshot.loss_scale
+    graph: dict[str, Any] = {"call": snapshot.call, "format": JSON_FORMAT_VERSION}
     if snapshot.gradients != "full":
         graph["gradients"] = snapshot.gradients
+    if snapshot.loss_scale is not None:
+        graph["loss_scale"] = snapshot.loss_scale
+    graph.update(notes=list(snapshot.notes), step=snapshot.step)
     return {
         "directed": True,
-        "multigraph": False,
-        "graph": graph,
-        "nodes": [_node_to_dict(node) for node in snapshot.nodes],
         "edges": [
             {
+                "grad": None if edge.grad is None else edge.grad.to_dict(),
                 "source": edge.source,
                 "target": edge.target,
-                "grad": None if edge.grad is None else edge.grad.to_dict(),
             }
             for edge in snapshot.edges
         ],
+        "graph": graph,
+        "multigraph": False,
+        "nodes": [_node_to_dict(node) for node in snapshot.nodes],
     }
+
+
+def node_link_json(snapshot: Snapshot) -> str:
+    """`compact_json(to_node_link(snapshot))`, without sorting: every dict of the node-link
+    data is built in sorted key order, and a graph of a million nodes is encoded faster."""
+    return json.dumps(to_node_link(snapshot), separators=(",", ":"), ensure_ascii=False)
 
 
 def from_node_link(data: Mapping[str, Any]) -> Snapshot:
