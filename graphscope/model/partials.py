@@ -3,7 +3,8 @@ steps): one line of a run file, read back into the same Partial.
 
 Keys made of steps and function numbers are written as nested lists and read back as
 tuples; gradient statistics as in a step's JSON; a step's own graph as its node-link data,
-less the node attributes that are null.
+less the node attributes that are null (or, for a step that holds its whole graph and was
+written as step JSON too, that file's very text, nulls and all).
 """
 
 from __future__ import annotations
