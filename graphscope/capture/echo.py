@@ -149,8 +149,8 @@ class Echo:
         self.handles: list[Any] = []
         self.stamps = _stamp(look.order, template.numbers, stamp, fill)
         self.variables = [(look.order[i].variable, template.numbers[i]) for i in template.leaves]
-        self.fresh: set[int] = set()
-        self.received: set[int] = set()  # fresh leaves whose .grad is their share: one statistic for both
+        self.fresh: set[int] | frozenset[int] = set()
+        self.received: list[int] | tuple[int, ...] = []  # fresh leaves whose .grad is their share: one statistic for both
         if averaged_across_ranks():  # no share across DDP ranks, as for a full capture: .grad is their average
             return
         with torch._C.DisableTorchFunction():
@@ -180,7 +180,7 @@ class Echo:
                 if number in self.fresh:
                     self.queue.put(self.grads, number, grad, copy=True)
                     if grad is not None:
-                        self.received.add(number)
+                        self.received.append(number)
                 elif _equal(grad, share):
                     self.queue.put(self.grads, number, share)
                 else:
@@ -188,6 +188,7 @@ class Echo:
         self.handles.clear()
         self.variables.clear()
         self.copies.clear()
+        self.fresh, self.received = frozenset(), tuple(self.received)  # kept with the step: as small as can be
 
     def partial(self, call: str, notes: tuple[str, ...]) -> Partial:
         """The step's partial: the template's structure, these records made when first read."""

@@ -128,9 +128,10 @@ class Snapshot:
         when given, sums the graph up without building its records."""
         snapshot = cls.__new__(cls)
         for name, value in (("step", step), ("call", call), ("notes", notes), ("loss_scale", loss_scale),
-                            ("gradients", gradients), ("_build", build), ("_digester", digest),
-                            ("_building", threading.Lock())):
+                            ("gradients", gradients), ("_build", build), ("_building", threading.Lock())):
             object.__setattr__(snapshot, name, value)
+        if digest is not None:  # a long run keeps a snapshot a step: no attribute it does not need
+            object.__setattr__(snapshot, "_digester", digest)
         return snapshot
 
     def digest(self) -> Digest:
