@@ -111,30 +111,24 @@ def write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec
     """Everything a run produces: session.json (all steps) and growth.svg first, so no picture
     can lose them, then the chosen steps and index.html."""
     with paused_gc():  # reading every step makes records that hold no cycles
-        return _write_run(run, directory, formats, steps, engine, progress, report, view)
-
-
-def _write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec, engine: str,
-               progress: Callable[[int, int], None] | None, report: bool, view: ViewOptions) -> Report:
-    """See `write_run`."""
-    clear_stale(directory, FORMATS)
-    selection = select(steps, run.snapshots)
-    chosen = [run.snapshots[i] for i in selection.steps]
-    # A step's JSON file and its line in session.json share one encoding of its graph.
-    encoded = [node_link_json(s) for s in chosen] if "json" in formats else []
-    paths = [save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings,
-                  dict(zip(selection.steps, encoded)))]
-    rows = growth(run.snapshots)
-    if rows:
-        paths.append(write_atomic(directory / GROWTH_FILE, growth_svg(rows).encode("utf-8")))
-    written, not_drawn = write_steps(chosen, directory, formats, engine, progress, run.findings, view, encoded)
-    del encoded  # the report lays out pictures next: let a huge graph's text go first
-    paths += written
-    if report:
-        svgs = _report_svgs(run, selection.steps, directory, formats, engine, progress, view, not_drawn)
-        note = what_was_drawn(selection, not_drawn) + "".join(f"; not drawn: {line}" for line in not_drawn)
-        paths.append(write_report(run, directory / REPORT_FILE, svgs, note, view))
-    return Report(selection, rows, paths, not_drawn)
+        clear_stale(directory, FORMATS)
+        selection = select(steps, run.snapshots)
+        chosen = [run.snapshots[i] for i in selection.steps]
+        # A step's JSON file and its line in session.json share one encoding of its graph.
+        encoded = [node_link_json(s) for s in chosen] if "json" in formats else []
+        paths = [save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings,
+                      dict(zip(selection.steps, encoded)))]
+        rows = growth(run.snapshots)
+        if rows:
+            paths.append(write_atomic(directory / GROWTH_FILE, growth_svg(rows).encode("utf-8")))
+        written, not_drawn = write_steps(chosen, directory, formats, engine, progress, run.findings, view, encoded)
+        del encoded  # the report lays out pictures next: let a huge graph's text go first
+        paths += written
+        if report:
+            svgs = _report_svgs(run, selection.steps, directory, formats, engine, progress, view, not_drawn)
+            note = what_was_drawn(selection, not_drawn) + "".join(f"; not drawn: {line}" for line in not_drawn)
+            paths.append(write_report(run, directory / REPORT_FILE, svgs, note, view))
+        return Report(selection, rows, paths, not_drawn)
 
 
 def graph_break_lines(run: Run) -> list[str]:

@@ -52,8 +52,6 @@ def tensor_fields(tensor: Any) -> dict[str, Any]:
     return dict(zip(Node._fields[4:10], fields(TENSOR_ATTRIBUTES(tensor))))
 
 
-
-
 @dataclass
 class Pending:
     """A walk's records before they are built, holding no tensor and no autograd node: the
