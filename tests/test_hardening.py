@@ -70,3 +70,29 @@ def test_a_script_s_own_excepthook_shows_its_failure_as_python_does(tmp_path):
     done = run_graphscope("render", str(script), "-o", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == plain.returncode == 1
     assert plain.stderr in done.stderr and plain.stderr.startswith("[mine] Traceback")
+
+
+DEEP_CHAIN_DROPPED_UNDER_RECORD = """
+import torch, graphscope
+x = torch.ones(4, requires_grad=True)
+with graphscope.record():
+    y = x
+    for _ in range(60_000):
+        y = y * 1.0
+    del y  # never passed to backward: freed with every node stamped
+print("freed")
+"""
+
+
+def test_a_deep_graph_stamped_but_never_captured_is_freed_without_a_crash():
+    """Stamping touches every node from Python, which makes PyTorch free the chain recursively:
+    on the default 8 MiB stack a plain run of this survives, and so must one under record()."""
+    import resource
+
+    def default_stack():
+        resource.setrlimit(resource.RLIMIT_STACK, (8 << 20, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+
+    done = subprocess.run([sys.executable, "-c", DEEP_CHAIN_DROPPED_UNDER_RECORD], capture_output=True, text=True,
+                          preexec_fn=default_stack, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip() == "freed"

@@ -30,6 +30,13 @@ def raise_stack_limit() -> bool:
     return True
 
 
+def guard_stamped_graphs() -> None:
+    """Before stamping starts: every op it stamps is touched from Python, so any deep graph
+    built while it is on, captured or not, must be freed on a stack that can grow."""
+    if threading.current_thread() is threading.main_thread():
+        raise_stack_limit()
+
+
 def guard_deep_graph(node_count: int) -> None:
     """Before handing a deep graph back to the user, make sure freeing it cannot crash."""
     if node_count < DEEP_GRAPH_NODES:

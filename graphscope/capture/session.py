@@ -19,6 +19,7 @@ import torch
 from graphscope.errors import GraphscopeError
 from graphscope.model.history import Partial, Steps
 from graphscope.model import Snapshot
+from graphscope.capture import safety
 from graphscope.capture.outputs import outputs_of
 from graphscope.capture.overlay import hooked
 from graphscope.capture.sources import Tracking, track_sources
@@ -130,6 +131,7 @@ class Session:
                                   "inside one Session instead")
         self._sources = contextlib.ExitStack()
         if self.source:
+            safety.guard_stamped_graphs()
             self._tracking = self._sources.enter_context(
                 track_sources(StampKeys(self._key), self._current_step, self.root))
         torch.autograd.backward = self._backward
