@@ -105,6 +105,22 @@ def test_capture_frees_the_users_tensors_like_plain_backward():
     assert [r() for r in refs] == [None, None]
 
 
+def test_a_finished_session_is_freed_as_soon_as_nothing_holds_it():
+    """A session in a reference cycle waits for a full garbage collection with every record it
+    holds: a notebook that drops a long recording keeps it, and a process pays to scan it."""
+    x = torch.ones(2, requires_grad=True)
+    with graphscope.record() as session:
+        (torch.nn.Linear(2, 1)(x) * 3).sum().backward()
+    assert session.sites and len(session) == 1
+    alive = weakref.ref(session)
+    gc.disable()
+    try:
+        del session
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
 def test_a_session_leaves_no_patch_and_no_hook_behind():
     before = (torch.autograd.backward, torch.autograd.grad, torch.Tensor.backward)
     x = torch.ones(2, requires_grad=True)

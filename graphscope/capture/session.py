@@ -110,13 +110,14 @@ class Session:
         self._busy = False
         self._sources: contextlib.ExitStack | None = None
         self._tracking: Tracking | None = None
+        self._sites: dict[int, str] = {}
         self._steady_run = 0
         self._call_starts: list[int] = []
 
     @property
     def sites(self) -> dict[int, str]:
         """Where each outermost module call was made (`file:line`), by call number."""
-        return dict(self._tracking.modules.sites) if self._tracking is not None else {}
+        return dict(self._tracking.modules.sites) if self._tracking is not None else dict(self._sites)
 
     def _current_step(self) -> int:
         """The step an op made now belongs to: the next one to be captured. Ops a backward call
@@ -146,6 +147,9 @@ class Session:
         if self._sources is not None:
             self._sources.close()
             self._sources = None
+        if self._tracking is not None:  # its stamping mode calls back into this session: a cycle
+            self._sites = dict(self._tracking.modules.sites)
+            self._tracking = None
 
     def __len__(self) -> int:
         return len(self.snapshots)
