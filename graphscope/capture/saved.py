@@ -33,7 +33,6 @@ def attach_saved(builder: Any) -> None:
                     **tensor_fields(tensor),
                 ))
                 walk.edges.append((saved, node))
-                walk.edge_slots.append(None)
         freed += bool(walk.nodes[node].saved_freed)
     if freed:
         walk.notes.append(
@@ -48,28 +47,32 @@ def saved_bytes(fn: Any, counted: set[tuple[int, int]] | None = None) -> int:
     only) already holds was counted for another function of the same capture: a tanh's
     result that the next layer's addmm saves too is one tensor, held once."""
     total = 0
+    counted = set() if counted is None else counted
     for attr in _saved_attributes(fn):
         try:
             value = getattr(fn, attr)
         except RuntimeError:
             return 0
-        for _, tensor in _saved_tensors(attr, value):
+        if value is None:  # most ops save some of their inputs only
+            continue
+        for tensor in (value,) if isinstance(value, torch.Tensor) else _tensors_in(value):
             size = tensor.numel() * tensor.element_size()
-            place = _place(tensor, size)
-            if counted is not None and place is not None:
-                if place in counted:
-                    continue
+            try:
+                place = tensor.data_ptr(), size
+            except (RuntimeError, NotImplementedError):  # no storage: nothing to share
+                total += size
+                continue
+            if place not in counted:
                 counted.add(place)
-            total += size
+                total += size
     return total
 
 
-def _place(tensor: torch.Tensor, size: int) -> tuple[int, int] | None:
-    """Where a tensor's data starts and how many bytes it spans; None for one without storage."""
-    try:
-        return tensor.data_ptr(), size
-    except (RuntimeError, NotImplementedError):
-        return None
+def _tensors_in(value: Any) -> list[torch.Tensor]:
+    """The tensors of a saved sequence (a saved scalar or other value holds none)."""
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if isinstance(v, torch.Tensor)]
+    return []
 
 
 def saved_freed(fn: Any) -> bool:

@@ -150,14 +150,7 @@ class _SourceMode(TorchFunctionMode):
         composite torch function run with this mode off. A node made before the call, by a
         path this mode does not see (a custom autograd.Function, a reentrant checkpoint), is
         not this line's: it keeps no location rather than a wrong one."""
-        outputs = result if isinstance(result, (tuple, list)) else (result,)
-        try:
-            fresh = [fn for out in outputs if isinstance(out, torch.Tensor)
-                     and (fn := out.grad_fn) is not None and SOURCE_KEY not in fn.metadata]
-        except RuntimeError:
-            # Reading grad_fn raises for a view made under no_grad whose base changed in place
-            # since: PyTorch itself refuses such a tensor only when it is used in the graph.
-            fresh = [fn for fn in map(_readable_grad_fn, outputs) if fn is not None and SOURCE_KEY not in fn.metadata]
+        fresh = _fresh_grad_fns(result)
         if not fresh:
             return
         location = caller_location(sys._getframe(2), self.root)
@@ -173,9 +166,21 @@ class _SourceMode(TorchFunctionMode):
             if SOURCE_KEY in metadata or captured in metadata:
                 continue  # stamped already, or captured by a step before this op ran
             metadata.update(stamp)
-            for child, _ in fn.next_functions:
-                if child is not None and child._sequence_nr() >= first and not hasattr(child, "variable"):
-                    stack.append(child)
+            if fn._sequence_nr() > first:  # nodes made by this call before `fn` may lie behind it
+                stack.extend(child for child, _ in fn.next_functions
+                             if child is not None and child._sequence_nr() >= first and not hasattr(child, "variable"))
+
+
+def _fresh_grad_fns(result: Any) -> list[Any]:
+    """The unstamped grad_fns of the tensors a torch call returned."""
+    outputs = result if isinstance(result, (tuple, list)) else (result,)
+    try:
+        return [fn for out in outputs if isinstance(out, torch.Tensor)
+                and (fn := out.grad_fn) is not None and SOURCE_KEY not in fn.metadata]
+    except RuntimeError:
+        # Reading grad_fn raises for a view made under no_grad whose base changed in place
+        # since: PyTorch itself refuses such a tensor only when it is used in the graph.
+        return [fn for fn in map(_readable_grad_fn, outputs) if fn is not None and SOURCE_KEY not in fn.metadata]
 
 
 class ModeSwitch:
