@@ -55,7 +55,7 @@ class _Recorder:
     def _index(self, walk: Walk) -> None:
         """Per autograd node: its incoming edges by input slot, leaves it feeds, edges it produces."""
         first, nodes = walk.first_function, walk.nodes
-        for edge, ((source, target), slots) in enumerate(zip(walk.edges, walk.edge_slots)):
+        for edge, ((source, target), slots) in enumerate(zip(walk.edges, walk.edge_slots())):
             if slots is None or target < first:
                 continue
             self.slot_edges[target - first].append((edge, slots))

@@ -52,10 +52,9 @@ class Walk:
 
     Function number `fi` is `functions[fi]`, drawn as node `first_function + fi`; `index`
     numbers the functions, `stopped` lists those the walk did not go past. Until `build()`
-    the records wait in `pending`; after it, `nodes` and `edges` hold them, `edge_slots[e]`
-    the input slots of edge `e`'s target function (None for edges into tensor nodes), and
-    `produced` (fi, output number, edge) for each edge from a function to a tensor node,
-    and `tensors` the tensor of each leaf and tensor node (from `leaf_variables` and
+    the records wait in `pending`; after it, `nodes` and `edges` hold them, `children` each
+    function's inputs by slot, `produced` (fi, output number, edge) for each edge from a
+    function to a tensor node, and `tensors` the tensor of each leaf and tensor node (from `leaf_variables` and
     `named_tensors`, in walk order until then): what the overlay needs to hook the backward
     call and read `.grad` after it.
 
@@ -70,7 +69,6 @@ class Walk:
     built: bool = False
     nodes: list[Node] = field(default_factory=list)
     edges: list[tuple[int, int]] = field(default_factory=list)
-    edge_slots: list[tuple[int, ...] | None] = field(default_factory=list)
     produced: list[tuple[int, int, int]] = field(default_factory=list)
     functions: list[Any] = field(default_factory=list)
     leaf_variables: list[torch.Tensor] = field(default_factory=list)
@@ -124,23 +122,25 @@ class Walk:
         self._read_slots()
 
     def _read_slots(self) -> None:
-        """Each function's inputs by slot (as function numbers, -1 for none) and each edge's
-        slots in its target: one more read of `next_functions` per function."""
-        first, index, tensor_node = self.first_function, self.index, self.pending.tensor_node
+        """Each function's inputs by slot, as function numbers (-1 for none): one more read of
+        `next_functions` per function."""
+        index = self.index
         stopped = set(self.stopped)
+        self.children = tuple([() if fi in stopped else tuple(
+            [(-1 if child is None else index[child], nr) for child, nr in fn.next_functions])
+            for fi, fn in enumerate(self.functions)])
+
+    def edge_slots(self) -> list[tuple[int, ...] | None]:
+        """Each edge's input slots in its target function (None for an edge into a tensor node
+        or an output, or from a saved tensor): what the overlay hooks edge gradients by."""
+        first, tensor_node = self.first_function, self.pending.tensor_node
         slots_of: dict[tuple[int, int], list[int]] = {}
-        children = []
-        for fi, fn in enumerate(self.functions):
-            inputs = () if fi in stopped else tuple(
-                [(-1 if child is None else index[child], nr) for child, nr in fn.next_functions])
-            children.append(inputs)
+        for fi, inputs in enumerate(self.children):
             target = first + fi
             for slot, (child, nr) in enumerate(inputs):
                 if child >= 0:
                     slots_of.setdefault((tensor_node.get((child, nr), first + child), target), []).append(slot)
-        self.children = tuple(children)
-        end = first + len(self.functions)
-        self.edge_slots = [tuple(slots_of[pair]) if first <= pair[1] < end else None for pair in self.edges]
+        return [None if (slots := slots_of.get(pair)) is None else tuple(slots) for pair in self.edges]
 
     def release(self) -> None:
         """Drop every reference to the user's graph."""
