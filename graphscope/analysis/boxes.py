@@ -6,8 +6,9 @@ it: the picture lists a box's parameters with their gradients, and the report op
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, fields, replace
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from graphscope.model import Edge, Node, NodeKind, Snapshot
 
@@ -65,13 +66,17 @@ def remap(snapshot: Snapshot, target: Mapping[str, str], extra: list[Node]) -> S
             placed.add(new_id)
             nodes.append(extra_by_id.get(new_id, node))
     pairs = [(target.get(e.source, e.source), target.get(e.target, e.target)) for e in snapshot.edges]
-    count: dict[tuple[str, str], int] = {}
-    for pair in pairs:
-        count[pair] = count.get(pair, 0) + 1
-    edges, seen = [], set()
-    for edge, pair in zip(snapshot.edges, pairs):
+    return replace(snapshot, nodes=tuple(nodes), edges=merged_edges(snapshot.edges, pairs))
+
+
+def merged_edges(edges: Sequence[Edge], pairs: Sequence[tuple[str, str]]) -> tuple[Edge, ...]:
+    """The edges between the stand-ins `pairs` names for each edge's ends: none inside one
+    stand-in, one for parallel edges (with its gradient only when it is the one edge)."""
+    count = Counter(pairs)
+    merged, seen = [], set()
+    for edge, pair in zip(edges, pairs):
         if pair[0] == pair[1] or pair in seen:
             continue
         seen.add(pair)
-        edges.append(Edge(*pair, edge.grad if count[pair] == 1 else None))
-    return replace(snapshot, nodes=tuple(nodes), edges=tuple(edges))
+        merged.append(Edge(*pair, edge.grad if count[pair] == 1 else None))
+    return tuple(merged)

@@ -13,10 +13,10 @@ most detailed one that can is drawn instead. What was hidden is said in the note
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
-from graphscope.analysis.boxes import Box, View, as_view, remap
+from graphscope.analysis.boxes import Box, View, as_view, merged_edges, remap
 from graphscope.analysis.repeats import fold_repeats
 from graphscope.analysis.spans import layout_cost, note, split_long_edges
 from graphscope.errors import GraphscopeError
@@ -155,9 +155,10 @@ def collapse_modules(snapshot: Snapshot, depth: int) -> View:
     return view
 
 
-def _chains(snapshot: Snapshot) -> list[list[str]]:
-    """Maximal runs of unnamed function nodes of one op, each feeding only the next (read by
-    node position from one pass over the edges: a graph of a million ops is one long run)."""
+def _chains(snapshot: Snapshot) -> tuple[list[list[int]], dict[str, int]]:
+    """Maximal runs of unnamed function nodes of one op, each feeding only the next, as node
+    positions (read from one pass over the edges: a graph of a million ops is one long run),
+    and the position of each node id."""
     nodes = snapshot.nodes
     position = {node.id: i for i, node in enumerate(nodes)}
     fan_out, fan_in = [0] * len(nodes), [0] * len(nodes)
@@ -189,23 +190,35 @@ def _chains(snapshot: Snapshot) -> list[list[str]]:
         for i in run:
             placed[i] = True
         if len(run) >= MIN_CHAIN:
-            chains.append([nodes[i].id for i in run])
-    return chains
+            chains.append(run)
+    return chains, position
 
 
 def fold_chains(snapshot: Snapshot) -> Snapshot:
-    """Runs of at least MIN_CHAIN identical ops become one node that says how many."""
-    target: dict[str, str] = {}
-    folded = []
-    for run in _chains(snapshot):
-        first = snapshot[run[0]]
-        folded.append(first._replace(folded=len(run)))
-        target.update({node_id: first.id for node_id in run})
-    view = remap(snapshot, target, folded)
-    if folded:
-        view = note(view, f"view: {len(target)} nodes in {len(folded)} chain(s) of one op are folded "
-                          "(× N on the node)")
-    return view
+    """Runs of at least MIN_CHAIN identical ops become one node that says how many, drawn where
+    the first of them was (the run's first op names it)."""
+    runs, position = _chains(snapshot)
+    if not runs:
+        return remap(snapshot, {}, [])
+    nodes = snapshot.nodes
+    stand_in = list(range(len(nodes)))
+    folded: dict[int, Node] = {}
+    for run in runs:
+        first = run[0]
+        folded[first] = nodes[first]._replace(folded=len(run))
+        for i in run:
+            stand_in[i] = first
+    kept, placed = [], set()
+    for i in range(len(nodes)):
+        head = stand_in[i]
+        if head not in placed:
+            placed.add(head)
+            kept.append(folded.get(head, nodes[i]))
+    head_id = [nodes[head].id for head in stand_in]
+    pairs = [(head_id[position[e.source]], head_id[position[e.target]]) for e in snapshot.edges]
+    view = replace(snapshot, nodes=tuple(kept), edges=merged_edges(snapshot.edges, pairs))
+    return note(view, f"view: {sum(map(len, runs))} nodes in {len(runs)} chain(s) of one op are folded "
+                      "(× N on the node)")
 
 
 @dataclass(frozen=True)
