@@ -11,6 +11,7 @@ hooks keep the stack of module calls.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import warnings
@@ -110,7 +111,13 @@ def caller_location(frame: Any, root: str) -> str | None:
         frame = frame.f_back
     if frame is None:
         return None
-    return f"{display_path(frame.f_code.co_filename, root)}:{frame.f_lineno}"
+    return _location(frame.f_code.co_filename, frame.f_lineno, root)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _location(filename: str, line: int, root: str) -> str:
+    """`file:line`, one string per line: ops stamped at one line share their stamp."""
+    return f"{display_path(filename, root)}:{line}"
 
 
 def _readable_grad_fn(value: Any) -> Any:
@@ -134,12 +141,13 @@ class _SourceMode(TorchFunctionMode):
         self.captured_key = captured_key
         self.made_key = made_key
         self.current_step = current_step
+        self.last: tuple[str | None, int, Any, dict[str, Any]] = (None, -1, None, {})
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         if compiling():  # dynamo traces this method: it must find nothing of graphscope in it
             return func(*args, **(kwargs or {}))
         first = sequence_mark()
-        result = func(*args, **(kwargs or {}))
+        result = func(*args, **kwargs) if kwargs else func(*args)
         if torch.is_grad_enabled():  # under no_grad a call makes no autograd node to stamp
             self._stamp(result, first)
         return result
@@ -156,9 +164,7 @@ class _SourceMode(TorchFunctionMode):
         location = caller_location(sys._getframe(2), self.root)
         if location is None:
             return
-        stamp = {SOURCE_KEY: location, self.made_key: self.current_step()}
-        if self.modules.current is not None:
-            stamp.update(self.modules.current)
+        stamp = self._stamp_for(location, self.current_step(), self.modules.current)
         stack, captured = fresh, self.captured_key
         while stack:
             fn = stack.pop()
@@ -169,6 +175,15 @@ class _SourceMode(TorchFunctionMode):
             if fn._sequence_nr() > first:  # nodes made by this call before `fn` may lie behind it
                 stack.extend(child for child, _ in fn.next_functions
                              if child is not None and child._sequence_nr() >= first and not hasattr(child, "variable"))
+
+    def _stamp_for(self, location: str, step: int, module: dict[str, Any] | None) -> dict[str, Any]:
+        """What ops made at `location` in `step` inside the module call `module` are stamped
+        with: the same dict as the last call's when all three are (a loop of ops at one line)."""
+        last_location, last_step, last_module, stamp = self.last
+        if location is not last_location or step != last_step or module is not last_module:
+            stamp = {SOURCE_KEY: location, self.made_key: step, **(module or {})}
+            self.last = (location, step, module, stamp)
+        return stamp
 
 
 def _fresh_grad_fns(result: Any) -> list[Any]:
