@@ -63,9 +63,9 @@ def clear_stale(directory: Path, formats: Sequence[str]) -> None:
 def write_steps(snapshots: Sequence[Snapshot], directory: Path, formats: Sequence[str],
                 engine: str = "embedded", progress: Callable[[int, int], None] | None = None,
                 findings: Sequence[Finding] = (), view: ViewOptions = ViewOptions(),
-                encoded: Sequence[str | None] = ()) -> tuple[list[Path], list[str]]:
+                encoded: Sequence[bytes | None] = ()) -> tuple[list[Path], list[str]]:
     """Write the given snapshots in every format, pictures badged with the doctor's findings
-    (`encoded` holds the node-link JSON of some, encoded already); returns the paths in step
+    (`encoded` holds the node-link JSON of some, as UTF-8 already); returns the paths in step
     order, and a line for each picture Graphviz could not lay out (the others are still written)."""
     paths, not_drawn = [], []
     for done, snapshot in enumerate(snapshots, 1):
@@ -73,7 +73,7 @@ def write_steps(snapshots: Sequence[Snapshot], directory: Path, formats: Sequenc
         for fmt in formats:
             path = step_path(directory, snapshot.step, fmt)
             if fmt == "json" and text is not None:
-                paths.append(write_atomic(path, (text.encode("utf-8"), b"\n")))
+                paths.append(write_atomic(path, (text, b"\n")))
                 continue
             try:
                 paths.append(write(snapshot, path, fmt, engine, view=view, findings=findings))
@@ -115,7 +115,7 @@ def write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec
         selection = select(steps, run.snapshots)
         chosen = [run.snapshots[i] for i in selection.steps]
         # A step's JSON file and its line in session.json share one encoding of its graph.
-        encoded = [node_link_json(s) for s in chosen] if "json" in formats else []
+        encoded = [node_link_json(s).encode("utf-8") for s in chosen] if "json" in formats else []
         paths = [save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings,
                       dict(zip(selection.steps, encoded)))]
         rows = growth(run.snapshots)

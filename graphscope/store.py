@@ -50,7 +50,7 @@ def _partials(snapshots: Sequence[Snapshot]) -> tuple[Sequence[Partial], Mapping
     return [Partial(snapshot, 0, ()) for snapshot in snapshots], {}, {}
 
 
-def json_lines(run: Run, graphs: Mapping[int, str] | None = None) -> Iterator[bytes]:
+def json_lines(run: Run, graphs: Mapping[int, str | bytes] | None = None) -> Iterator[bytes]:
     """The run file of `run`, a piece of a line at a time, so a long run is never held as one
     string; `graphs` holds the node-link JSON of steps encoded already (step JSON files),
     which a step that holds its whole graph writes as its `graph`."""
@@ -71,22 +71,24 @@ def json_lines(run: Run, graphs: Mapping[int, str] | None = None) -> Iterator[by
     yield (compact_json({"first_names": names_to_list(names), "index": index + [at]}) + "\n").encode("utf-8")
 
 
-def _line(data: Mapping[str, Any], graph: str | None) -> list[bytes]:
-    """One step line, as compact_json writes it, with `graph` (encoded JSON) as its graph
-    when `data` has none: in pieces, so a huge graph is not copied into the line."""
+def _line(data: Mapping[str, Any], graph: str | bytes | None) -> list[bytes]:
+    """One step line, as compact_json writes it, with `graph` (encoded JSON, as text or as
+    UTF-8) as its graph when `data` has none: in pieces, so a huge graph is not copied."""
     if "graph" in data or graph is None:
         return [(compact_json(data) + "\n").encode("utf-8")]
     keys = sorted([*data, "graph"])
     before = ",".join(f"{compact_json(key)}:{compact_json(data[key])}" for key in keys[:keys.index("graph")])
     after = "".join(f",{compact_json(key)}:{compact_json(data[key])}" for key in keys[keys.index("graph") + 1:])
-    return [("{" + before + ("," if before else "") + '"graph":').encode("utf-8"), graph.encode("utf-8"),
+    return [("{" + before + ("," if before else "") + '"graph":').encode("utf-8"),
+            graph if isinstance(graph, bytes) else graph.encode("utf-8"),
             (after + "}\n").encode("utf-8")]
 
 
 def save(snapshots: Sequence[Snapshot], path: str | os.PathLike[str], script: str | None = None,
-         status: int | None = None, findings: Sequence[Finding] = (), graphs: Mapping[int, str] | None = None) -> Path:
+         status: int | None = None, findings: Sequence[Finding] = (),
+         graphs: Mapping[int, str | bytes] | None = None) -> Path:
     """Write every step of a run, and its findings, to one run file, atomically; `graphs`
-    maps step positions to their node-link JSON when it is encoded already."""
+    maps step positions to their node-link JSON (text or UTF-8) when it is encoded already."""
     with paused_gc():  # reading every step makes records that hold no cycles
         return write_atomic(Path(path), json_lines(Run(snapshots, script, status, list(findings)), graphs))
 
