@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import Iterator
 
 from graphscope.analysis.boxes import Box, View, as_view, merged_edges, remap
@@ -24,6 +25,7 @@ from graphscope.model import Edge, Node, NodeKind, Snapshot
 
 DEFAULT_BUDGET = 150
 MIN_CHAIN = 4
+_ID, _SOURCE, _TARGET = attrgetter("id"), attrgetter("source"), attrgetter("target")
 
 
 @dataclass(frozen=True)
@@ -160,11 +162,11 @@ def _chains(snapshot: Snapshot) -> tuple[list[list[int]], dict[str, int]]:
     positions (read from one pass over the edges: a graph of a million ops is one long run),
     and the position of each node id."""
     nodes = snapshot.nodes
-    position = {node.id: i for i, node in enumerate(nodes)}
+    position = dict(zip(map(_ID, nodes), range(len(nodes))))
     fan_out, fan_in = [0] * len(nodes), [0] * len(nodes)
     user, source = [-1] * len(nodes), [-1] * len(nodes)
-    for edge in snapshot.edges:
-        a, b = position[edge.source], position[edge.target]
+    for a, b in zip(map(position.__getitem__, map(_SOURCE, snapshot.edges)),
+                    map(position.__getitem__, map(_TARGET, snapshot.edges))):
         fan_out[a] += 1
         user[a] = b
         fan_in[b] += 1
@@ -215,7 +217,8 @@ def fold_chains(snapshot: Snapshot) -> Snapshot:
             placed.add(head)
             kept.append(folded.get(head, nodes[i]))
     head_id = [nodes[head].id for head in stand_in]
-    pairs = [(head_id[position[e.source]], head_id[position[e.target]]) for e in snapshot.edges]
+    pairs = list(zip(map(head_id.__getitem__, map(position.__getitem__, map(_SOURCE, snapshot.edges))),
+                     map(head_id.__getitem__, map(position.__getitem__, map(_TARGET, snapshot.edges)))))
     view = replace(snapshot, nodes=tuple(kept), edges=merged_edges(snapshot.edges, pairs))
     return note(view, f"view: {sum(map(len, runs))} nodes in {len(runs)} chain(s) of one op are folded "
                       "(× N on the node)")
