@@ -39,6 +39,23 @@ def test_ops_know_the_module_call_that_made_them():
     assert addmm and all(n.module and n.module.startswith("model.layers.") for n in addmm)
 
 
+def test_modules_called_through_a_loop_variable_are_named_as_their_parameters_are():
+    """`for layer in layers: h = layer(h)` calls three modules by one name: each op is put in
+    `layers.0`, `layers.1`, `layers.2`, the paths its parameters are named by, not in `layer`."""
+    torch.manual_seed(0)
+    layers = nn.ModuleList([nn.Linear(3, 3) for _ in range(3)])
+    h = torch.randn(2, 3)
+    with graphscope.record() as session:
+        for layer in layers:
+            h = torch.relu(layer(h))
+        h.sum().backward()
+    snap = session[0]
+    by_op = [n.module for n in snap.nodes if n.op == "AddmmBackward0"]
+    assert sorted(by_op) == ["layers.0", "layers.1", "layers.2"]
+    weights = {n.name for n in snap.nodes if n.kind is NodeKind.LEAF}
+    assert {f"{path}.weight" for path in by_op} <= weights
+
+
 def test_dot_groups_functions_in_nested_module_clusters():
     snap = transformer_step(2)
     dot = to_dot(snap)

@@ -156,10 +156,25 @@ def names_from_argument(names: Mapping[str, Any] | torch.nn.Module) -> NameTable
     return table
 
 
-def variable_name(obj: Any, frame: types.FrameType | None) -> str | None:
-    """The name of the first user variable (innermost scope first) that holds `obj`."""
+def module_name(module: torch.nn.Module, frame: types.FrameType | None) -> str | None:
+    """How the user's variables name a module, as its parameters are named: by the first
+    module variable (innermost scope first) that is it or holds it (`layers.0` of a ModuleList
+    `layers`, also when the call was made through a loop variable `layer`)."""
     for scope in scopes(user_frames(frame)):
         for name, value in _public(scope.items()):
-            if value is obj:
+            if value is module:
                 return name
+            if isinstance(value, torch.nn.Module):
+                path = path_inside(value, module)
+                if path is not None:
+                    return f"{name}.{path}"
+    return None
+
+
+def path_inside(outer: torch.nn.Module, module: torch.nn.Module) -> str | None:
+    """The dotted path of `module` inside `outer` (the `_orig_mod` a compiled wrapper keeps its
+    module in is no part of it); None when `outer` does not hold it."""
+    for path, child in outer.named_modules():
+        if child is module and path:
+            return ".".join(part for part in path.split(".") if part != ORIGINAL_MODULE)
     return None

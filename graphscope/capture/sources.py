@@ -26,7 +26,7 @@ from torch.overrides import TorchFunctionMode
 from graphscope.capture.compiled import is_compiled_module, mark_regions, sequence_mark
 from graphscope.capture.frames import display_path, is_internal
 from graphscope.capture.identity import StampKeys
-from graphscope.capture.names import ORIGINAL_MODULE, variable_name
+from graphscope.capture.names import module_name, path_inside
 from graphscope.capture.tracing import compiling
 
 SOURCE_KEY = "graphscope.source"
@@ -59,17 +59,15 @@ class ModuleStack:
         return path
 
     def _child_path(self, module: torch.nn.Module) -> str:
-        """Path of a submodule called while an ancestor runs (`layers.0` inside a ModuleList;
-        the `_orig_mod` a compiled wrapper holds its module in is no part of the user's path)."""
+        """Path of a submodule called while an ancestor runs (`layers.0` inside a ModuleList)."""
         parent, parent_path, _, _ = self.stack[-1]
-        for name, child in parent.named_modules(remove_duplicate=False):
-            if child is module and name:
-                return ".".join([parent_path, *(part for part in name.split(".") if part != ORIGINAL_MODULE)])
-        return f"{parent_path}.{type(module).__name__}"
+        path = path_inside(parent, module)
+        return f"{parent_path}.{path if path is not None else type(module).__name__}"
 
     def _root_path(self, module: torch.nn.Module) -> str:
-        """A top-level module is named by the user's variable, else by its class."""
-        return variable_name(module, sys._getframe()) or type(module).__name__
+        """A top-level module is named by the user's variables, as its parameters are, else by
+        its class."""
+        return module_name(module, sys._getframe()) or type(module).__name__
 
     def enter(self, module: torch.nn.Module, *_: Any) -> None:
         """Forward pre-hook: a module call starts; the ops it makes get its path and the
