@@ -121,6 +121,21 @@ def test_a_finished_session_is_freed_as_soon_as_nothing_holds_it():
         gc.enable()
 
 
+def test_what_torch_caches_of_the_patched_backward_holds_no_session():
+    """torch caches objects by the names it reads them from (dynamo's map of torch functions is
+    built from `torch.autograd.backward` and friends, whenever it is first needed): a stand-in
+    read while a session records must not keep that session and its records alive."""
+    x = torch.ones(2, requires_grad=True)
+    with graphscope.record() as session:
+        cached = (torch.autograd.backward, torch.autograd.grad)
+        (x * 3).sum().backward()
+    alive = weakref.ref(session)
+    del session
+    gc.collect()
+    assert alive() is None
+    assert len(cached) == 2
+
+
 def test_a_session_leaves_no_patch_and_no_hook_behind():
     before = (torch.autograd.backward, torch.autograd.grad, torch.Tensor.backward)
     x = torch.ones(2, requires_grad=True)

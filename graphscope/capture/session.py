@@ -41,6 +41,7 @@ _UNSTAMPED = ("no file:line for this step's ops: stamping had stepped aside whil
               "step's graph could not take the stamps of an earlier step (a new shape, or one that reaches into "
               "graphs earlier steps captured); stamping resumes after it")
 _GRAD_SIGNATURE = inspect.signature(ORIGINAL_GRAD)
+_RECORDING: list[Session] = []  # the session recording now (one at most)
 
 
 def capture(*outputs: torch.Tensor, gradient: Any = None, retain_graph: bool | None = None,
@@ -135,14 +136,16 @@ class Session:
             safety.guard_stamped_graphs()
             self._tracking = self._sources.enter_context(
                 track_sources(StampKeys(self._key), self._current_step, self.root))
-        torch.autograd.backward = self._backward
-        torch.autograd.grad = self._grad
+        torch.autograd.backward = _recording_backward
+        torch.autograd.grad = _recording_grad
+        _RECORDING.append(self)
         self._active = True
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         torch.autograd.backward = ORIGINAL_BACKWARD
         torch.autograd.grad = ORIGINAL_GRAD
+        _RECORDING.clear()
         self._active = False
         if self._sources is not None:
             self._sources.close()
@@ -268,13 +271,21 @@ class Session:
         if self.on_step is not None:
             self.on_step(len(self._partials) - 1)
 
-    def _backward(self, *args: Any, **kwargs: Any) -> Any:
-        """Stand-in for torch.autograd.backward while recording."""
-        return self._capture(ORIGINAL_BACKWARD, _BACKWARD_SIGNATURE, "tensors", "backward", args, kwargs)
 
-    def _grad(self, *args: Any, **kwargs: Any) -> Any:
-        """Stand-in for torch.autograd.grad while recording."""
-        return self._capture(ORIGINAL_GRAD, _GRAD_SIGNATURE, "outputs", "grad", args, kwargs)
+def _recording_backward(*args: Any, **kwargs: Any) -> Any:
+    """torch.autograd.backward while a session records: a step of that session. A function of
+    its own, not the session's method: what torch caches of `torch.autograd.backward` while
+    it is in place (dynamo's map of torch functions) must hold no session."""
+    if not _RECORDING:
+        return ORIGINAL_BACKWARD(*args, **kwargs)
+    return _RECORDING[0]._capture(ORIGINAL_BACKWARD, _BACKWARD_SIGNATURE, "tensors", "backward", args, kwargs)
+
+
+def _recording_grad(*args: Any, **kwargs: Any) -> Any:
+    """torch.autograd.grad while a session records (see _recording_backward)."""
+    if not _RECORDING:
+        return ORIGINAL_GRAD(*args, **kwargs)
+    return _RECORDING[0]._capture(ORIGINAL_GRAD, _GRAD_SIGNATURE, "outputs", "grad", args, kwargs)
 
 
 def record(names: Mapping[str, Any] | torch.nn.Module | None = None, saved: bool = False,
