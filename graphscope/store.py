@@ -7,7 +7,11 @@ A run file (format 2) is JSON Lines, UTF-8, each line one compact JSON object:
    itself, as in a step's JSON), `whole` (false when the step reached history captured by
    an earlier step, which it then shares instead of repeating it), and how to join the
    two: `first`, `children`, `roots`, `tensors`, `refs`, `deep_leaves`, `deep_grads`,
-   `freed` (see `graphscope.model.history.Partial`);
+   `freed` (see `graphscope.model.history.Partial`). A step whose graph repeats an earlier
+   one is written as `like` (that step), its own `graph` attributes, its `tensors`, and
+   `changes`: [node position, changed attributes] against the earlier step's records moved
+   to this step, where its own ops ran in module calls numbered `calls_shift` later (0 when
+   absent) and, when `saved_bytes` is false, counted no saved bytes;
 3. the tail: `{"first_names": [...], "index": [...]}`: the first name each leaf was given,
    and the byte offset of each step line, then where the tail starts.
 

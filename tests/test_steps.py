@@ -388,7 +388,7 @@ def test_a_growing_history_is_stored_once_and_read_lazily(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["wrong_update_retain.py", "backward_twice.py", "rnn_hidden_state.py",
-                                    "gru_language_model.py", "two_paths.py"])
+                                    "gru_language_model.py", "two_paths.py", "training_loop.py", "random_depth.py"])
 def test_every_step_of_a_run_reads_back_from_its_file_as_it_was_recorded(script, tmp_path):
     """A whole step that reached leaves through accumulators an earlier step captured keeps
     those references in the file: the steps after it name those leaves and keep their
@@ -396,6 +396,21 @@ def test_every_step_of_a_run_reads_back_from_its_file_as_it_was_recorded(script,
     with contextlib.redirect_stdout(io.StringIO()):
         session = record_script(str(EXAMPLES / script))
     path = graphscope.save(session.snapshots, tmp_path / "session.json")
+    again = graphscope.load(path)
+    assert [s.to_json() for s in again.snapshots] == [s.to_json() for s in session.snapshots]
+
+
+def test_a_steady_step_stores_no_change_its_module_calls_and_uncounted_bytes_explain(tmp_path):
+    """An echo step of a module loop runs the template's module calls numbered later and counts
+    no saved bytes: its line says so once, not once per op."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        session = record_script(str(EXAMPLES / "training_loop.py"))
+    path = graphscope.save(session.snapshots, tmp_path / "session.json")
+    lines = [json.loads(line) for line in path.read_bytes().splitlines()[1:-1]]
+    echoes = [line for line in lines if "like" in line]
+    assert echoes and all(line["calls_shift"] > 0 and line["saved_bytes"] is False for line in echoes)
+    changed = {key for line in echoes for _, change in line["changes"] for key in change}
+    assert changed <= {"grad", "grad_step"}
     again = graphscope.load(path)
     assert [s.to_json() for s in again.snapshots] == [s.to_json() for s in session.snapshots]
 

@@ -18,7 +18,7 @@ from graphscope.model.records import Edge, GradStat, Node, NodeKind
 from graphscope.model.snapshot import Snapshot, field_from_json, field_to_json, from_node_link, to_node_link
 
 _FIELDS = Node._fields
-_ORIGIN, _FIRST_STEP = _FIELDS.index("origin"), _FIELDS.index("first_step")
+_ORIGIN, _FIRST_STEP, _CALLS, _SAVED_BYTES = map(_FIELDS.index, ("origin", "first_step", "calls", "saved_bytes"))
 _new = tuple.__new__  # a record from a C call: a long run writes millions
 SAME_AS_GRAD = "grad"
 
@@ -28,9 +28,11 @@ def _tupled(value: Any) -> Any:
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
-def moved(node: Node, like: int, step: int) -> Node:
+def moved(node: Node, like: int, step: int, calls_shift: int = 0, sized: bool = True) -> Node:
     """A record of step `like` as a step repeating its graph first has it: what was made and
-    captured in `like` is made and captured in `step` (a leaf is the same tensor in both)."""
+    captured in `like` is made and captured in `step` (a leaf is the same tensor in both);
+    what `like` made ran in module calls numbered `calls_shift` later and, unless `sized`,
+    has no count of the bytes it saved."""
     if node.kind is NodeKind.LEAF:
         return node
     origin, first_step = node.origin, node.first_step
@@ -42,6 +44,10 @@ def moved(node: Node, like: int, step: int) -> Node:
         fields[_ORIGIN] = (step, *origin[1:])
     if first_step == like:
         fields[_FIRST_STEP] = step
+        if calls_shift and node.calls is not None:
+            fields[_CALLS] = tuple((depth, number + calls_shift) for depth, number in node.calls)
+        if not sized:
+            fields[_SAVED_BYTES] = None
     return _new(Node, fields)
 
 
@@ -75,15 +81,25 @@ def _repeats(partial: Partial, template: Partial | None) -> bool:
 
 
 def _like_to_dict(partial: Partial, template: Partial) -> dict[str, Any]:
-    """A step that repeats `template`'s graph: its step, notes and tensors, and how each
+    """A step that repeats `template`'s graph: its step, notes and tensors, how far its module
+    calls are numbered after the template's and whether it counted saved bytes, and how each
     record differs from the template's, moved to this step."""
     like, step = partial.like, partial.snapshot.step
+    pairs = list(zip(template.snapshot.nodes, partial.snapshot.nodes))
+    shift = next((new.calls[0][1] - old.calls[0][1] for old, new in pairs
+                  if old.first_step == like and old.calls and new.calls), 0)
+    sized = any(new.saved_bytes is not None for new in partial.snapshot.nodes)
     graph = to_node_link(Snapshot((), (), step, partial.snapshot.call, partial.snapshot.notes,
                                   gradients=partial.snapshot.gradients))["graph"]
-    changes = [[i, found] for i, (old, new) in enumerate(zip(template.snapshot.nodes, partial.snapshot.nodes))
+    changes = [[i, found] for i, (old, new) in enumerate(pairs)
                if not (new is old and old.kind is NodeKind.LEAF)  # a leaf record the step left as it was
-               and (found := _changes(moved(old, like, step), new))]
-    return {"like": like, "graph": graph, "changes": changes, "tensors": partial.tensors, "whole": True}
+               and (found := _changes(moved(old, like, step, shift, sized), new))]
+    data = {"like": like, "graph": graph, "changes": changes, "tensors": partial.tensors, "whole": True}
+    if shift:
+        data["calls_shift"] = shift
+    if not sized:
+        data["saved_bytes"] = False
+    return data
 
 
 def partial_to_dict(partial: Partial, loss_scale: float | None = None,
@@ -118,7 +134,8 @@ def _like_from_dict(data: Mapping[str, Any], template: Partial) -> Partial:
     """Inverse of `_like_to_dict`."""
     like, graph = data["like"], data["graph"]
     step = int(graph["step"])
-    nodes = [moved(node, like, step) for node in template.snapshot.nodes]
+    shift, sized = int(data.get("calls_shift", 0)), data.get("saved_bytes", True) is not False
+    nodes = [moved(node, like, step, shift, sized) for node in template.snapshot.nodes]
     for i, changes in data["changes"]:
         nodes[i] = _changed(nodes[i], changes)
     edges = tuple(Edge(e.source, e.target, None) for e in template.snapshot.edges)
