@@ -144,12 +144,13 @@ class Echo:
         self.step = stamp.step
         self.queue = queue
         self.shares: dict[int, Any] = {}
-        self.copies: dict[int, torch.Tensor] = {}
+        self.copies: dict[int, torch.Tensor] | None = {}
         self.grads: dict[int, Any] = {}
-        self.handles: list[Any] = []
+        self.handles: list[Any] | tuple[()] = []
         self.stamps = _stamp(look.order, template.numbers, stamp, fill)
-        self.variables = [(look.order[i].variable, template.numbers[i]) for i in template.leaves]
-        self.fresh: set[int] | frozenset[int] = set()
+        self.variables: list[tuple[torch.Tensor, int]] | tuple[()] = [
+            (look.order[i].variable, template.numbers[i]) for i in template.leaves]
+        self.fresh: set[int] | tuple[()] = set()
         self.received: list[int] | tuple[int, ...] = []  # fresh leaves whose .grad is their share: one statistic for both
         if averaged_across_ranks():  # no share across DDP ranks, as for a full capture: .grad is their average
             return
@@ -185,25 +186,28 @@ class Echo:
                     self.queue.put(self.grads, number, share)
                 else:
                     self.queue.put(self.grads, number, grad, copy=True)
-        self.handles.clear()
-        self.variables.clear()
-        self.copies.clear()
-        self.fresh, self.received = frozenset(), tuple(self.received)  # kept with the step: as small as can be
+        # Kept with the step until its records are read: tuples, which hold nothing the
+        # garbage collector must scan again at each of its full passes over a long run.
+        self.handles = self.variables = self.fresh = ()
+        self.copies = None
+        self.received = tuple(self.received)
 
     def partial(self, call: str, notes: tuple[str, ...]) -> Partial:
         """The step's partial: the template's structure, these records made when first read."""
         source = self.template.partial
         step, old = self.step, self.template.step
         tensors = tuple((node, (step, key[1]) if key[0] == old else key, nr) for node, key, nr in source.tensors)
-
-        def records() -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
-            self.queue.flush()
-            shares = {**self.shares, **{number: self.grads[number] for number in self.received}}
-            return _echo_records(source.snapshot, source.first, old, step, self.stamps, shares, self.grads)
-
-        snapshot = Snapshot.deferred(records, step, call, notes, "leaves")
+        snapshot = Snapshot.deferred(self.records, step, call, notes, "leaves")
         return Partial(snapshot, source.first, source.children, True, {}, source.roots, tensors, {}, {},
-                       source.first_names, frozenset(), like=old)
+                       source.first_names, like=old)
+
+    def records(self) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+        """The step's records, once the queued statistics are computed."""
+        self.queue.flush()
+        shares = {**self.shares, **{number: self.grads[number] for number in self.received}}
+        source = self.template.partial
+        return _echo_records(source.snapshot, source.first, self.template.step, self.step, self.stamps, shares,
+                             self.grads)
 
 
 def _equal(grad: torch.Tensor | None, share: torch.Tensor | None) -> bool:

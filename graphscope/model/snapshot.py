@@ -25,6 +25,9 @@ _OPTIONAL_FIELDS = ("saved_freed", "folded", "origin", "calls", "saved_bytes", "
 
 
 _DIGESTED = (NodeKind.OUTPUT, NodeKind.LEAF, NodeKind.TENSOR)
+# One lock for every deferred build (re-entrant: rebuilding a step reads earlier steps): a
+# long run keeps a snapshot a step, and a lock each is one more object for the collector.
+_BUILDING = threading.RLock()
 
 
 class Digest(NamedTuple):
@@ -136,7 +139,7 @@ class Snapshot:
         when given, sums the graph up without building its records."""
         snapshot = cls.__new__(cls)
         for name, value in (("step", step), ("call", call), ("notes", notes), ("loss_scale", loss_scale),
-                            ("gradients", gradients), ("_build", build), ("_building", threading.Lock())):
+                            ("gradients", gradients), ("_build", build)):
             object.__setattr__(snapshot, name, value)
         if digest is not None:  # a long run keeps a snapshot a step: no attribute it does not need
             object.__setattr__(snapshot, "_digester", digest)
@@ -158,9 +161,8 @@ class Snapshot:
     def __getattr__(self, name: str) -> Any:
         """Build the records of a deferred Snapshot on first access to `nodes` or `edges`
         (once, also when several threads read it at the same time)."""
-        building = self.__dict__.get("_building")
-        if name in ("nodes", "edges") and building is not None:
-            with building:
+        if name in ("nodes", "edges") and "_build" in self.__dict__:
+            with _BUILDING:
                 build = self.__dict__.get("_build")
                 if build is not None:
                     nodes, edges = build()
