@@ -54,9 +54,9 @@ def _partials(snapshots: Sequence[Snapshot]) -> tuple[Sequence[Partial], Mapping
     return [Partial(snapshot, 0, ()) for snapshot in snapshots], {}, {}
 
 
-def json_lines(run: Run, graphs: Mapping[int, str | bytes] | None = None) -> Iterator[bytes]:
+def json_lines(run: Run, graphs: Mapping[int, bytes] | None = None) -> Iterator[bytes]:
     """The run file of `run`, a piece of a line at a time, so a long run is never held as one
-    string; `graphs` holds the node-link JSON of steps encoded already (step JSON files),
+    string; `graphs` holds the node-link JSON of steps encoded already (step JSON files, as UTF-8),
     which a step that holds its whole graph writes as its `graph`."""
     partials, scales, names = _partials(run.snapshots)
     head = {"format": RUN_FORMAT, "script": run.script, "status": run.status,
@@ -75,24 +75,23 @@ def json_lines(run: Run, graphs: Mapping[int, str | bytes] | None = None) -> Ite
     yield (compact_json({"first_names": names_to_list(names), "index": index + [at]}) + "\n").encode("utf-8")
 
 
-def _line(data: Mapping[str, Any], graph: str | bytes | None) -> list[bytes]:
-    """One step line, as compact_json writes it, with `graph` (encoded JSON, as text or as
-    UTF-8) as its graph when `data` has none: in pieces, so a huge graph is not copied."""
+def _line(data: Mapping[str, Any], graph: bytes | None) -> list[bytes]:
+    """One step line, as compact_json writes it, with `graph` (encoded JSON, as UTF-8) as its
+    graph when `data` has none: in pieces, so a huge graph is not copied."""
     if "graph" in data or graph is None:
         return [(compact_json(data) + "\n").encode("utf-8")]
     keys = sorted([*data, "graph"])
     before = ",".join(f"{compact_json(key)}:{compact_json(data[key])}" for key in keys[:keys.index("graph")])
     after = "".join(f",{compact_json(key)}:{compact_json(data[key])}" for key in keys[keys.index("graph") + 1:])
-    return [("{" + before + ("," if before else "") + '"graph":').encode("utf-8"),
-            graph if isinstance(graph, bytes) else graph.encode("utf-8"),
+    return [("{" + before + ("," if before else "") + '"graph":').encode("utf-8"), graph,
             (after + "}\n").encode("utf-8")]
 
 
 def save(snapshots: Sequence[Snapshot], path: str | os.PathLike[str], script: str | None = None,
          status: int | None = None, findings: Sequence[Finding] = (),
-         graphs: Mapping[int, str | bytes] | None = None) -> Path:
+         graphs: Mapping[int, bytes] | None = None) -> Path:
     """Write every step of a run, and its findings, to one run file, atomically; `graphs`
-    maps step positions to their node-link JSON (text or UTF-8) when it is encoded already."""
+    maps step positions to their node-link JSON (as UTF-8) when it is encoded already."""
     with paused_gc():  # reading every step makes records that hold no cycles
         return write_atomic(Path(path), json_lines(Run(snapshots, script, status, list(findings)), graphs))
 

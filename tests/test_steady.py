@@ -6,6 +6,7 @@ and steps that say which of these they are."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 
@@ -252,9 +253,7 @@ def test_a_backward_call_pytorch_refuses_is_refused_the_same_way_while_recording
 def test_a_steady_step_keeps_few_objects_for_the_garbage_collector_to_scan():
     """Each full pass of the collector scans every object a run keeps: an echo step of a 4-leaf
     loop keeps its leaves' gradient records, its partial, snapshot and echo, and little more."""
-    import gc
-
-    def tracked_after(steps: int) -> int:
+    def tracked_after(steps: int) -> tuple[int, graphscope.Session]:
         torch.manual_seed(0)
         x, y = torch.randn(16, 4), torch.randn(16, 1)
         model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
@@ -265,8 +264,8 @@ def test_a_steady_step_keeps_few_objects_for_the_garbage_collector_to_scan():
         gc.collect()
         return len(gc.get_objects()), session
 
-    before, _ = tracked_after(0)
-    after, kept = tracked_after(300)  # the first session is gone, this one is alive
+    before, empty = tracked_after(0)
+    after, kept = tracked_after(300)  # both sessions alive: the difference is the 300 steps
     assert len(kept.snapshots) == 300
     per_step = (after - before) / 300
     assert per_step <= 20, f"{per_step:.1f} tracked objects kept per steady step"  # 25.7 before they were cut

@@ -55,7 +55,8 @@ def saved_bytes(fn: Any, counted: set[tuple[int, int]] | None = None) -> int:
             return 0
         if value is None:  # most ops save some of their inputs only
             continue
-        for tensor in (value,) if isinstance(value, torch.Tensor) else _tensors_in(value):
+        tensors = (value,) if isinstance(value, torch.Tensor) else [t for _, t in _saved_tensors(attr, value)]
+        for tensor in tensors:
             size = tensor.numel() * tensor.element_size()
             try:
                 place = tensor.data_ptr(), size
@@ -66,13 +67,6 @@ def saved_bytes(fn: Any, counted: set[tuple[int, int]] | None = None) -> int:
                 counted.add(place)
                 total += size
     return total
-
-
-def _tensors_in(value: Any) -> list[torch.Tensor]:
-    """The tensors of a saved sequence (a saved scalar or other value holds none)."""
-    if isinstance(value, (list, tuple)):
-        return [v for v in value if isinstance(v, torch.Tensor)]
-    return []
 
 
 def saved_freed(fn: Any) -> bool:

@@ -54,9 +54,9 @@ class Walk:
     numbers the functions, `stopped` lists those the walk did not go past. Until `build()`
     the records wait in `pending`; after it, `nodes` and `edges` hold them, `children` each
     function's inputs by slot, `produced` (fi, output number, edge) for each edge from a
-    function to a tensor node, and `tensors` the tensor of each leaf and tensor node (from `leaf_variables` and
-    `named_tensors`, in walk order until then): what the overlay needs to hook the backward
-    call and read `.grad` after it.
+    function to a tensor node, and `tensors` the tensor of each leaf and tensor node (from
+    `leaf_variables` and `named_tensors`, in walk order until then): what the overlay needs
+    to hook the backward call and read `.grad` after it.
 
     In a session (a stamped walk) the rest is what `history` needs to rebuild the step:
     `refs` maps functions an earlier step captured to where it did, `stopped_early` says the
@@ -119,9 +119,9 @@ class Walk:
         self.nodes = nodes
         self.built = True
         self.produced = [(fi, nr, edge) for edge, (fi, nr) in enumerate(self.pending.tensor_node)]
-        self._read_slots()
+        self._read_children()
 
-    def _read_slots(self) -> None:
+    def _read_children(self) -> None:
         """Each function's inputs by slot, as function numbers (-1 for none): one more read of
         `next_functions` per function."""
         index = self.index
