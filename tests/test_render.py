@@ -21,6 +21,7 @@ from graphscope.renderers.text import text_tree
 from graphscope.capture.runner import record_script
 from graphscope.model import compact_json, to_node_link
 from graphscope.model.snapshot import node_link_json
+from graphscope.numbers import number
 
 from conftest import EXAMPLES, needs_dot
 
@@ -54,6 +55,27 @@ def test_embedded_svg_is_valid_xml_with_node_ids_and_legend():
     text = " ".join(t.text or "" for t in root.iter(f"{SVG_NS}text"))
     assert "leaf tensor: receives .grad" in text and "retain_grad()" in text
     assert ".grad [5]" in text
+
+
+def edge_texts(svg: bytes) -> list[str]:
+    """The text drawn on each edge of an SVG picture, one string per edge."""
+    return [" ".join(t.text or "" for t in g.iter(f"{SVG_NS}text"))
+            for g in ET.fromstring(svg).iter(f"{SVG_NS}g") if g.get("class") == "edge"]
+
+
+@pytest.mark.parametrize("engine_name", ["embedded", pytest.param("system", marks=needs_dot)])
+def test_every_gradient_on_an_edge_is_drawn_beside_the_legend(engine_name):
+    w = torch.linspace(-1, 1, 12).reshape(4, 3).requires_grad_()
+    x = torch.linspace(0, 2, 6).reshape(2, 3)
+    with graphscope.record(names={"w": w}) as session:
+        torch.tanh(x @ w.T).sum().backward()
+    step = session[0]
+    texts = edge_texts(to_svg(step, engine=engine_name))
+    labelled = [e for e in step.edges if e.grad is not None]
+    assert len(labelled) == len(step.edges) > 3
+    assert sum(bool(text.strip()) for text in texts) == len(labelled)
+    assert f"‖{number(w.grad.norm().item())}‖" in " ".join(texts)
+    assert "edge label: the gradient that flowed back" in to_svg(step, engine=engine_name).decode()
 
 
 def test_legend_names_the_not_stored_kind_only_for_a_tensor_that_is_not_retained():

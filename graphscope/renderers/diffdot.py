@@ -13,7 +13,7 @@ from graphscope.errors import LayoutError
 from graphscope.model import Edge, Snapshot
 from graphscope.renderers.dot import FONT, node_label, node_tooltip
 from graphscope.renderers.dottext import attributes, quote
-from graphscope.renderers.legend import PACKING, Row, joined, legend
+from graphscope.renderers.legend import Row, legend
 
 ADDED = {"color": "#2e7d32", "fillcolor": "#c8e6c9", "penwidth": "2.5", "style": "filled,bold"}
 REMOVED = {"color": "#c62828", "fillcolor": "#ffebee", "fontcolor": "#c62828", "style": "filled,dashed"}
@@ -95,7 +95,7 @@ def diff_to_dot(change: SnapshotDiff, drawn: Snapshot | None = None) -> str:
     title = f"diff: step {old.step} -> step {new.step} · +{len(change.added)} -{len(change.removed)}"
     lines = ["digraph graphscope_diff {",
              "  graph " + attributes({"fontname": FONT, "fontsize": "12", "label": title, "labeljust": "l",
-                                      "labelloc": "t", "rankdir": "TB", **PACKING}) + ";",
+                                      "labelloc": "t", "rankdir": "TB"}) + ";",
              "  node " + attributes({"fontname": FONT, "fontsize": "10", "height": "0.3"}) + ";",
              "  edge " + attributes({"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"}) + ";"]
     for node in drawn.nodes:
@@ -109,4 +109,4 @@ def diff_to_dot(change: SnapshotDiff, drawn: Snapshot | None = None) -> str:
         style = (OLD_EDGE if index >= len(new.edges) else NEW_EDGE if pair in added_edges
                  else {"color": "#757575"})
         lines.append(f"  {quote(edge.source)} -> {quote(edge.target)} {attributes(style)};")
-    return "\n".join(lines + joined(drawn) + legend(_legend_rows(change)) + ["}"]) + "\n"
+    return "\n".join(lines + legend(_legend_rows(change)) + ["}"]) + "\n"

@@ -14,7 +14,7 @@ from graphscope.model import Edge, Finding, GradStat, Node, NodeKind, Snapshot, 
 from graphscope.numbers import number
 from graphscope.renderers import labels
 from graphscope.renderers.dottext import LeftText, attributes, quote
-from graphscope.renderers.legend import PACKING, edge_rows, joined, legend, node_rows, text_lines
+from graphscope.renderers.legend import edge_rows, legend, node_rows, text_lines
 from graphscope.renderers.styles import NONFINITE_COLOR, Look, look
 
 FONT = "Helvetica"
@@ -260,7 +260,7 @@ def to_dot(snapshot: Snapshot, findings: Sequence[Finding] = ()) -> str:
     shown = looks(snapshot, about)
     placed = [any(node_id in snapshot for node_id in f.nodes) for f in about]
     lines = header({"label": _label(snapshot, [f for f, p in zip(about, placed) if not p]),
-                    "tooltip": title(snapshot), **PACKING})
+                    "tooltip": title(snapshot)})
     statements = {node.id: f"{quote(node.id)} {attributes(node_attributes(node, snapshot, *shown[node.id]))};"
                   for node in snapshot.nodes}
     members = _cluster_tree(snapshot)
@@ -270,6 +270,6 @@ def to_dot(snapshot: Snapshot, findings: Sequence[Finding] = ()) -> str:
     for edge in snapshot.edges:
         lines.append(f"  {quote(edge.source)} -> {quote(edge.target)} {attributes(edge_attributes(edge, snapshot, scale))};")
     rows = node_rows([lk for lk, _ in shown.values()], [f for f, p in zip(about, placed) if p])
-    lines.extend(joined(snapshot) + legend(rows + edge_rows(snapshot.edges, scale)))
+    lines.extend(legend(rows + edge_rows(snapshot.edges, scale)))
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -1,10 +1,11 @@
 """The legend of a picture: one sample per fill and per border the picture's nodes really
 have, each drawn with the very attributes of those nodes, in a column beside the graph.
 
-The legend is a graph component of its own, and the picture is packed (Graphviz `pack`):
-each component gets its own ranks, so the legend's lines sit close together at the top
-right whatever the graph's height, instead of taking one rank of the graph each. What is
-text only (notes, findings about no drawn node) goes under the title.
+The legend is a graph component of its own, the last one, so Graphviz draws it at the top
+right. Its lines take one rank of the graph each: packing the components apart (Graphviz
+`pack`) would keep them closer, but dot then drops every edge label, the gradients the
+picture is there to show. What is text only (notes, findings about no drawn node) goes
+under the title.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from graphscope.renderers.styles import (BORDER_TEXT, FILL_TEXT, NONFINITE_COLOR
 
 WRAP = 72
 ROW_WRAP = 48
-PACKING = {"pack": "true", "packmode": "array_t2"}
 PLAIN = {"shape": "plaintext", "style": "solid"}
 
 
@@ -69,40 +69,9 @@ def text_lines(snapshot: Snapshot, unplaced: Sequence[Finding]) -> list[str]:
     return [line for text in texts for line in textwrap.wrap(text, WRAP, subsequent_indent="  ", break_on_hyphens=False)]
 
 
-def _components(snapshot: Snapshot) -> list[str]:
-    """A node with no input in each connected component of the graph, in walk order."""
-    parent = {node.id: node.id for node in snapshot.nodes}
-
-    def root(node_id: str) -> str:
-        while parent[node_id] != node_id:
-            parent[node_id] = parent[parent[node_id]]
-            node_id = parent[node_id]
-        return node_id
-
-    for edge in snapshot.edges:
-        parent[root(edge.source)] = root(edge.target)
-    firsts: dict[str, str] = {}
-    for node in snapshot.nodes:
-        if not snapshot.inputs_of(node.id):
-            firsts.setdefault(root(node.id), node.id)
-    return list(firsts.values())
-
-
-def joined(snapshot: Snapshot) -> list[str]:
-    """DOT lines that hold a graph of several components together with invisible edges from
-    one hidden point, so packing places the whole graph as one piece beside the legend."""
-    sources = _components(snapshot)
-    if len(sources) < 2:
-        return []
-    hidden = {"height": "0", "label": "", "shape": "point", "style": "invis", "width": "0"}
-    return [f'  "legend_anchor" {attributes(hidden)};',
-            *(f'  "legend_anchor" -> {quote(source)} [style="invis"];' for source in sources)]
-
-
 def legend(rows: Sequence[Row]) -> list[str]:
     """DOT lines of the legend column: a heading, then one sample node per row, stacked top
-    to bottom by invisible edges. It is no cluster: packing places a component with clusters
-    first, and the legend must come after the graph, at its right."""
+    to bottom by invisible edges."""
     heading = {"fontcolor": "#757575", "fontsize": "10", "id": "legend_title", "label": "legend",
                "shape": "plaintext", "style": "solid"}
     lines = [f'  "legend_title" {attributes(heading)};']
