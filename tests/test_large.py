@@ -74,6 +74,32 @@ def test_the_layout_cost_is_known_before_any_layout(unrolled, gru):
         assert functions <= {n.id for n in full.nodes}  # --full still draws every op
 
 
+def alternating_chain(ops: int) -> torch.Tensor:
+    """A chain of `ops` ops, adds and multiplies in turn, so no run of one op folds it."""
+    x = torch.ones(3, requires_grad=True)
+    y = x
+    for i in range(ops):
+        y = y * 1.0001 if i % 2 else y + 0.5
+    return y.sum()
+
+
+def test_edge_labels_count_twice_in_the_ranks_a_layout_may_have():
+    # 4,400 ops with their gradients written on the edges ran out of the embedded Graphviz's
+    # stack (8,800 of dot's ranks) instead of being refused as too big
+    loss = alternating_chain(4400)
+    before = graphscope.trace(loss)
+    with graphscope.record() as session:
+        loss.backward()
+    after = session[0]
+    full = ViewOptions(full=True)
+    assert layout_cost(before).dot_ranks == 4403 and layout_cost(before).fits()
+    assert layout_cost(after).dot_ranks == 2 * 4403 - 1 and not layout_cost(after).fits()
+    assert "on 4,403 ranks (8,805 with a rank for each row of edge labels)" in str(layout_cost(after))
+    with pytest.raises(LayoutError, match="too big to lay out"):
+        to_svg(after, view=full)
+    assert b"<svg" in to_svg(before, view=full)
+
+
 def test_full_view_of_a_graph_that_fits_is_the_graph_itself():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))

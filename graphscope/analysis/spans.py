@@ -17,22 +17,25 @@ from graphscope.model import Edge, Node, NodeKind, Snapshot
 
 SPAN = 4
 # Measured with the embedded Graphviz on a 2-core machine: views of 5,000 to 10,000 units
-# (below) lay out in 0.8 to 5.4 s, one of 80,000 ran past 60 s, and 10,000 ranks exhaust
-# the WebAssembly stack (7,000 do not).
+# (below) lay out in 0.8 to 5.4 s, one of 80,000 ran past 60 s, and 8,800 of dot's ranks
+# exhaust the WebAssembly stack (8,000 do not). Edge labels double dot's ranks: each label
+# gets a rank of its own between its edge's ends.
 SEGMENT_WEIGHT = 4
 LAYOUT_UNITS = 16_000
-MAX_RANKS = 5000
+MAX_RANKS = 7000
 
 
 @dataclass(frozen=True)
 class LayoutCost:
     """What a layout will have to place: nodes, edges, the virtual nodes long edges add
-    (`segments`), and the number of ranks."""
+    (`segments`), the number of ranks, and whether edges carry labels (dot then gives each
+    row of labels a rank of its own)."""
 
     nodes: int
     edges: int
     segments: int
     ranks: int
+    labelled: bool = False
 
     @property
     def units(self) -> int:
@@ -40,13 +43,19 @@ class LayoutCost:
         costs dot several times what a node or an edge does."""
         return self.nodes + self.edges + SEGMENT_WEIGHT * self.segments
 
+    @property
+    def dot_ranks(self) -> int:
+        """The ranks dot lays out: the graph's, and one between each two when edges carry labels."""
+        return max(2 * self.ranks - 1, 0) if self.labelled else self.ranks
+
     def fits(self, units: int = LAYOUT_UNITS, ranks: int = MAX_RANKS) -> bool:
         """True when a layout of this size finishes in seconds."""
-        return self.units <= units and self.ranks <= ranks
+        return self.units <= units and self.dot_ranks <= ranks
 
     def __str__(self) -> str:
+        labels = f" ({self.dot_ranks:,} with a rank for each row of edge labels)" if self.labelled else ""
         return (f"{self.nodes:,} nodes, {self.edges:,} edges and {self.segments:,} rank crossings of "
-                f"long edges on {self.ranks:,} ranks")
+                f"long edges on {self.ranks:,} ranks{labels}")
 
 
 def _heights(snapshot: Snapshot) -> tuple[dict[str, int], set[str]]:
@@ -84,12 +93,14 @@ def ranks(snapshot: Snapshot) -> dict[str, int]:
     return rank
 
 
-def layout_cost(snapshot: Snapshot, rank: dict[str, int] | None = None) -> LayoutCost:
-    """The size of the layout `dot` would do for this snapshot, without doing it."""
+def layout_cost(snapshot: Snapshot, rank: dict[str, int] | None = None, labels: bool = True) -> LayoutCost:
+    """The size of the layout `dot` would do for this snapshot, without doing it; `labels`:
+    the picture writes each edge's gradient on it (a step's picture does, a diff does not)."""
     rank = ranks(snapshot) if rank is None else rank
     segments = sum(max(abs(rank[e.target] - rank[e.source]) - 1, 0) for e in snapshot.edges)
     levels = max(rank.values(), default=-1) - min(rank.values(), default=0) + 1
-    return LayoutCost(len(snapshot.nodes), len(snapshot.edges), segments, levels)
+    labelled = labels and any(e.grad is not None for e in snapshot.edges)
+    return LayoutCost(len(snapshot.nodes), len(snapshot.edges), segments, levels, labelled)
 
 
 def _long(edge: Edge, rank: dict[str, int], span: int) -> bool:

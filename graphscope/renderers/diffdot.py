@@ -68,9 +68,9 @@ def drawable_union(change: SnapshotDiff) -> Snapshot:
     still too big to lay out in seconds."""
     graph = union(change)
     for drawn in (split_long_edges(graph), split_long_edges(graph, leaves_only=False)):
-        if layout_cost(drawn).fits():
+        if layout_cost(drawn, labels=False).fits():
             return drawn
-    raise LayoutError(f"the union of both steps is too big to lay out in time ({layout_cost(graph)}); "
+    raise LayoutError(f"the union of both steps is too big to lay out in time ({layout_cost(graph, labels=False)}); "
                       "write it as .dot, or compare two smaller steps")
 
 

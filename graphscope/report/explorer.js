@@ -146,7 +146,9 @@ const Explorer = (() => {
     let low = Infinity, high = -Infinity;
     for (const r of rank.values()) { low = Math.min(low, r); high = Math.max(high, r); }
     const levels = rank.size ? high - low + 1 : 0;
+    const labelled = view.edges.some((e) => e.a.label !== undefined);  // dot gives each row of labels a rank
     return {nodes: view.nodes.length, edges: view.edges.length, segments, ranks: levels,
+      dotRanks: labelled ? 2 * levels - 1 : levels,
       units: view.nodes.length + view.edges.length + limits.weight * segments};
   }
 
@@ -187,7 +189,7 @@ const Explorer = (() => {
 
   // True when a layout of this size finishes in seconds here.
   function fits(c, limits) {
-    return c.units <= limits.units && c.ranks <= limits.ranks;
+    return c.units <= limits.units && c.dotRanks <= limits.ranks;
   }
 
   // The view of a step in a state: nodes and edges to draw, the folded chains, its cost,
