@@ -78,6 +78,22 @@ def test_every_gradient_on_an_edge_is_drawn_beside_the_legend(engine_name):
     assert "edge label: the gradient that flowed back" in to_svg(step, engine=engine_name).decode()
 
 
+def test_the_legend_does_not_say_never_zeroed_of_a_grad_zeroed_every_iteration():
+    # a GAN's generator step: D's .grad still holds the D step's gradient, zeroed each iteration
+    w = torch.tensor([1.0, -2.0], requires_grad=True)
+    with graphscope.record(names={"w": w}) as session:
+        for _ in range(2):
+            w.grad = None
+            (w * 3).sum().backward()
+            (w * w).sum().backward()
+    step = session[3]
+    assert step.find("w").grad.values == tuple((3 + 2 * w.detach()).tolist())
+    legend = " ".join(t.text or "" for g in ET.fromstring(to_svg(step)).iter(f"{SVG_NS}g")
+                      if g.get("id", "").startswith("legend_") for t in g.iter(f"{SVG_NS}text"))
+    assert "never zeroed" not in legend
+    assert "purple border: .grad holds more than this step's gradient (not zeroed since an earlier backward)" in legend
+
+
 def test_legend_names_the_not_stored_kind_only_for_a_tensor_that_is_not_retained():
     retained_only = to_dot(sample())
     assert "retain_grad()" in retained_only and ".grad not stored" not in retained_only

@@ -148,7 +148,7 @@ def edge_attributes(edge: Edge, snapshot: Snapshot, scale: tuple[float, float] |
         return attrs
     text = labels.grad_value(edge.grad)
     warning = labels.nonfinite(edge.grad)
-    attrs["label"] = f" {text}" + (f"\n ⚠ {warning}" if warning else "")
+    attrs["label"] = f"  {text}" + (f"\n  ⚠ {warning}" if warning else "")  # clear of a thick line
     attrs["tooltip"] = f"gradient {source.title} ← {snapshot[edge.target].title}: " + labels.grad_details(edge.grad)
     attrs["penwidth"] = f"{_penwidth(edge.grad, scale):.2f}"
     attrs["fontcolor"] = "#37474f"
