@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import runpy
 import textwrap
 import warnings
 from pathlib import Path
@@ -21,9 +22,10 @@ from click.testing import CliRunner
 import graphscope
 from graphscope.capture.runner import record_script
 from graphscope.cli import main
+from graphscope.capture.stats import grad_stats
 from graphscope.doctor import diagnose
 from graphscope.doctor import scriptsource
-from graphscope.doctor.evidence import RULES, Evidence
+from graphscope.doctor.evidence import RULES, Evidence, grad_text
 from graphscope.doctor.report import fails, report
 from graphscope.model import Finding, NodeKind, Run
 from graphscope.renderers.dot import to_dot
@@ -401,6 +403,20 @@ def test_a_closure_step_is_judged_by_the_gradients_its_closure_made(tmp_path):
     forgot = write_script(tmp_path, "lbfgs_no_backward.py", LBFGS_LOOP.format(backward="pass"))
     [found] = findings(forgot)
     assert found.rule == "no-grad-param" and found.location == line_of(forgot, "optimizer.step(closure)")
+
+
+def test_gradients_summed_over_the_evaluations_of_lbfgs_steps_are_found(tmp_path):
+    # LBFGS updates the parameters between the closure's calls inside one step(): a closure
+    # that forgets zero_grad sums every evaluation's gradient, and the doctor said nothing
+    script = write_script(tmp_path, "lbfgs_no_zero.py", LBFGS_LOOP.format(backward="loss.backward()")
+                          .replace("        optimizer.zero_grad()\n", ""))
+    plain = runpy.run_path(script)
+    run = recorded(script)
+    [found] = diagnose(run)
+    assert found.rule == "grad-accumulation" and found.step == len(run) - 1
+    assert found.location == line_of(script, "loss.backward()")
+    expected = grad_stats([plain["model"].bias.grad])[0]
+    assert f"model.bias.grad is {grad_text(expected)}, the sum of {len(run)} steps' gradients" in found.message
 
 
 def test_manual_update_of_an_unused_tensor_explains_the_failure(tmp_path):

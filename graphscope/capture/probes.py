@@ -133,12 +133,33 @@ class Watch:
                                module=scope.get("__name__", "__main__"),
                                registry=scope.setdefault("__warningregistry__", {}), module_globals=scope)
 
-    def before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    def before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> tuple[tuple, dict] | None:
         """Optimizer step pre-hook: note after which captured step it ran, and which parameters
-        it is about to update without a .grad (unless a closure, run by the step, makes them)."""
+        it is about to update without a .grad (unless a closure, run by the step, makes them);
+        a closure is handed to the step watched (see `watched_closure`)."""
         self.optimizer_steps.append(self.current_step())
         if not _has_closure(args, kwargs):
             self.check_gradients(optimizer)
+            return None
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": self.watched_closure(optimizer, kwargs["closure"])}
+        return (args[0], self.watched_closure(optimizer, args[1]), *args[2:]), kwargs
+
+    def watched_closure(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any]) -> Callable[[], Any]:
+        """`closure` as the step runs it, noting an update wherever the step changed its
+        parameters in place between two calls (LBFGS does, between the evaluations of one step):
+        the backward calls on either side of it are then separate steps of the training."""
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        versions: list[int] = []
+
+        def watched() -> Any:
+            if versions and versions != [p._version for p in params]:
+                self.optimizer_steps.append(self.current_step())
+            result = closure()
+            versions[:] = [p._version for p in params]
+            return result
+
+        return watched
 
     def after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """Optimizer step post-hook: a step given a closure has run it, so its parameters'

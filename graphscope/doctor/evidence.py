@@ -22,7 +22,8 @@ from graphscope.numbers import number
 class Evidence:
     """What the rules look at: the run's steps (read once), the user's files by display path,
     and what the script did (`optimizer_steps`: after which captured step each
-    optimizer.step() ran, in order; `ddp_parameters`: the names of DDP's parameters by its index)."""
+    optimizer.step() ran, or updated between two calls of its closure, in order;
+    `ddp_parameters`: the names of DDP's parameters by its index)."""
 
     snapshots: tuple[Snapshot, ...]
     sources: Mapping[str, str] = field(default_factory=dict)

@@ -132,7 +132,8 @@ class Run:
 
     `status` is the script's exit status and `failure` its exception, if it raised one;
     `warnings` what it warned, `optimizer_steps` after which captured step each
-    optimizer.step() ran, `idle_parameters` what an optimizer stepped without a gradient,
+    optimizer.step() ran (and each update a step made between two calls of its closure),
+    `idle_parameters` what an optimizer stepped without a gradient,
     `optimizers` each optimizer and what it updates, `scaler` each GradScaler update;
     `sites` where each outermost module call was made (`file:line`, by the call numbers in
     the nodes' `calls`); `root` is the folder the steps' `file:line` sources are relative to;
