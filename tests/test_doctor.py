@@ -21,8 +21,8 @@ from click.testing import CliRunner
 
 import graphscope
 from graphscope.capture.runner import record_script
-from graphscope.cli import main
 from graphscope.capture.stats import grad_stats
+from graphscope.cli import main
 from graphscope.doctor import diagnose
 from graphscope.doctor import scriptsource
 from graphscope.doctor.evidence import RULES, Evidence, grad_text
@@ -417,6 +417,46 @@ def test_gradients_summed_over_the_evaluations_of_lbfgs_steps_are_found(tmp_path
     assert found.location == line_of(script, "loss.backward()")
     expected = grad_stats([plain["model"].bias.grad])[0]
     assert f"model.bias.grad is {grad_text(expected)}, the sum of {len(run)} steps' gradients" in found.message
+    assert "at the top of the closure for `optimizer.step(closure)`" in found.fix
+
+
+CUSTOM_STEP = """\
+    import torch
+    class Custom(torch.optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, {{"lr": 0.1}})
+        @torch.no_grad()
+        def step(self, {signature}):
+            {body}
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.add_(p.grad, alpha=-0.1 * scale)
+    w = torch.ones(2, requires_grad=True)
+    opt = Custom([w])
+    def closure(backward=True):
+        opt.zero_grad()
+        with torch.enable_grad():
+            loss = (w * w).sum()
+            if backward:
+                loss.backward()
+        return loss
+    for _ in range(2):
+        {call}
+    """
+
+
+@pytest.mark.parametrize("signature, body, call", [
+    ("scale=1.0", "pass", "opt.zero_grad(); (w * w).sum().backward(); opt.step(0.5)"),
+    ("closure=None", "scale = 1.0; closure(backward=True)", "opt.step(closure)"),
+])
+def test_a_custom_step_runs_under_graphscope_as_it_runs_plainly(tmp_path, signature, body, call):
+    # the closure graphscope watches once replaced a number passed to step(), and took no arguments
+    script = write_script(tmp_path, "custom_step.py", CUSTOM_STEP.format(signature=signature, body=body, call=call))
+    plain = runpy.run_path(script)["w"]
+    run = recorded(script)
+    assert run.failure is None and run.status == 0 and len(run) == 2
+    assert diagnose(run) == []
+    assert run[1].find("w").grad.values == tuple(plain.grad.tolist())
 
 
 def test_manual_update_of_an_unused_tensor_explains_the_failure(tmp_path):

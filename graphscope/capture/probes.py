@@ -10,6 +10,7 @@ graphscope. Before every `optimizer.step()` the parameters without a `.grad` are
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import types
 import warnings
@@ -152,10 +153,11 @@ class Watch:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         versions: list[int] = []
 
-        def watched() -> Any:
+        @functools.wraps(closure)
+        def watched(*args: Any, **kwargs: Any) -> Any:
             if versions and versions != [p._version for p in params]:
                 self.optimizer_steps.append(self.current_step())
-            result = closure()
+            result = closure(*args, **kwargs)
             versions[:] = [p._version for p in params]
             return result
 
@@ -209,9 +211,8 @@ def _variables(frame: types.FrameType | None) -> list[tuple[str, Any]]:
 
 def _has_closure(args: tuple, kwargs: dict) -> bool:
     """Whether an optimizer's step(closure) call (`args` starts with the optimizer, as step
-    hooks get them) was given a closure."""
-    closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
-    return closure is not None
+    hooks get them) was given a closure: something to call (a custom step may take a number)."""
+    return callable(kwargs.get("closure", args[1] if len(args) > 1 else None))
 
 
 @contextlib.contextmanager

@@ -79,8 +79,9 @@ def _accumulation_finding(evidence: Evidence, names: list[str],
                f"{grad_text(last_leaf.grad_step)}.")
     code = as_code(names[0])
     fix = ("zero the gradients once per step before backward(): `optimizer.zero_grad()`, or "
-           f"`{code}.grad = None` / `{code}.grad.zero_()`; to accumulate on purpose, zero "
-           "every N steps, right after optimizer.step().")
+           f"`{code}.grad = None` / `{code}.grad.zero_()`, at the top of the closure for "
+           "`optimizer.step(closure)`; to accumulate on purpose, zero every N steps, right after "
+           "optimizer.step().")
     nodes = tuple(h[-1][1].id for h in histories)
     return Finding("grad-accumulation", "warning", message, fix, backward_location(evidence, last_snapshot),
                    last_snapshot.step, nodes)
