@@ -70,12 +70,13 @@ def test_every_gradient_on_an_edge_is_drawn_beside_the_legend(engine_name):
     with graphscope.record(names={"w": w}) as session:
         torch.tanh(x @ w.T).sum().backward()
     step = session[0]
-    texts = edge_texts(to_svg(step, engine=engine_name))
+    svg = to_svg(step, engine=engine_name)
+    texts = edge_texts(svg)
     labelled = [e for e in step.edges if e.grad is not None]
     assert len(labelled) == len(step.edges) > 3
     assert sum(bool(text.strip()) for text in texts) == len(labelled)
     assert f"‖{number(w.grad.norm().item())}‖" in " ".join(texts)
-    assert "edge label: the gradient that flowed back" in to_svg(step, engine=engine_name).decode()
+    assert "edge label: the gradient that flowed back" in svg.decode()
 
 
 def test_the_legend_does_not_say_never_zeroed_of_a_grad_zeroed_every_iteration():

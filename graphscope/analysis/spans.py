@@ -16,13 +16,15 @@ from dataclasses import dataclass, replace
 from graphscope.model import Edge, Node, NodeKind, Snapshot
 
 SPAN = 4
-# Measured with the embedded Graphviz on a 2-core machine: views of 5,000 to 10,000 units
-# (below) lay out in 0.8 to 5.4 s, one of 80,000 ran past 60 s, and 8,800 of dot's ranks
-# exhaust the WebAssembly stack (8,000 do not). Edge labels double dot's ranks: each label
-# gets a rank of its own between its edge's ends.
+# Measured with the embedded Graphviz on a 2-core machine, gradients written on the edges:
+# views of 5,000 to 16,000 units (below) lay out in 1 to 6.5 s (a 70-layer transformer),
+# a chain with a leaf beside each op in 9 s at 4,000 of dot's ranks and in 24 s at 5,000;
+# one of 80,000 units ran past 60 s. Edge labels double dot's ranks (each row of labels
+# gets one), and about 6,900 of them exhaust the WebAssembly stack when ops have side inputs
+# (8,000 when they do not).
 SEGMENT_WEIGHT = 4
 LAYOUT_UNITS = 16_000
-MAX_RANKS = 7000
+MAX_RANKS = 4000
 
 
 @dataclass(frozen=True)
@@ -46,14 +48,14 @@ class LayoutCost:
     @property
     def dot_ranks(self) -> int:
         """The ranks dot lays out: the graph's, and one between each two when edges carry labels."""
-        return max(2 * self.ranks - 1, 0) if self.labelled else self.ranks
+        return 2 * self.ranks - 1 if self.labelled else self.ranks
 
     def fits(self, units: int = LAYOUT_UNITS, ranks: int = MAX_RANKS) -> bool:
         """True when a layout of this size finishes in seconds."""
         return self.units <= units and self.dot_ranks <= ranks
 
     def __str__(self) -> str:
-        labels = f" ({self.dot_ranks:,} with a rank for each row of edge labels)" if self.labelled else ""
+        labels = f", {self.dot_ranks:,} with a rank for each row of edge labels" if self.labelled else ""
         return (f"{self.nodes:,} nodes, {self.edges:,} edges and {self.segments:,} rank crossings of "
                 f"long edges on {self.ranks:,} ranks{labels}")
 

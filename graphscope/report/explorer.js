@@ -147,7 +147,7 @@ const Explorer = (() => {
     for (const r of rank.values()) { low = Math.min(low, r); high = Math.max(high, r); }
     const levels = rank.size ? high - low + 1 : 0;
     const labelled = view.edges.some((e) => e.a.label !== undefined);  // dot gives each row of labels a rank
-    return {nodes: view.nodes.length, edges: view.edges.length, segments, ranks: levels,
+    return {nodes: view.nodes.length, edges: view.edges.length, segments, ranks: levels, labelled,
       dotRanks: labelled ? 2 * levels - 1 : levels,
       units: view.nodes.length + view.edges.length + limits.weight * segments};
   }

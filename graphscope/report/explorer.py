@@ -14,7 +14,7 @@ import math
 from typing import Any, Sequence
 
 from graphscope.analysis.boxes import View
-from graphscope.analysis.spans import LAYOUT_UNITS, SEGMENT_WEIGHT, SPAN
+from graphscope.analysis.spans import LAYOUT_UNITS, MAX_RANKS, SEGMENT_WEIGHT, SPAN
 from graphscope.analysis.view import MIN_CHAIN, collapse_modules, module_depth
 from graphscope.model import Edge, Finding, Node, NodeKind, Snapshot
 from graphscope.renderers.dot import (CLUSTER, DEFAULTS, GRAPH, PEN_MAX, PEN_MIN, edge_attributes, looks,
@@ -23,7 +23,6 @@ from graphscope.renderers import labels
 from graphscope.renderers.styles import BORDER_TEXT, FILL_TEXT, border_style, fill_style, look
 
 EXPLORER_NODES = 20_000
-BROWSER_RANKS = 5000  # dot's ranks: a view of 2,500 with its edge labels; Chromium drew 8,800, other browsers unmeasured
 
 Boxes = dict[str, tuple[Node, View]]
 
@@ -134,7 +133,7 @@ def drawing_rules() -> dict[str, Any]:
         "cluster": CLUSTER,
         "plain": _plain(),
         "legend": _legend(),
-        "limits": {"units": LAYOUT_UNITS, "weight": SEGMENT_WEIGHT, "ranks": BROWSER_RANKS, "span": SPAN,
+        "limits": {"units": LAYOUT_UNITS, "weight": SEGMENT_WEIGHT, "ranks": MAX_RANKS, "span": SPAN,
                    "chain": MIN_CHAIN, "pen": [PEN_MIN, PEN_MAX]},
     }
 

@@ -31,9 +31,9 @@ function drawStep(k) {
 async function redraw(k, focus) {
   const graph = payload(k).graph, shown = Explorer.view(graph, stateOf(k));
   if (shown.tooBig) {
-    const labels = shown.cost.dotRanks === shown.cost.ranks ? "" : " (" + shown.cost.dotRanks + " with a rank for each row of edge labels)";
-    const size = shown.cost.nodes + " nodes on " + shown.cost.ranks + " ranks" + labels + ", " + shown.cost.segments +
-      " rank crossings of long edges";
+    const labels = shown.cost.labelled ? ", " + shown.cost.dotRanks + " with a rank for each row of edge labels" : "";
+    const size = shown.cost.nodes + " nodes on " + shown.cost.ranks + " ranks" + labels + "; " +
+      shown.cost.segments + " rank crossings of long edges";
     status("this view is too big to lay out in the browser (" + size + ")", true);
     if (pane.dataset.step !== String(k)) {
       svg = null;
