@@ -100,11 +100,13 @@ def _print_user_traceback(exc: BaseException) -> None:
 
 
 def failure_of(exc: BaseException, root: str) -> Failure:
-    """The exception, located at the innermost line of the user's own code in its traceback."""
+    """The exception, located at the innermost line of the user's own files in its traceback:
+    code compiled from text (`<string>`: a namedtuple's or a dataclass's constructor, which
+    a Ctrl-C can land in) has no line to show."""
     location, tb = None, exc.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if not is_internal(filename):
+        if not is_internal(filename) and not filename.startswith("<"):
             location = f"{display_path(filename, root)}:{tb.tb_lineno}"
         tb = tb.tb_next
     return Failure(type(exc).__name__, str(exc), location)
