@@ -162,11 +162,12 @@ def summary(run: Run, report: Report, directory: Path, formats: Sequence[str]) -
                      "steps (see growth.svg)")
     lines += graph_break_lines(run)
     lines.append(what_was_drawn(report.selection, report.not_drawn))
-    written = {path.stem for path in report.paths}
-    drawn = [f"step-{snapshots[i].step:04d}" for i in report.selection.steps
-             if f"step-{snapshots[i].step:04d}" in written]
+    written = {(path.stem, path.suffix[1:]) for path in report.paths}
+    names = [f"step-{snapshots[i].step:04d}" for i in report.selection.steps]
+    drawn = [name for name in names if any((name, fmt) in written for fmt in formats)]
+    kinds = [fmt for fmt in formats if any((name, fmt) in written for name in drawn)]
     shown = ", ".join(drawn[:6]) + (f", … {drawn[-1]}" if len(drawn) > 6 else "")
-    steps = f"{shown} ({', '.join(formats)}), " if drawn else ""
+    steps = f"{shown} ({', '.join(kinds)}), " if drawn else ""
     lines.append(f"wrote {steps}{GROWTH_FILE} and {SESSION_FILE} to {directory}/")
     lines += [f"not drawn: {line}" for line in report.not_drawn]
     if report.not_drawn:

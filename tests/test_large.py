@@ -95,9 +95,20 @@ def test_edge_labels_count_twice_in_the_ranks_a_layout_may_have():
     assert layout_cost(before).dot_ranks == 2203 and layout_cost(before).fits()
     assert layout_cost(after).dot_ranks == 2 * 2203 - 1 and not layout_cost(after).fits()
     assert "on 2,203 ranks, 4,405 with a rank for each row of edge labels" in str(layout_cost(after))
-    with pytest.raises(LayoutError, match="too big to lay out"):
-        to_svg(after, view=full)
+    unlabelled = to_svg(after, view=full)  # drawn whole, its gradients in widths and tooltips
+    edges = [g for g in ET.fromstring(unlabelled).iter(f"{SVG}g") if g.get("class") == "edge"]
+    assert len(edges) == len(after.edges) and not [t for g in edges for t in g.iter(f"{SVG}text")]
+    text = " ".join(" ".join((t.text or "").split()) for t in ET.fromstring(unlabelled).iter(f"{SVG}text"))
+    assert "gradients are not written on the edges: with them Graphviz would lay out 4,405 ranks" in text
+    assert "edge label" not in text and "edge width: log ‖grad‖" in text
     assert b"<svg" in to_svg(before, view=full)
+
+
+def test_a_picture_too_big_even_without_its_edge_labels_is_refused_with_its_size():
+    snapshot = graphscope.trace(alternating_chain(4100))
+    with pytest.raises(LayoutError, match="too big to lay out in time even as a view .*on 4,103 ranks\\); "
+                                          "session.json holds every node"):
+        to_svg(snapshot, view=ViewOptions(full=True))
 
 
 def test_full_view_of_a_graph_that_fits_is_the_graph_itself():
@@ -233,6 +244,19 @@ def test_the_summary_never_says_drew_for_a_picture_it_did_not_draw(tmp_path, mon
     assert "drew" not in text.split("not drawn:")[0]
     assert "chose every step (1); 1 picture(s) not drawn" in text
     assert "step-0000 (svg)" not in text
+
+
+def test_the_summary_names_only_the_formats_it_wrote(tmp_path, monkeypatch, unrolled):
+    import graphscope.renderers as renderers
+
+    def refuse(*args, **kwargs):
+        raise LayoutError("Graphviz layout took longer than 1 s and was stopped")
+
+    monkeypatch.setattr(renderers, "layout", refuse)
+    report = write_run(unrolled, tmp_path, ["dot", "svg"], report=False)
+    text = summary(unrolled, report, tmp_path, ["dot", "svg"])
+    assert (tmp_path / "step-0000.dot").exists() and not (tmp_path / "step-0000.svg").exists()
+    assert "wrote step-0000 (dot), growth.svg" in text
 
 
 def test_diff_of_two_large_steps_is_drawn_at_once(tmp_path):

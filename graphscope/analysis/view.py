@@ -258,11 +258,12 @@ def _candidates(snapshot: Snapshot, options: ViewOptions) -> Iterator[Snapshot]:
             yield folded
 
 
-def _drawable(view: Snapshot) -> Snapshot | None:
+def _drawable(view: Snapshot, labels: bool = True) -> Snapshot | None:
     """The view with its long edges split (leaves first, then any node) if that makes it
-    quick to lay out; None when it is still too big."""
+    quick to lay out (with its gradients written on its edges, unless not `labels`); None
+    when it is still too big."""
     for drawn in (split_long_edges(view), split_long_edges(view, leaves_only=False)):
-        if layout_cost(drawn).fits():
+        if layout_cost(drawn, labels=labels).fits():
             return drawn
     return None
 
@@ -291,15 +292,17 @@ def _within(view: Snapshot, drawn: Snapshot, snapshot: Snapshot, options: ViewOp
 
 def readable(snapshot: Snapshot, options: ViewOptions = ViewOptions()) -> Snapshot:
     """The view drawn: the most detailed one within the node budget (or at the depth, or in
-    full, as the options ask) that Graphviz can lay out in seconds; the snapshot itself when
-    it fits whole. The coarsest view when none fits the budget, as it is when none can be
-    laid out in time (the renderer then says so instead of trying)."""
+    full, as the options ask) that Graphviz can lay out in seconds with the gradients written
+    on its edges, else without them (the renderer then leaves them out); the snapshot itself
+    when it fits whole. The coarsest view when none fits the budget, as it is when none can
+    be laid out in time (the renderer then says so instead of trying)."""
     view: Snapshot = snapshot
-    for number, view in enumerate(_candidates(snapshot, options)):
-        if not options.full and options.depth is None and len(view.nodes) > options.budget:
-            continue
-        drawn = _drawable(view)
-        if drawn is not None and _within(view, drawn, snapshot, options):
-            return _explained(snapshot, drawn, options, number > 0)
+    for labels in (True, False):
+        for number, view in enumerate(_candidates(snapshot, options)):
+            if not options.full and options.depth is None and len(view.nodes) > options.budget:
+                continue
+            drawn = _drawable(view, labels)
+            if drawn is not None and _within(view, drawn, snapshot, options):
+                return _explained(snapshot, drawn, options, number > 0)
     drawn = _drawable(view)
     return _explained(snapshot, view if drawn is None else drawn, options, True)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from graphscope.analysis.spans import layout_cost
+from graphscope.analysis.spans import MAX_RANKS, layout_cost, note
 from graphscope.errors import GraphscopeError, LayoutError
 from graphscope.files import check_file_target, write_atomic
 from graphscope.model import Finding, Snapshot
@@ -19,6 +19,8 @@ from graphscope.analysis.scaling import unscaled
 from graphscope.analysis.view import ViewOptions, readable
 
 FORMATS = ("svg", "png", "pdf", "dot", "json", "txt")
+UNLABELLED = ("gradients are not written on the edges: with them Graphviz would lay out {ranks:,} ranks, "
+              "more than the {limit:,} graphscope allows it; each edge's width and tooltip still show its gradient")
 
 
 def pictured(snapshot: Snapshot, view: ViewOptions = ViewOptions()) -> Snapshot:
@@ -32,14 +34,17 @@ def pictured(snapshot: Snapshot, view: ViewOptions = ViewOptions()) -> Snapshot:
 
 
 def picture_dot(snapshot: Snapshot, view: ViewOptions = ViewOptions(), findings: Sequence[Finding] = ()) -> str:
-    """DOT text of the view a picture of the snapshot shows; a LayoutError at once, instead of
-    a layout that would run out of time, when not even the coarsest view can be laid out."""
+    """DOT text of the view a picture of the snapshot shows, without the gradients written on
+    its edges (a note says so) when only that makes it fit; a LayoutError at once, instead of
+    a layout that would run out of time or stack, when not even the coarsest view fits."""
     shown = pictured(snapshot, view)
     cost = layout_cost(shown)
-    if not cost.fits():
-        raise LayoutError(f"too big to lay out in time even as a view ({cost}); the JSON and "
-                          "session.json hold every node")
-    return to_dot(shown, findings)
+    if cost.fits():
+        return to_dot(shown, findings)
+    if layout_cost(shown, labels=False).fits():
+        return to_dot(note(shown, UNLABELLED.format(ranks=cost.dot_ranks, limit=MAX_RANKS)), findings,
+                      edge_labels=False)
+    raise LayoutError(f"too big to lay out in time even as a view ({cost}); session.json holds every node")
 
 
 def to_svg(snapshot: Snapshot, engine: str = "embedded", timeout: float | None = DEFAULT_TIMEOUT,

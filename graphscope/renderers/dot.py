@@ -138,8 +138,9 @@ def _penwidth(stat: GradStat, scale: tuple[float, float] | None) -> float:
     return PEN_MIN + (PEN_MAX - PEN_MIN) * (math.log10(stat.norm) - low) / (high - low)
 
 
-def edge_attributes(edge: Edge, snapshot: Snapshot, scale: tuple[float, float] | None) -> dict[str, str]:
-    """Label, width and colour of an edge from the gradient that flowed along it."""
+def edge_attributes(edge: Edge, snapshot: Snapshot, scale: tuple[float, float] | None,
+                    labelled: bool = True) -> dict[str, str]:
+    """Label (unless not `labelled`), width and colour of an edge from the gradient that flowed along it."""
     source = snapshot[edge.source]
     attrs: dict[str, str] = {"color": "#616161", "arrowsize": "0.7"}
     if source.kind is NodeKind.SAVED:
@@ -148,7 +149,8 @@ def edge_attributes(edge: Edge, snapshot: Snapshot, scale: tuple[float, float] |
         return attrs
     text = labels.grad_value(edge.grad)
     warning = labels.nonfinite(edge.grad)
-    attrs["label"] = f"  {text}" + (f"\n  ⚠ {warning}" if warning else "")  # clear of a thick line
+    if labelled:
+        attrs["label"] = f"  {text}" + (f"\n  ⚠ {warning}" if warning else "")  # clear of a thick line
     attrs["tooltip"] = f"gradient {source.title} ← {snapshot[edge.target].title}: " + labels.grad_details(edge.grad)
     attrs["penwidth"] = f"{_penwidth(edge.grad, scale):.2f}"
     attrs["fontcolor"] = "#37474f"
@@ -251,10 +253,11 @@ def header(graph_attrs: dict[str, str]) -> list[str]:
     return ["digraph graphscope {", "  graph " + attributes({**GRAPH, **graph_attrs}) + ";", *DEFAULTS]
 
 
-def to_dot(snapshot: Snapshot, findings: Sequence[Finding] = ()) -> str:
+def to_dot(snapshot: Snapshot, findings: Sequence[Finding] = (), edge_labels: bool = True) -> str:
     """The DOT source of a snapshot, byte-identical for the same snapshot; `findings` (the
     doctor's, for any step) badge the nodes of this step they concern and join the legend,
-    which lists only the fills, borders and edges the picture has."""
+    which lists only the fills, borders and edges the picture has; without `edge_labels`,
+    gradients are in the edges' widths and tooltips only."""
     scale = _magnitude_range(snapshot.edges)
     about = step_findings(snapshot, findings)
     shown = looks(snapshot, about)
@@ -268,8 +271,8 @@ def to_dot(snapshot: Snapshot, findings: Sequence[Finding] = ()) -> str:
     lines.extend(f"  {statement}" for statement in statements.values())
     lines.extend(clusters)
     for edge in snapshot.edges:
-        lines.append(f"  {quote(edge.source)} -> {quote(edge.target)} {attributes(edge_attributes(edge, snapshot, scale))};")
+        lines.append(f"  {quote(edge.source)} -> {quote(edge.target)} {attributes(edge_attributes(edge, snapshot, scale, edge_labels))};")
     rows = node_rows([lk for lk, _ in shown.values()], [f for f, p in zip(about, placed) if p])
-    lines.extend(legend(rows + edge_rows(snapshot.edges, scale)))
+    lines.extend(legend(rows + edge_rows(snapshot.edges, scale, edge_labels)))
     lines.append("}")
     return "\n".join(lines) + "\n"

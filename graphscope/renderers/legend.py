@@ -49,13 +49,14 @@ def node_rows(looks: Sequence[Look], findings: Sequence[Finding]) -> list[Row]:
     return rows
 
 
-def edge_rows(edges: Sequence[Edge], scale: tuple[float, float] | None) -> list[Row]:
-    """What edge labels and widths mean, with the picture's range of gradient norms."""
+def edge_rows(edges: Sequence[Edge], scale: tuple[float, float] | None, labelled: bool = True) -> list[Row]:
+    """What edge labels (when the picture writes them) and widths mean, with the picture's
+    range of gradient norms."""
     rows = []
     if scale is not None:
         low, high = (number(10 ** v) for v in scale)
-        rows.append(Row(f"edge label: the gradient that flowed back\nedge width: log ‖grad‖, {low} thin … "
-                        f"{high} thick", PLAIN))
+        label = "edge label: the gradient that flowed back\n" if labelled else ""
+        rows.append(Row(f"{label}edge width: log ‖grad‖, {low} thin … {high} thick", PLAIN))
     if any(labels.nonfinite(e.grad) for e in edges):
         rows.append(Row("red edge: a gradient with NaN/Inf", {**PLAIN, "fontcolor": NONFINITE_COLOR}))
     return rows
