@@ -125,6 +125,38 @@ def test_the_legend_beside_the_graph_lists_what_the_view_shows(browser, transfor
     assert fills == swatches
 
 
+STEADY = """import torch
+torch.manual_seed(0)
+model = torch.nn.Linear(3, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+x = torch.randn(8, 3)
+for step in range(4):
+    optimizer.zero_grad()
+    model(x).pow(2).mean().backward()
+    optimizer.step()
+"""
+
+
+@needs_browser
+def test_the_legend_beside_a_step_without_edge_gradients_does_not_explain_edge_labels(browser, tmp_path):
+    # a steady step records its leaves' gradients only: its edges carry no label to explain
+    (tmp_path / "steady.py").write_text(STEADY)
+    done = run_graphscope("render", str(tmp_path / "steady.py"), "-o", str(tmp_path / "out"), "--steps", "0")
+    assert done.returncode == 0, done.stderr
+    run = graphscope.load(tmp_path / "out" / "session.json")
+    assert [s.gradients for s in run.snapshots] == ["full", "full", "full", "leaves"]
+    page = opened(browser, tmp_path / "out" / REPORT_FILE)
+    legends = []
+    for _ in range(3):
+        page.key("ArrowRight", 39)
+        page.js(WAIT_DRAWN)
+        legends.append(page.text("gs-legend"))
+    edge_text = "[...document.querySelectorAll('#gs-graph g.edge text')].length"
+    assert page.text("gs-step-label").startswith("step 3 ") and page.js(edge_text) == 0
+    assert "edge label" in legends[1] and "edge label" not in legends[2]
+    assert page.problems() == []
+
+
 @needs_browser
 def test_steps_not_drawn_in_advance_are_drawn_on_demand(browser, tmp_path):
     done = run_graphscope("render", str(SCRIPTS / "transformer_training.py"), "-o", str(tmp_path), "--steps", "0")
@@ -177,6 +209,8 @@ def test_a_step_too_deep_for_the_browser_says_so_instead_of_showing_another(brow
     page.js(WAIT_DRAWN)
     assert page.text("gs-step-label").startswith("step 1 ")
     assert page.js(NODES) == 0 and "Step 1 is too big to lay out in the browser (3004 nodes on 3004 ranks, 6007 with a rank for each row of edge labels; " in page.text("gs-graph")
+    assert "session.json holds every node of it." in page.text("gs-graph")
+    assert page.text("gs-note") == "(2 of 2; too big to draw here)"
     assert page.problems() == []
 
 

@@ -38,7 +38,8 @@ async function redraw(k, focus) {
     if (pane.dataset.step !== String(k)) {
       svg = null;
       pane.replaceChildren(el("p", "Step " + data.steps[k].step + " is too big to lay out in the browser (" + size +
-        "); session.json holds it, and graphscope render --steps " + data.steps[k].step + " draws it.", "gs-empty"));
+        "); session.json holds every node of it.", "gs-empty"));
+      $("gs-note").textContent = "(" + (k + 1) + " of " + data.steps.length + "; too big to draw here)";
     }
     return false;
   }
@@ -145,7 +146,9 @@ function showLegend(k) {
   };
   for (const [key, entry] of Object.entries(graph.legend.fills)) if (fills.has(key)) row(entry);
   for (const [key, entry] of Object.entries(graph.legend.borders)) if (borders.has(key)) row(entry);
-  rows.push(el("p", "edge label: the gradient that flowed back; edge width: log ‖grad‖", "gs-empty"));
+  if (shown.edges.some((e) => e.w !== null)) {
+    rows.push(el("p", "edge label: the gradient that flowed back; edge width: log ‖grad‖", "gs-empty"));
+  }
   $("gs-legend").replaceChildren(...rows);
 }
 
