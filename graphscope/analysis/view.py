@@ -258,14 +258,18 @@ def _candidates(snapshot: Snapshot, options: ViewOptions) -> Iterator[Snapshot]:
             yield folded
 
 
-def _drawable(view: Snapshot, labels: bool = True) -> Snapshot | None:
+def _drawable(view: Snapshot) -> tuple[Snapshot | None, Snapshot | None]:
     """The view with its long edges split (leaves first, then any node) if that makes it
-    quick to lay out (with its gradients written on its edges, unless not `labels`); None
-    when it is still too big."""
+    quick to lay out: the first split that fits with the gradients written on its edges, and
+    the first that fits without them (both the same when one fits with them; None for none)."""
+    bare = None
     for drawn in (split_long_edges(view), split_long_edges(view, leaves_only=False)):
-        if layout_cost(drawn, labels=labels).fits():
-            return drawn
-    return None
+        cost = layout_cost(drawn)
+        if cost.fits():
+            return drawn, drawn
+        if bare is None and replace(cost, labelled=False).fits():
+            bare = drawn
+    return None, bare
 
 
 def _explained(snapshot: Snapshot, view: Snapshot, options: ViewOptions, fallback: bool) -> Snapshot:
@@ -297,12 +301,16 @@ def readable(snapshot: Snapshot, options: ViewOptions = ViewOptions()) -> Snapsh
     when it fits whole. The coarsest view when none fits the budget, as it is when none can
     be laid out in time (the renderer then says so instead of trying)."""
     view: Snapshot = snapshot
-    for labels in (True, False):
-        for number, view in enumerate(_candidates(snapshot, options)):
-            if not options.full and options.depth is None and len(view.nodes) > options.budget:
-                continue
-            drawn = _drawable(view, labels)
-            if drawn is not None and _within(view, drawn, snapshot, options):
-                return _explained(snapshot, drawn, options, number > 0)
-    drawn = _drawable(view)
+    bare: Snapshot | None = None  # the most detailed view that fits only without edge labels
+    for number, view in enumerate(_candidates(snapshot, options)):
+        if not options.full and options.depth is None and len(view.nodes) > options.budget:
+            continue
+        drawn, unlabelled = _drawable(view)
+        if drawn is not None and _within(view, drawn, snapshot, options):
+            return _explained(snapshot, drawn, options, number > 0)
+        if bare is None and unlabelled is not None and _within(view, unlabelled, snapshot, options):
+            bare = _explained(snapshot, unlabelled, options, number > 0)
+    if bare is not None:
+        return bare
+    drawn = _drawable(view)[0]
     return _explained(snapshot, view if drawn is None else drawn, options, True)
