@@ -139,12 +139,14 @@ class Watch:
         it is about to update without a .grad (unless a closure, run by the step, makes them);
         a closure is handed to the step watched (see `watched_closure`)."""
         self.optimizer_steps.append(self.current_step())
-        if not _has_closure(args, kwargs):
+        closure = _closure(args, kwargs)
+        if closure is None:
             self.check_gradients(optimizer)
             return None
+        watched = self.watched_closure(optimizer, closure)
         if "closure" in kwargs:
-            return args, {**kwargs, "closure": self.watched_closure(optimizer, kwargs["closure"])}
-        return (args[0], self.watched_closure(optimizer, args[1]), *args[2:]), kwargs
+            return args, {**kwargs, "closure": watched}
+        return (args[0], watched, *args[2:]), kwargs
 
     def watched_closure(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any]) -> Callable[[], Any]:
         """`closure` as the step runs it, noting an update wherever the step changed its
@@ -166,7 +168,7 @@ class Watch:
     def after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """Optimizer step post-hook: a step given a closure has run it, so its parameters'
         gradients are the ones it used."""
-        if _has_closure(args, kwargs):
+        if _closure(args, kwargs) is not None:
             self.check_gradients(optimizer)
 
     def check_gradients(self, optimizer: torch.optim.Optimizer) -> None:
@@ -209,10 +211,11 @@ def _variables(frame: types.FrameType | None) -> list[tuple[str, Any]]:
             if isinstance(name, str) and not name.startswith("_")]
 
 
-def _has_closure(args: tuple, kwargs: dict) -> bool:
-    """Whether an optimizer's step(closure) call (`args` starts with the optimizer, as step
-    hooks get them) was given a closure: something to call (a custom step may take a number)."""
-    return callable(kwargs.get("closure", args[1] if len(args) > 1 else None))
+def _closure(args: tuple, kwargs: dict) -> Callable[..., Any] | None:
+    """The closure an optimizer's step(closure) call (`args` starts with the optimizer, as step
+    hooks get them) was given: something to call (a custom step may take a number), else None."""
+    closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+    return closure if callable(closure) else None
 
 
 @contextlib.contextmanager
