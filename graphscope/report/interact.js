@@ -146,7 +146,7 @@ function showLegend(k) {
   };
   for (const [key, entry] of Object.entries(graph.legend.fills)) if (fills.has(key)) row(entry);
   for (const [key, entry] of Object.entries(graph.legend.borders)) if (borders.has(key)) row(entry);
-  if (shown.edges.some((e) => e.w !== null)) {
+  if (shown.cost.labelled) {
     rows.push(el("p", "edge label: the gradient that flowed back; edge width: log ‖grad‖", "gs-empty"));
   }
   $("gs-legend").replaceChildren(...rows);
