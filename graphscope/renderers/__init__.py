@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -41,7 +42,7 @@ def picture_dot(snapshot: Snapshot, view: ViewOptions = ViewOptions(), findings:
     cost = layout_cost(shown)
     if cost.fits():
         return to_dot(shown, findings)
-    if layout_cost(shown, labels=False).fits():
+    if replace(cost, labelled=False).fits():
         return to_dot(note(shown, UNLABELLED.format(ranks=cost.dot_ranks, limit=MAX_RANKS)), findings,
                       edge_labels=False)
     raise LayoutError(f"too big to lay out in time even as a view ({cost}); session.json holds every node")
