@@ -11,6 +11,7 @@ read. Nothing here keeps a reference to the graph once the backward has run.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence
 
@@ -55,6 +56,19 @@ class Template:
     numbers: tuple[int, ...]
     leaves: tuple[int, ...]
     shapes: tuple[tuple[int, int, tuple[int, ...]], ...]
+
+    @functools.cached_property
+    def bare_edges(self) -> tuple[Edge, ...]:
+        """The template's edges without their gradients: the edges of every echo of it, one
+        tuple for all of them (made when the first echo's records are read)."""
+        return tuple([_new(Edge, (e.source, e.target, None)) for e in self.partial.snapshot.edges])
+
+    @functools.cached_property
+    def made_tensors(self) -> tuple[int, ...]:
+        """Where the tensor nodes that are no leaves are in the template's records: an echo
+        has its own, made in its step and without gradients."""
+        return tuple([i for i, node in enumerate(self.partial.snapshot.nodes)
+                      if node.kind is not NodeKind.LEAF and node.is_tensor])
 
 
 def look(outputs: Sequence[Any], stamp: Stamp) -> Look | None:
@@ -103,7 +117,7 @@ def filler(template: Template, step: int, call_shift: int) -> Filler:
 
     def stamps(number: int) -> tuple:
         node = template.partial.snapshot.nodes[first + number]
-        calls = None if node.calls is None else tuple((depth, call + call_shift) for depth, call in node.calls)
+        calls = None if node.calls is None else tuple([(depth, call + call_shift) for depth, call in node.calls])
         made = step if node.first_step is None else step + node.first_step - old
         return made, node.source, node.module, calls
 
@@ -115,7 +129,7 @@ def same_stamps(echo: Echo) -> bool:
     template = echo.template
     first = template.partial.first
     nodes = template.partial.snapshot.nodes
-    return bool(echo.stamps) and all(
+    return bool(echo.stamps) and not echo.filled and all(
         source is not None and (source, module) == (nodes[first + number].source, nodes[first + number].module)
         for number, (_, source, module, _) in echo.stamps.items())
 
@@ -137,17 +151,21 @@ def fill_walk(walk: Walk, fill: Filler, step: int) -> None:
 
 class Echo:
     """Records one step as an echo of `template`: stamps, what the leaves received, their .grad.
-    With a `fill`, the ops were made while stamping was off, and their stamps are the template's."""
+    With a `call_shift`, the ops were made while stamping was off: their stamps are the
+    template's (see `filler`), taken when the records are read. Nothing kept per step is a
+    nested tuple made anew: CPython untracks such a tuple one level per collection, so each
+    would reach the oldest generation and be scanned at its every full pass."""
 
-    def __init__(self, look: Look, template: Template, stamp: Stamp, queue: StatsQueue, fill: Filler | None = None):
+    def __init__(self, look: Look, template: Template, stamp: Stamp, queue: StatsQueue, call_shift: int | None = None):
         self.template = template
         self.step = stamp.step
         self.queue = queue
-        self.shares: dict[int, Any] = {}
+        self.shares: dict[int, int] = {}  # function number: where the queue keeps its statistics
         self.copies: dict[int, torch.Tensor] | None = {}
-        self.grads: dict[int, Any] = {}
+        self.grads: dict[int, int] = {}
         self.handles: list[Any] | tuple[()] = []
-        self.stamps = _stamp(look.order, template.numbers, stamp, fill)
+        self.call_shift = call_shift
+        self.stamps, self.filled = _stamp(look.order, template.numbers, stamp, call_shift is not None)
         self.variables: list[tuple[torch.Tensor, int]] | tuple[()] = [
             (look.order[i].variable, template.numbers[i]) for i in template.leaves]
         self.fresh: set[int] | tuple[()] = set()
@@ -167,7 +185,7 @@ class Echo:
         def hook(_: tuple, grad_outputs: tuple) -> None:
             if grad_outputs and grad_outputs[0] is not None:
                 with torch._C.DisableTorchFunction():
-                    self.copies[number] = self.queue.put(self.shares, number, grad_outputs[0], copy=True)
+                    self.shares[number], self.copies[number] = self.queue.keep(grad_outputs[0], copy=True)
 
         return hook
 
@@ -179,13 +197,13 @@ class Echo:
             for variable, number in self.variables:
                 grad, share = variable.grad, self.copies.get(number)
                 if number in self.fresh:
-                    self.queue.put(self.grads, number, grad, copy=True)
+                    self.grads[number], _ = self.queue.keep(grad, copy=True)
                     if grad is not None:
                         self.received.append(number)
                 elif _equal(grad, share):
-                    self.queue.put(self.grads, number, share)
+                    self.grads[number] = self.shares[number]
                 else:
-                    self.queue.put(self.grads, number, grad, copy=True)
+                    self.grads[number], _ = self.queue.keep(grad, copy=True)
         # Kept with the step until its records are read: tuples, which hold nothing the
         # garbage collector must scan again at each of its full passes over a long run.
         self.handles = self.variables = self.fresh = ()
@@ -196,18 +214,23 @@ class Echo:
         """The step's partial: the template's structure, these records made when first read."""
         source = self.template.partial
         step, old = self.step, self.template.step
-        tensors = tuple((node, (step, key[1]) if key[0] == old else key, nr) for node, key, nr in source.tensors)
-        snapshot = Snapshot.deferred(self.records, step, call, notes, "leaves")
+        tensors = tuple([(node, (step, key[1]) if key[0] == old else key, nr) for node, key, nr in source.tensors])
+        snapshot = Snapshot.deferred(self, step, call, notes, "leaves")  # calls the echo: no bound method a step
         return Partial(snapshot, source.first, source.children, True, {}, source.roots, tensors, {}, {},
                        source.first_names, like=old)
 
-    def records(self) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+    def __call__(self) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
         """The step's records, once the queued statistics are computed."""
         self.queue.flush()
-        shares = {**self.shares, **{number: self.grads[number] for number in self.received}}
-        source = self.template.partial
-        return _echo_records(source.snapshot, source.first, self.template.step, self.step, self.stamps, shares,
-                             self.grads)
+        kept = {index: self.queue.kept_stat(index) for index in {*self.shares.values(), *self.grads.values()}}
+        grads = {number: kept[index] for number, index in self.grads.items()}
+        shares = {number: kept[index] for number, index in self.shares.items()}
+        shares.update({number: grads[number] for number in self.received})
+        stamps = self.stamps
+        if self.filled:
+            fill = filler(self.template, self.step, self.call_shift or 0)
+            stamps = {**stamps, **{number: fill(number) for number in self.filled}}
+        return _echo_records(self.template, self.step, stamps, shares, grads)
 
 
 def _equal(grad: torch.Tensor | None, share: torch.Tensor | None) -> bool:
@@ -218,13 +241,14 @@ def _equal(grad: torch.Tensor | None, share: torch.Tensor | None) -> bool:
             and grad.device == share.device and torch.equal(grad, share))
 
 
-def _stamp(order: list[Any], numbers: tuple[int, ...], stamp: Stamp, fill: Filler | None) -> dict[int, tuple]:
+def _stamp(order: list[Any], numbers: tuple[int, ...], stamp: Stamp,
+           filling: bool) -> tuple[dict[int, tuple], tuple[int, ...]]:
     """Mark each function of the graph as captured by this step (where it is in its records),
     and read back, for the new ones, the step they were made in, their source and module
-    calls (from `fill` for the ones made unstamped)."""
+    calls; when `filling`, the numbers of those made unstamped, whose stamps are the template's."""
     keys = stamp.keys
     key, at_key, made_key, calls_key, step = keys.captured, keys.at, keys.made, keys.calls, stamp.step
-    read = {}
+    read, filled = {}, []
     for fn, number in zip(order, numbers):
         metadata = fn.metadata
         if metadata.setdefault(key, step) == step:
@@ -233,21 +257,22 @@ def _stamp(order: list[Any], numbers: tuple[int, ...], stamp: Stamp, fill: Fille
             if variable is not None:  # a leaf met with a new AccumulateGrad: the tensor is not new
                 read[number] = (stamp.leaves.first_step(variable, step), None, None, None)
                 continue
-            if fill is not None and SOURCE_KEY not in metadata:
-                read[number] = fill(number)
+            if filling and SOURCE_KEY not in metadata:
+                filled.append(number)
                 continue
             made = metadata.get(made_key)
             read[number] = (step if made is None else made, metadata.get(SOURCE_KEY), metadata.get(MODULE_KEY),
                             metadata.get(calls_key))
-    return read
+    return read, tuple(filled)
 
 
-def _echo_records(template: Snapshot, first: int, old: int, step: int, stamps: dict[int, tuple],
-                  shares: dict[int, Any], grads: dict[int, Any]) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+def _echo_records(template: Template, step: int, stamps: dict[int, tuple], shares: dict[int, Any],
+                  grads: dict[int, Any]) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
     """The template's records as this step's: its own stamps on each new function, its leaves'
     gradients, the tensor nodes made now marked as this step's, and no per-edge gradient.
     Records are made from field lists by one C call each: a long loop makes millions."""
-    nodes = list(template.nodes)
+    first, old = template.partial.first, template.step
+    nodes = list(template.partial.snapshot.nodes)
     for number, (made, source, module, calls) in stamps.items():
         fields = list(nodes[first + number])
         fields[_FIRST_STEP], fields[_SOURCE], fields[_MODULE], fields[_CALLS] = made, source, module, calls
@@ -257,14 +282,11 @@ def _echo_records(template: Snapshot, first: int, old: int, step: int, stamps: d
         fields = list(nodes[first + number])
         fields[_GRAD], fields[_GRAD_STEP] = grads.get(number), shares.get(number)
         nodes[first + number] = _new(Node, fields)
-    leaf = NodeKind.LEAF
-    for i, node in enumerate(nodes):
-        if node.kind is not leaf and node.is_tensor:
-            fields = list(node)
-            origin = node.origin
-            if origin is not None and origin[0] == old:
-                fields[_ORIGIN], fields[_FIRST_STEP] = (step, *origin[1:]), stamps.get(origin[1], (step,))[0]
-            fields[_GRAD], fields[_GRAD_STEP] = None, None
-            nodes[i] = _new(Node, fields)
-    edges = tuple(_new(Edge, (e.source, e.target, None)) for e in template.edges)
-    return tuple(nodes), edges
+    for i in template.made_tensors:
+        fields = list(nodes[i])
+        origin = fields[_ORIGIN]
+        if origin is not None and origin[0] == old:
+            fields[_ORIGIN], fields[_FIRST_STEP] = (step, *origin[1:]), stamps.get(origin[1], (step,))[0]
+        fields[_GRAD], fields[_GRAD_STEP] = None, None
+        nodes[i] = _new(Node, fields)
+    return tuple(nodes), template.bare_edges

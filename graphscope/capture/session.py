@@ -9,6 +9,7 @@ backward runs, while saved tensors are still alive, and hooked to record its gra
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import itertools
 import sys
@@ -58,15 +59,23 @@ def capture(*outputs: torch.Tensor, gradient: Any = None, retain_graph: bool | N
 
 
 def _arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> dict[str, Any]:
-    """The call's arguments by name. The usual call (`loss.backward()`, a tensor and a few
-    keywords) is matched by position directly; any other goes through `signature.bind`,
-    which raises for a call the function itself would refuse."""
-    names = signature.parameters.keys()
-    if len(args) <= 1 and kwargs.keys() <= names and not (args and next(iter(names)) in kwargs):
+    """The call's arguments by name. A call that names each parameter once (as
+    `loss.backward()` calls `torch.autograd.backward`, with four by position) is matched
+    directly: `backward` and `grad` take every parameter by position or keyword. Any other
+    goes through `signature.bind`, which raises for a call the function itself would refuse."""
+    names = list(signature.parameters)
+    if len(args) <= len(names) and kwargs.keys() <= set(names[len(args):]):
         arguments = dict(zip(names, args))
         arguments.update(kwargs)
         return arguments
     return dict(signature.bind(*args, **kwargs).arguments)
+
+
+@functools.lru_cache(maxsize=256)
+def _echo_notes(light: str, filled_from: int | None) -> tuple[str, ...]:
+    """The notes of an echo: that it recorded leaves only (`light`) and, when its stamps were
+    filled in, from which step; one tuple for all the echoes of a loop, not one a step."""
+    return (light,) + (() if filled_from is None else (_FILLED.format(step=filled_from),))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -177,10 +186,10 @@ class Session:
         seen = look(outputs, stamp) if self.gradients == "auto" and not self.saved and kind == "backward" else None
         repeated = self._templates.get(seen.shape) if seen is not None and seen.whole else None
         unstamped = self._tracking is not None and self._tracking.steady.off
-        fill = filler(repeated, stamp.step, self._call_shift(repeated)) if repeated and unstamped else None
+        shift = self._call_shift(repeated) if repeated and unstamped else None
         fitting = repeated is not None and fits(seen, repeated)
         if fitting and not sampled(stamp.step):
-            return self._echo(original, Echo(seen, repeated, stamp, self._queue, fill), kind, args, kwargs)
+            return self._echo(original, Echo(seen, repeated, stamp, self._queue, shift), kind, args, kwargs)
         if unstamped and not fitting:  # a new shape: stamp again until the loop is steady
             self._tracking.steady.turn_on()
             self._steady_run = 0
@@ -191,8 +200,8 @@ class Session:
             captured = None
         if captured is None:  # no graph to capture: torch's own call says what is wrong, unchained
             return original(*args, **kwargs)
-        if fill is not None:
-            fill_walk(captured, fill, stamp.step)
+        if shift is not None:
+            fill_walk(captured, filler(repeated, stamp.step, shift), stamp.step)
             captured.notes.append(_FILLED.format(step=repeated.step))
         elif unstamped:
             captured.notes.append(_UNSTAMPED)
@@ -235,9 +244,7 @@ class Session:
         """Run `original` as a step that echoes an earlier one (see graphscope.capture.echo);
         after two echoes stamped at the same lines, the stamping mode steps aside."""
         self._busy = True
-        notes: tuple[str, ...] = (self._cadence.note(echo.template.step),)
-        if self._tracking is not None and self._tracking.steady.off:
-            notes += (_FILLED.format(step=echo.template.step),)
+        notes = _echo_notes(self._cadence.note(echo.template.step), echo.template.step if echo.filled else None)
         try:
             return original(*args, **kwargs)
         except BaseException as exc:

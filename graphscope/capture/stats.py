@@ -23,6 +23,7 @@ SMALL_TENSOR = 64
 SEGMENTED = 1 << 10
 FLUSH_ELEMENTS = 1 << 23
 FLUSH_TENSORS = 1 << 12
+CPU_FLUSH_TENSORS = 1 << 8
 
 _READY = (torch.float32, torch.float64)
 _STRIDED = torch.strided
@@ -238,11 +239,15 @@ class StatsQueue:
     device, with one transfer per batch, so a recording adds no device synchronisation per
     step and pays the kernels' fixed cost once per batch. Each result goes to `store[key]`.
     The queue holds at most FLUSH_ELEMENTS values (or FLUSH_TENSORS tensors) before it
-    computes them."""
+    computes them; only CPU_FLUSH_TENSORS while they all live on the CPU, where no batch
+    waits for a device: there a smaller batch costs less per gradient, and its copies are
+    freed before the garbage collector moves them to its oldest generation."""
 
     def __init__(self) -> None:
-        self.entries: list[tuple[dict, Any, torch.Tensor]] = []
+        self.entries: list[tuple[Any, Any, torch.Tensor]] = []
         self.elements = 0
+        self.limit = CPU_FLUSH_TENSORS
+        self.kept: list[tuple | None] = []
 
     def put(self, store: dict, key: Any, grad: torch.Tensor | None, copy: bool = False) -> torch.Tensor | None:
         """Queue one gradient; `copy` it when its memory may change before the batch is computed
@@ -254,14 +259,31 @@ class StatsQueue:
         queued = grad.clone() if copy else grad
         self.entries.append((store, key, queued))
         self.elements += grad.numel()
-        if self.elements > FLUSH_ELEMENTS or len(self.entries) > FLUSH_TENSORS:
+        if not grad.is_cpu:
+            self.limit = FLUSH_TENSORS
+        if self.elements > FLUSH_ELEMENTS or len(self.entries) > self.limit:
             self.flush()
         return queued
+
+    def keep(self, grad: torch.Tensor | None, copy: bool = False) -> tuple[int, torch.Tensor | None]:
+        """Queue one gradient whose statistics the queue keeps itself: where they will be (for
+        `kept_stat`), and what was queued (see `put`). They are kept as plain tuples of numbers,
+        which the garbage collector stops tracking: a long loop keeps a few every step, and
+        records (GradStat) would be scanned again at each of its full passes."""
+        index = len(self.kept)
+        self.kept.append(None)
+        return index, self.put(self.kept, index, grad, copy)
+
+    def kept_stat(self, index: int) -> GradStat | None:
+        """The statistics `keep` queued at `index` (computed by a `flush` first)."""
+        stat = self.kept[index]
+        return None if stat is None else _new_stat(GradStat, stat)
 
     def flush(self) -> None:
         """Compute every queued gradient's statistics, in one batch."""
         if not self.entries:
             return
-        entries, self.entries, self.elements = self.entries, [], 0
+        entries, self.entries, self.elements, self.limit = self.entries, [], 0, CPU_FLUSH_TENSORS
+        kept = self.kept
         for (store, key, _), stat in zip(entries, grad_stats([grad for _, _, grad in entries])):
-            store[key] = stat
+            store[key] = tuple(stat) if store is kept and stat is not None else stat
