@@ -392,3 +392,15 @@ def test_cpu_gradients_are_reduced_in_small_batches_and_kept_statistics_match_py
         assert stat.values == pytest.approx(grad.tolist())
     assert queue.keep(None) == (len(grads), None) and queue.kept_stat(len(grads)) is None
 
+
+def test_statistics_too_large_to_sum_are_written_as_the_numbers_they_are():
+    """to_dict takes a shortcut when the sum of its four statistics is finite; a sum that
+    overflows must not make finite statistics look like infinities."""
+    from graphscope.model import GradStat
+
+    huge = GradStat((2,), 2, 1.5e308, 1e308, 1e308, 1.7e308, 0, (1e308, 1.7e308))
+    assert huge.to_dict() == {"max": 1.7e308, "mean": 1e308, "min": 1e308, "nonfinite": 0, "norm": 1.5e308,
+                              "numel": 2, "shape": [2], "values": [1e308, 1.7e308]}
+    odd = GradStat((2,), 2, math.inf, math.nan, -math.inf, math.inf, 2, (-math.inf, math.inf))
+    assert odd.to_dict() == {"max": "inf", "mean": "nan", "min": "-inf", "nonfinite": 2, "norm": "inf",
+                             "numel": 2, "shape": [2], "values": ["-inf", "inf"]}

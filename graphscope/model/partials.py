@@ -56,9 +56,12 @@ def _changes(old: Node, new: Node) -> dict[str, Any]:
     equal to `grad`, as after zero_grad, written as SAME_AS_GRAD)."""
     if old == new:
         return {}
-    changed = {name: field_to_json(name, b) for name, b in compress(zip(_FIELDS, new), map(ne, old, new))}
-    if "grad_step" in changed and new.grad_step is not None and new.grad_step == new.grad:
-        changed["grad_step"] = SAME_AS_GRAD
+    changed = dict(compress(zip(_FIELDS, new), map(ne, old, new)))
+    for name, value in changed.items():
+        if name == "grad_step" and value is not None and value == new.grad:
+            changed[name] = SAME_AS_GRAD
+        elif value is not None:
+            changed[name] = field_to_json(name, value)
     return changed
 
 

@@ -78,14 +78,12 @@ class GradStat(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict; `values` only when present."""
+        high, mean, low, norm = self.max, self.mean, self.min, self.norm
+        if not math.isfinite(high + mean + low + norm):  # finite only when each of them is
+            high, mean, low, norm = map(_json_float, (high, mean, low, norm))
         data: dict[str, Any] = {  # in sorted key order: node-link JSON is encoded without sorting
-            "max": _json_float(self.max),
-            "mean": _json_float(self.mean),
-            "min": _json_float(self.min),
-            "nonfinite": self.nonfinite,
-            "norm": _json_float(self.norm),
-            "numel": self.numel,
-            "shape": list(self.shape),
+            "max": high, "mean": mean, "min": low, "nonfinite": self.nonfinite, "norm": norm,
+            "numel": self.numel, "shape": list(self.shape),
         }
         if self.values is not None:
             values = self.values
