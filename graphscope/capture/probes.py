@@ -176,12 +176,13 @@ class Watch:
         step call is; the optimizer's name and its parameters' are read once."""
         params = [p for group in optimizer.param_groups for p in group["params"]]
         log = self.optimizers.get(id(optimizer))
-        frame = user_frame(sys._getframe(2))
-        if log is None or len(log.names) != len(params):
+        known = log is not None and len(log.names) == len(params)
+        idle = any(p.grad is None for p in params)
+        frame = user_frame(sys._getframe(2)) if idle or not known else None  # a walk up the stack: when needed
+        if not known:
             self.meet_optimizers(frame, optimizer)
             log = self.optimizers[id(optimizer)]
-        needs_location = any(p.grad is None for p in params)
-        log.note(self.current_step(), params, self.frame_location(frame) if needs_location else None)
+        log.note(self.current_step(), params, self.frame_location(frame) if idle else None)
 
     def meet_optimizers(self, frame: types.FrameType | None, stepping: torch.optim.Optimizer) -> None:
         """Learn the names of `stepping` and of every other optimizer in sight, and of the
