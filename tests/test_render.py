@@ -92,7 +92,22 @@ def test_the_legend_does_not_say_never_zeroed_of_a_grad_zeroed_every_iteration()
     legend = " ".join(t.text or "" for g in ET.fromstring(to_svg(step)).iter(f"{SVG_NS}g")
                       if g.get("id", "").startswith("legend_") for t in g.iter(f"{SVG_NS}text"))
     assert "never zeroed" not in legend
-    assert "purple border: .grad holds more than this step's gradient (not zeroed since an earlier backward)" in legend
+    assert "purple border: .grad holds more than this step's gradient (not zeroed before this backward)" in legend
+
+
+def test_the_legend_does_not_blame_an_earlier_backward_for_a_grad_the_script_set():
+    """A .grad set by hand before the first backward also holds more than the step gave; no
+    earlier backward exists to have left it there."""
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    w.grad = torch.ones(2)
+    with graphscope.record(names={"w": w}) as session:
+        (w * 3).sum().backward()
+    step = session[0]
+    assert step.find("w").grad.values == (4.0, 4.0) and step.find("w").grad_step.values == (3.0, 3.0)
+    legend = " ".join(t.text or "" for g in ET.fromstring(to_svg(step)).iter(f"{SVG_NS}g")
+                      if g.get("id", "").startswith("legend_") for t in g.iter(f"{SVG_NS}text"))
+    assert "purple border: .grad holds more than this step's gradient (not zeroed before this backward)" in legend
+    assert "earlier backward" not in legend
 
 
 def test_legend_names_the_not_stored_kind_only_for_a_tensor_that_is_not_retained():

@@ -37,7 +37,7 @@ FILL_TEXT = {
     "carried": "carried over: made in an earlier step, still in this graph",
 }
 BORDER_TEXT = {
-    "accumulated": "purple border: .grad holds more than this step's gradient (not zeroed since an earlier backward)",
+    "accumulated": "purple border: .grad holds more than this step's gradient (not zeroed before this backward)",
     "nonfinite": "red border: a gradient with NaN/Inf",
     "error": "red border, ⚠: the doctor's error",
     "warning": "orange border, ⚠: the doctor's warning",
