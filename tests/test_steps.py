@@ -209,7 +209,10 @@ def test_diff_command_between_steps(tmp_path):
     run_graphscope("render", str(EXAMPLES / "wrong_update_retain.py"), "-o", str(out), "--format", "json")
     done = run_graphscope("diff", f"{out}:0", f"{out}:3", "-o", str(tmp_path / "diff.svg"))
     assert done.returncode == 0, done.stderr
-    assert "19 nodes): 10 added, 0 removed, 6 carried over" in done.stdout
+    change = graphscope.diff(graphscope.load(out)[0], graphscope.load(out)[3])
+    paired = set(change.matched.values())
+    in_both = sum(node.id in paired for node in change.new.nodes)
+    assert f"19 nodes): 10 added, 0 removed, 6 carried over, {in_both} in both" in done.stdout
     assert "w: leaf -> tensor (SubBackward0)" in done.stdout
     assert done.stdout.count("+ SubBackward0") == 6
     assert (tmp_path / "diff.svg").read_bytes().startswith(b"<?xml")

@@ -61,7 +61,8 @@ class SnapshotDiff:
         """A few lines for the terminal."""
         old, new = self.old, self.new
         lines = [f"step {old.step} ({len(old.nodes)} nodes) -> step {new.step} ({len(new.nodes)} nodes): "
-                 f"{len(self.added)} added, {len(self.removed)} removed, {len(self.carried)} carried over"]
+                 f"{len(self.added)} added, {len(self.removed)} removed, {len(self.carried)} carried over, "
+                 f"{len(self.common)} in both"]
         carried = set(self.carried)
         lines += [f"  + {_describe(new[i])}" + (f" (made in step {new[i].first_step})" if i in carried else "")
                   for i in self.added]
