@@ -359,6 +359,7 @@ def test_wrong_update_report_in_a_browser(browser, wrong_update_report, tmp_path
     page.open(wrong_update_report / REPORT_FILE)
     run = graphscope.load(wrong_update_report)
     assert page.text("gs-step-label").startswith("step 0 · backward")
+    assert page.text("gs-note") == f"(1 of {len(run)}; drawn by graphscope)"  # not "(1 of 5 drawn)": 5 were
     leaf = run[0].find("w")
     shown = page.hover(leaf.id)
     data = runpy.run_path(str(EXAMPLES / "wrong_update_retain.py"), run_name="reference")
