@@ -129,7 +129,7 @@ def same_stamps(echo: Echo) -> bool:
     template = echo.template
     first = template.partial.first
     nodes = template.partial.snapshot.nodes
-    return bool(echo.stamps) and not echo.filled and all(
+    return bool(echo.stamps) and all(
         source is not None and (source, module) == (nodes[first + number].source, nodes[first + number].module)
         for number, (_, source, module, _) in echo.stamps.items())
 
@@ -228,7 +228,7 @@ class Echo:
         shares.update({number: grads[number] for number in self.received})
         stamps = self.stamps
         if self.filled:
-            fill = filler(self.template, self.step, self.call_shift or 0)
+            fill = filler(self.template, self.step, self.call_shift)  # set whenever ops were filled
             stamps = {**stamps, **{number: fill(number) for number in self.filled}}
         return _echo_records(self.template, self.step, stamps, shares, grads)
 

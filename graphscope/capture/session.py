@@ -60,11 +60,14 @@ def capture(*outputs: torch.Tensor, gradient: Any = None, retain_graph: bool | N
 
 def _arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> dict[str, Any]:
     """The call's arguments by name. A call that names each parameter once (as
-    `loss.backward()` calls `torch.autograd.backward`, with four by position) is matched
-    directly: `backward` and `grad` take every parameter by position or keyword. Any other
-    goes through `signature.bind`, which raises for a call the function itself would refuse."""
-    names = list(signature.parameters)
-    if len(args) <= len(names) and kwargs.keys() <= set(names[len(args):]):
+    `loss.backward()` calls `torch.autograd.backward`, with four by position) of a function
+    that takes every parameter by position or keyword, as `backward` and `grad` do, is matched
+    directly. Any other goes through `signature.bind`, which raises for a call the function
+    itself would refuse."""
+    parameters = signature.parameters
+    names = list(parameters)
+    if (len(args) <= len(names) and kwargs.keys() <= set(names[len(args):])
+            and all(p.kind is p.POSITIONAL_OR_KEYWORD for p in parameters.values())):
         arguments = dict(zip(names, args))
         arguments.update(kwargs)
         return arguments

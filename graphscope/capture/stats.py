@@ -12,6 +12,7 @@ a few passes over its gradients instead of several tiny ops and a transfer per g
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Sequence
 
@@ -247,7 +248,8 @@ class StatsQueue:
         self.entries: list[tuple[Any, Any, torch.Tensor]] = []
         self.elements = 0
         self.limit = CPU_FLUSH_TENSORS
-        self.kept: list[tuple | None] = []
+        self.kept: dict[int, tuple | None] = {}
+        self.numbers = itertools.count()  # next() is atomic: leaf hooks run on one thread per device
 
     def put(self, store: dict, key: Any, grad: torch.Tensor | None, copy: bool = False) -> torch.Tensor | None:
         """Queue one gradient; `copy` it when its memory may change before the batch is computed
@@ -267,11 +269,11 @@ class StatsQueue:
 
     def keep(self, grad: torch.Tensor | None, copy: bool = False) -> tuple[int, torch.Tensor | None]:
         """Queue one gradient whose statistics the queue keeps itself: where they will be (for
-        `kept_stat`), and what was queued (see `put`). They are kept as plain tuples of numbers,
-        which the garbage collector stops tracking: a long loop keeps a few every step, and
-        records (GradStat) would be scanned again at each of its full passes."""
-        index = len(self.kept)
-        self.kept.append(None)
+        `kept_stat`), and what was queued (see `put`). They are kept as exact tuples, which the
+        garbage collector stops tracking within a collection or two: a long loop keeps a few
+        every step, and records (GradStat) would be scanned again at each of its full passes."""
+        index = next(self.numbers)
+        self.kept[index] = None
         return index, self.put(self.kept, index, grad, copy)
 
     def kept_stat(self, index: int) -> GradStat | None:

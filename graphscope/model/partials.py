@@ -56,13 +56,9 @@ def _changes(old: Node, new: Node) -> dict[str, Any]:
     equal to `grad`, as after zero_grad, written as SAME_AS_GRAD)."""
     if old == new:
         return {}
-    changed = dict(compress(zip(_FIELDS, new), map(ne, old, new)))
-    for name, value in changed.items():
-        if name == "grad_step" and value is not None and value == new.grad:
-            changed[name] = SAME_AS_GRAD
-        elif value is not None:
-            changed[name] = field_to_json(name, value)
-    return changed
+    grad = new.grad
+    return {name: None if value is None else SAME_AS_GRAD if name == "grad_step" and value == grad
+            else field_to_json(name, value) for name, value in compress(zip(_FIELDS, new), map(ne, old, new))}
 
 
 def _changed(node: Node, changes: Mapping[str, Any]) -> Node:
