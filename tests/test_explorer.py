@@ -87,8 +87,13 @@ def test_module_boxes_open_in_place_and_close(browser, transformer_report):
     boxes = page.js("[...document.querySelectorAll('#gs-graph g.gs-node.gs-module')].map((g) => g.id)")
     assert "module:model.encoder.layers.3.linear1" in boxes
     before = page.js(NODES)
+    first_notes = page.text("gs-notes")
+    assert "drawn as" in first_notes and "inside" in first_notes  # what the first picture collapsed
     after = open_box(page, "module:model.encoder.layers.3.self_attn")
     assert after > before + 20  # its 31 ops, in its place
+    notes = page.text("gs-notes")  # the first picture's notes no longer describe what is shown
+    assert "drawn as" not in notes and "inside" not in notes
+    assert f"view: as opened here, {after} nodes drawn of the step's" in notes
     assert page.js("document.querySelector('#gs-graph g[id=\"module:model.encoder.layers.3.self_attn\"]')") is None
     frame = page.js("(() => { const g = [...document.querySelectorAll('#gs-graph g.cluster')].find((c) => "
                     "c.querySelector('text').textContent === 'model.encoder.layers.3.self_attn'); "
@@ -101,6 +106,7 @@ def test_module_boxes_open_in_place_and_close(browser, transformer_report):
     page.js("document.getElementById('gs-reset').click()")
     page.js(WAIT_DRAWN)
     assert page.js(NODES) == before
+    assert page.text("gs-notes") == first_notes
     assert page.problems() == []
 
 

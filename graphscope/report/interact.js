@@ -2,6 +2,9 @@
 // were not drawn in advance are drawn here, the search box finds a node by name, op or
 // file:line and opens what hides it, and the legend beside the graph lists what it shows.
 const states = new Map(), pictures = new Map();
+// Steps whose view the user changed here, with the number of nodes drawn now; and the notes
+// that describe the picture drawn first (what it collapsed, folded or could not draw).
+const explored = new Map(), PICTURE_NOTE = /^(view: |--full: |--depth \d+: )/;
 const RESULTS = 20;
 let results = [], active = -1;
 
@@ -16,6 +19,14 @@ function stateOf(k) {
 function status(text, problem) {
   $("gs-status").textContent = text;
   $("gs-status").classList.toggle("gs-problem", Boolean(problem));
+}
+
+// The notes under step k: its own, and those of its first picture until the user changes the view.
+function showNotes(k) {
+  const info = data.steps[k], drawn = explored.get(k);
+  const notes = drawn === undefined ? info.notes : info.notes.filter((n) => !PICTURE_NOTE.test(n)).concat(
+    "view: as opened here, " + drawn + " nodes drawn of the step's " + info.nodes + "; Reset shows the first picture");
+  $("gs-notes").replaceChildren(...notes.map((n) => el("div", "note: " + n)));
 }
 
 // Show step k: its picture as drawn in advance, or the view the explorer was left in.
@@ -102,6 +113,8 @@ async function change(alter, focus) {
   if (!alter(payload(current).graph, state)) return false;
   const drawn = await redraw(current, focus);
   if (!drawn) Object.assign(state, before);
+  else explored.set(current, Explorer.view(payload(current).graph, state).cost.nodes);
+  showNotes(current);
   return drawn;
 }
 
@@ -210,6 +223,8 @@ $("gs-reset").addEventListener("click", () => {
   if (!payload(current).graph) return;
   states.delete(current);
   pictures.delete(current);
+  explored.delete(current);
+  showNotes(current);
   drawStep(current);
 });
 

@@ -46,7 +46,7 @@ function show(k) {
   $("gs-next").disabled = k === data.steps.length - 1;
   $("gs-step-label").textContent = "step " + info.step + " · " + info.call + " · " + info.nodes + " nodes";
   $("gs-note").textContent = "(" + (k + 1) + " of " + data.steps.length + (step.svg ? "; drawn by graphscope)" : "; drawn in your browser)");
-  $("gs-notes").replaceChildren(...info.notes.map((n) => el("div", "note: " + n)));
+  showNotes(k);
   markChart(info);
   renderChanges(step.changes);
   return drawStep(k);
