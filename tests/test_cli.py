@@ -48,8 +48,8 @@ def test_output_is_byte_identical_across_processes(tmp_path):
         outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     assert outputs[0] == outputs[1]
     assert set(outputs[0]) >= {"step-0000.svg", "step-0000.json", "step-0000.dot", "growth.svg", "session.json"}
-    for content in outputs[0].values():
-        assert b"0x" not in content
+    for content in outputs[0].values():  # no address (a base64 hash in the report may hold "0x" by chance)
+        assert re.search(rb"0x[0-9a-fA-F]{6,}", content) is None
 
 
 def test_svg_without_system_dot_and_png_needs_one(tmp_path):
