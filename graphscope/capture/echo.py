@@ -152,9 +152,9 @@ def fill_walk(walk: Walk, fill: Filler, step: int) -> None:
 class Echo:
     """Records one step as an echo of `template`: stamps, what the leaves received, their .grad.
     With a `call_shift`, the ops were made while stamping was off: their stamps are the
-    template's (see `filler`), taken when the records are read. Nothing kept per step is a
-    nested tuple made anew: CPython untracks such a tuple one level per collection, so each
-    would reach the oldest generation and be scanned at its every full pass."""
+    template's (see `filler`), taken when the records are read, not kept per step. Made at
+    each step they were nested tuples made anew, which CPython untracks one level per
+    collection: each reached the oldest generation and was scanned at its every full pass."""
 
     def __init__(self, look: Look, template: Template, stamp: Stamp, queue: StatsQueue, call_shift: int | None = None):
         self.template = template

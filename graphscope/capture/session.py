@@ -25,7 +25,7 @@ from graphscope.capture.outputs import outputs_of
 from graphscope.capture.overlay import hooked
 from graphscope.capture.sources import Tracking, track_sources
 from graphscope.capture.stats import StatsQueue
-from graphscope.capture.steady import GRADIENT_DETAILS, Cadence, sampled, too_large
+from graphscope.capture.steady import GRADIENT_DETAILS, Cadence, leaves_note, sampled, too_large
 from graphscope.capture.echo import Echo, Template, filler, fill_walk, fits, look, same_stamps, template
 from graphscope.capture.tracing import torch_is_tracing
 from graphscope.capture.identity import LeafRegistry, Stamp, StampKeys
@@ -75,10 +75,10 @@ def _arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> dict[
 
 
 @functools.lru_cache(maxsize=256)
-def _echo_notes(light: str, filled_from: int | None) -> tuple[str, ...]:
-    """The notes of an echo: that it recorded leaves only (`light`) and, when its stamps were
-    filled in, from which step; one tuple for all the echoes of a loop, not one a step."""
-    return (light,) + (() if filled_from is None else (_FILLED.format(step=filled_from),))
+def _echo_notes(like: int, filled: bool) -> tuple[str, ...]:
+    """The notes of an echo of step `like`: that it recorded leaves only and, when its stamps
+    were filled in, from where; one tuple for all the echoes of a loop, made once, not a step."""
+    return (leaves_note(like),) + ((_FILLED.format(step=like),) if filled else ())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -247,7 +247,7 @@ class Session:
         """Run `original` as a step that echoes an earlier one (see graphscope.capture.echo);
         after two echoes stamped at the same lines, the stamping mode steps aside."""
         self._busy = True
-        notes = _echo_notes(self._cadence.note(echo.template.step), echo.template.step if echo.filled else None)
+        notes = _echo_notes(echo.template.step, bool(echo.filled))
         try:
             return original(*args, **kwargs)
         except BaseException as exc:

@@ -37,12 +37,16 @@ class Cadence:
             self.shapes[shape] = step
         return new or sampled(step)
 
-    def note(self, shape: Hashable | int) -> str:
-        """What a step recorded with leaves only says about it (`shape`, or the step that had it)."""
-        like = shape if isinstance(shape, int) else self.shapes[shape]
-        return (f"gradients of the leaves only: this step's graph has the shape of step {like}; "
-                "every per-edge gradient is recorded at the steps of a new shape and a spaced sample "
-                "(--gradients all records them at every step)")
+    def note(self, shape: Hashable) -> str:
+        """What a step of `shape` recorded with leaves only says about it."""
+        return leaves_note(self.shapes[shape])
+
+
+def leaves_note(like: int) -> str:
+    """What a step recorded with leaves only says about it, its graph shaped like step `like`'s."""
+    return (f"gradients of the leaves only: this step's graph has the shape of step {like}; "
+            "every per-edge gradient is recorded at the steps of a new shape and a spaced sample "
+            "(--gradients all records them at every step)")
 
 
 def too_large(functions: int) -> str | None:
