@@ -300,3 +300,33 @@ def test_a_steady_step_sends_few_objects_to_the_collectors_oldest_generation():
             gc.unfreeze()
     print(f"{per_step:.2f} objects a step reach the oldest generation")
     assert per_step <= 7
+
+
+
+def lagged_loop(warm_up: bool, steps: int = 30):
+    """Each backward differentiates ops made before the backward before it (the `previous`
+    output) and ops made since; with `warm_up`, a backward of another graph comes first, so
+    the first step of the loop's shape already has the lag."""
+    layer, x = nn.Linear(3, 3), torch.ones(3)
+    with graphscope.record() as session:
+        previous = None
+        for _ in range(steps):
+            following = layer(x).tanh()
+            if previous is not None:
+                (previous * layer(x)).sum().backward()
+            elif warm_up:
+                (layer(x) ** 2).sum().backward()
+            previous = following
+    return session
+
+
+def test_an_op_made_a_step_earlier_is_never_said_to_be_made_in_the_step_that_captures_it():
+    """Step 0's graph was all made in step 0; every later step's `previous` ops were made a
+    step earlier (carried). Stamping steps aside only when the ops are made as many steps
+    back as in the step it copies stamps from, so no step says they were made in it."""
+    session = lagged_loop(warm_up=False)
+    ages = [sorted({n.first_step - s.step for n in s.nodes if n.kind is NodeKind.FUNCTION})
+            for s in session.snapshots]
+    assert ages[0] == [0] and all(age == [-1, 0] for age in ages[1:])
+    carried = [s.digest().carried for s in session.snapshots]
+    assert carried[0] == 0 and carried[1] > 0 and set(carried[1:]) == {carried[1]}

@@ -125,13 +125,16 @@ def filler(template: Template, step: int, call_shift: int) -> Filler:
 
 
 def same_stamps(echo: Echo) -> bool:
-    """True when every new op of an echo was stamped, at the template's lines and modules."""
+    """True when every new op of an echo was stamped, at the template's lines and modules, as
+    many steps back as there (the stamps `filler` takes from the template must be true)."""
     template = echo.template
-    first = template.partial.first
+    first, old, step = template.partial.first, template.step, echo.step
     nodes = template.partial.snapshot.nodes
     return bool(echo.stamps) and all(
-        source is not None and (source, module) == (nodes[first + number].source, nodes[first + number].module)
-        for number, (_, source, module, _) in echo.stamps.items())
+        source is not None and nodes[first + number].first_step is not None
+        and (made - step, source, module) == (nodes[first + number].first_step - old, nodes[first + number].source,
+                                              nodes[first + number].module)
+        for number, (made, source, module, _) in echo.stamps.items())
 
 
 def fill_walk(walk: Walk, fill: Filler, step: int) -> None:
