@@ -302,6 +302,43 @@ def test_a_steady_step_sends_few_objects_to_the_collectors_oldest_generation():
     assert per_step <= 7
 
 
+ECHOING_SCRIPTS = [("benchmarks/loops/mlp_train.py", ["12"]), ("benchmarks/loops/polynomial.py", ["80"]),
+                   ("benchmarks/loops/transformer_train.py", ["8"]), ("examples/gan.py", ["--retain", "--iterations", "6"]),
+                   ("tests/scripts/lbfgs.py", []), ("examples/training_loop.py", []), ("examples/linear_model.py", []),
+                   ("examples/d2l_linear_regression.py", []), ("examples/mixed_precision.py", [])]
+
+
+@pytest.mark.parametrize("script,args", ECHOING_SCRIPTS, ids=lambda value: str(value))
+def test_an_echo_step_is_digested_and_written_without_its_records_exactly_as_from_them(script, args):
+    """What an echo step tells of its records without making them (its digest, the records
+    that may differ from the step it repeats) gives the very digest and run-file line that
+    its records, once made, give."""
+    from graphscope.analysis.steps import changed_steps
+    from graphscope.capture.runner import record_script
+    from graphscope.model import Snapshot
+    from graphscope.model.partials import partial_to_dict
+    from graphscope.model.snapshot import digest_of
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        run = record_script(str(EXAMPLES.parent / script), args)
+    partials = run.snapshots.partials
+    echoes = [p for p in partials if p.snapshot.repeat() is not None]
+    assert echoes
+    skipped = 0
+    for partial in echoes:
+        snapshot, template = partial.snapshot, partials[partial.like]
+        known = snapshot.repeat()
+        skipped += len(template.snapshot.nodes) - len(known.records)
+        digest, line = snapshot.digest(), partial_to_dict(partial, None, template)
+        nodes, edges = snapshot.nodes, snapshot.edges  # made now: from here on, no repeat to use
+        assert snapshot.repeat() is None
+        assert digest == digest_of(nodes, edges, snapshot.step)._replace(like=partial.like)
+        assert line == partial_to_dict(partial, None, template)
+    if "polynomial" in script or "mlp" in script:  # steady loops: most function records are never made
+        assert skipped > len(echoes) * 5
+    changed = changed_steps(run.snapshots)  # steps repeating the same steps' graphs compared once
+    assert changed == changed_steps([Snapshot(s.nodes, s.edges, s.step) for s in run.snapshots])
+
 
 def lagged_loop(warm_up: bool, steps: int = 30):
     """Each backward differentiates ops made before the backward before it (the `previous`
@@ -330,3 +367,20 @@ def test_an_op_made_a_step_earlier_is_never_said_to_be_made_in_the_step_that_cap
     assert ages[0] == [0] and all(age == [-1, 0] for age in ages[1:])
     carried = [s.digest().carried for s in session.snapshots]
     assert carried[0] == 0 and carried[1] > 0 and set(carried[1:]) == {carried[1]}
+
+
+def test_an_echo_step_with_ops_made_a_step_earlier_is_digested_and_written_as_from_its_records():
+    """Once stamping steps aside, the carried ops' records are told apart from those the echo's
+    own step made: the digest and run-file line are those its records give."""
+    from graphscope.model.partials import partial_to_dict
+    from graphscope.model.snapshot import digest_of
+
+    session = lagged_loop(warm_up=True)
+    partials = session.snapshots.partials
+    filled = [p for p in partials if p.like is not None and any(n.startswith(FILLED[:40]) for n in p.snapshot.notes)]
+    assert len(filled) > 10
+    for partial in filled:
+        snapshot, template = partial.snapshot, partials[partial.like]
+        digest, line = snapshot.digest(), partial_to_dict(partial, None, template)
+        assert digest.carried and digest == digest_of(snapshot.nodes, snapshot.edges, snapshot.step)._replace(like=partial.like)
+        assert line == partial_to_dict(partial, None, template)

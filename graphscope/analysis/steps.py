@@ -29,19 +29,28 @@ def _structure(snapshot: Snapshot) -> tuple:
 
 def changed_steps(snapshots: Sequence[Snapshot]) -> list[int]:
     """Positions whose structure differs from the step before (graphs of other sizes differ
-    without reading their records)."""
-    changed, previous = [], None
+    without reading their records; two steps that repeat the graphs of the same two steps as
+    an earlier pair did are compared as that pair was)."""
+    changed, previous, compared = [], None, {}
     for i, snapshot in enumerate(snapshots):
-        if previous is not None and _differs(previous, snapshot):
+        if previous is not None and _differs(previous, snapshot, compared):
             changed.append(i)
         previous = snapshot
     return changed
 
 
-def _differs(before: Snapshot, after: Snapshot) -> bool:
-    """True when two steps' structures differ."""
-    sizes = [(s.digest().nodes, s.digest().edges) for s in (before, after)]
-    return sizes[0] != sizes[1] or _structure(before) != _structure(after)
+def _differs(before: Snapshot, after: Snapshot, compared: dict[tuple[int, int], bool]) -> bool:
+    """True when two steps' structures differ; `compared` remembers the answer for steps that
+    repeat the graphs of known steps (Digest.like)."""
+    first, second = before.digest(), after.digest()
+    if (first.nodes, first.edges) != (second.nodes, second.edges):
+        return True
+    if first.like is None or second.like is None:
+        return _structure(before) != _structure(after)
+    pair = (first.like, second.like)
+    if pair not in compared:
+        compared[pair] = first.like != second.like and _structure(before) != _structure(after)
+    return compared[pair]
 
 
 def _spread(items: list[int], count: int) -> list[int]:

@@ -6,7 +6,9 @@ named tensors of the same shapes, no history of earlier steps in it) is recorded
 quick look at the graph: each op's own stamps (the step it was made in, its `file:line`,
 its module calls), what each leaf received and its `.grad`. Its records are the earlier
 step's, with those read in: no names are looked up and no record is built until the step is
-read. Nothing here keeps a reference to the graph once the backward has run.
+read. Once stamping steps aside, most of its function records are the earlier step's moved
+to it: the step is digested and written to the run file from the few others. Nothing here
+keeps a reference to the graph once the backward has run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from graphscope.capture.stats import StatsQueue
 from graphscope.capture.visit import Visit, visit_order
 from graphscope.capture.walker import Walk, _raw_name
 from graphscope.model import Edge, Node, NodeKind, Snapshot
+from graphscope.model.snapshot import DIGESTED, Digest, Repeat, digest_of, held_bytes
 
 _new = tuple.__new__
 _FIRST_STEP, _SOURCE, _MODULE, _CALLS, _ORIGIN, _SAVED_BYTES, _SAVED_FREED, _GRAD, _GRAD_STEP = (
@@ -62,6 +65,24 @@ class Template:
         """The template's edges without their gradients: the edges of every echo of it, one
         tuple for all of them (made when the first echo's records are read)."""
         return tuple([_new(Edge, (e.source, e.target, None)) for e in self.partial.snapshot.edges])
+
+    @functools.cached_property
+    def clean(self) -> frozenset[int]:
+        """The functions whose records an echo that takes their stamps from this template (see
+        `filler`) makes exactly as `moved` moves the template's: made in the template's step,
+        first captured there, nothing freed."""
+        first, step = self.partial.first, self.step
+        nodes = self.partial.snapshot.nodes
+        return frozenset(number for number in self.numbers
+                         if (node := nodes[first + number]).kind is NodeKind.FUNCTION and node.first_step == step
+                         and node.origin == (step, number) and node.saved_freed is None)
+
+    @functools.cached_property
+    def call_positions(self) -> tuple[int, ...]:
+        """Where the records made in the template's step inside module calls are: the first of
+        them an echo also has calls on tells how far its calls are numbered after these."""
+        return tuple(i for i, node in enumerate(self.partial.snapshot.nodes)
+                     if node.first_step == self.step and node.calls)
 
     @functools.cached_property
     def made_tensors(self) -> tuple[int, ...]:
@@ -224,6 +245,50 @@ class Echo:
 
     def __call__(self) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
         """The step's records, once the queued statistics are computed."""
+        nodes = list(self.template.partial.snapshot.nodes)
+        for i, node in self._changed(frozenset()).items():
+            nodes[i] = node
+        return tuple(nodes), self.template.bare_edges
+
+    def repeat(self) -> Repeat | None:
+        """The records that may differ from the template's moved to this step (see Repeat):
+        all but those of the functions whose stamps were taken from the template and that it
+        moves as they are (see Template.clean). None when how the records are moved does not
+        fit those (the step's records are then built and compared)."""
+        template = self.template
+        clean = template.clean.intersection(self.filled) if self.filled else frozenset()
+        changed = self._changed(clean)
+        first, nodes = template.partial.first, template.partial.snapshot.nodes
+        skipped = {first + number for number in clean}
+        records = {i: changed.get(i, node) for i, node in enumerate(nodes) if i not in skipped}
+        shift = 0
+        for i in template.call_positions:  # as graphscope.model.partials tells it from the records
+            calls = None if i in skipped else records[i].calls
+            if i in skipped or calls:
+                shift = self.call_shift if i in skipped else calls[0][1] - nodes[i].calls[0][1]
+                break
+        sized = any(node.saved_bytes is not None for node in records.values())
+        if any((nodes[i].calls and shift != self.call_shift) or (sized and nodes[i].saved_bytes is not None)
+               for i in skipped):
+            return None
+        return Repeat(records, shift, sized)
+
+    def digest(self) -> Digest:
+        """The step summed up (see Digest) from the records `repeat` makes, without the others."""
+        known = self.repeat()
+        if known is None:
+            return digest_of(*self(), self.step)._replace(like=self.template.step)
+        nodes, records = self.template.partial.snapshot.nodes, known.records
+        carried = [node for node in records.values() if node.carried_over(self.step)]
+        sources = {node.source for node in records.values() if node.source}
+        sources.update(node.source for i, node in enumerate(nodes) if i not in records and node.source)
+        return Digest(len(nodes), len(self.template.partial.snapshot.edges), len(carried),
+                      frozenset(node.first_step for node in carried), held_bytes(carried), frozenset(sources),
+                      tuple(node for node in records.values() if node.kind in DIGESTED), (), self.template.step)
+
+    def _changed(self, skip: frozenset[int]) -> dict[int, Node]:
+        """The records that differ from the template's, by position, once the queued statistics
+        are computed; the functions in `skip` left out."""
         self.queue.flush()
         kept = {index: self.queue.kept_stat(index) for index in {*self.shares.values(), *self.grads.values()}}
         grads = {number: kept[index] for number, index in self.grads.items()}
@@ -232,7 +297,7 @@ class Echo:
         stamps = self.stamps
         if self.filled:
             fill = filler(self.template, self.step, self.call_shift)  # set whenever ops were filled
-            stamps = {**stamps, **{number: fill(number) for number in self.filled}}
+            stamps = {**stamps, **{number: fill(number) for number in self.filled if number not in skip}}
         return _echo_records(self.template, self.step, stamps, shares, grads)
 
 
@@ -270,26 +335,28 @@ def _stamp(order: list[Any], numbers: tuple[int, ...], stamp: Stamp,
 
 
 def _echo_records(template: Template, step: int, stamps: dict[int, tuple], shares: dict[int, Any],
-                  grads: dict[int, Any]) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
-    """The template's records as this step's: its own stamps on each new function, its leaves'
-    gradients, the tensor nodes made now marked as this step's, and no per-edge gradient.
-    Records are made from field lists by one C call each: a long loop makes millions."""
+                  grads: dict[int, Any]) -> dict[int, Node]:
+    """The template's records that this step changes, by position: its own stamps on each new
+    function, its leaves' gradients, the tensor nodes made now marked as this step's (with no
+    gradient; no edge has one either). Records are made from field lists by one C call
+    each: a long loop makes millions."""
     first, old = template.partial.first, template.step
-    nodes = list(template.partial.snapshot.nodes)
+    nodes = template.partial.snapshot.nodes
+    changed: dict[int, Node] = {}
     for number, (made, source, module, calls) in stamps.items():
         fields = list(nodes[first + number])
         fields[_FIRST_STEP], fields[_SOURCE], fields[_MODULE], fields[_CALLS] = made, source, module, calls
         fields[_ORIGIN], fields[_SAVED_BYTES], fields[_SAVED_FREED] = (step, number), None, None
-        nodes[first + number] = _new(Node, fields)
+        changed[first + number] = _new(Node, fields)
     for number in shares.keys() | grads.keys():
-        fields = list(nodes[first + number])
+        fields = list(changed.get(first + number, nodes[first + number]))
         fields[_GRAD], fields[_GRAD_STEP] = grads.get(number), shares.get(number)
-        nodes[first + number] = _new(Node, fields)
+        changed[first + number] = _new(Node, fields)
     for i in template.made_tensors:
-        fields = list(nodes[i])
+        fields = list(changed.get(i, nodes[i]))
         origin = fields[_ORIGIN]
         if origin is not None and origin[0] == old:
             fields[_ORIGIN], fields[_FIRST_STEP] = (step, *origin[1:]), stamps.get(origin[1], (step,))[0]
         fields[_GRAD], fields[_GRAD_STEP] = None, None
-        nodes[i] = _new(Node, fields)
-    return tuple(nodes), template.bare_edges
+        changed[i] = _new(Node, fields)
+    return changed

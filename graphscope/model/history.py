@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence, TypeVar, overload
 
 from graphscope.model.records import Edge, GradStat, Node, NodeKind
-from graphscope.model.snapshot import _DIGESTED, Digest, Snapshot, held_bytes
+from graphscope.model.snapshot import DIGESTED, Digest, Snapshot, held_bytes
 
 Key = tuple[int, int]  # (step, function number in that step's walk): where a node was first captured
 
@@ -202,7 +202,7 @@ class _Rebuild:
         position = dict(zip(order, range(own.first, own.first + len(order))))
         counters: dict[str, int] = {}
         nodes = list(own.snapshot.nodes[: own.first])
-        tensors = [node for node in nodes if node.kind in _DIGESTED]
+        tensors = [node for node in nodes if node.kind in DIGESTED]
         named, get, leaf, append = self.named, counters.get, NodeKind.LEAF, nodes.append
         for key in order:
             prefix, node = named(key)

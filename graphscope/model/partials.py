@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from graphscope.model.history import Partial
 from graphscope.model.records import Edge, GradStat, Node, NodeKind
-from graphscope.model.snapshot import Snapshot, field_from_json, field_to_json, from_node_link, to_node_link
+from graphscope.model.snapshot import Repeat, Snapshot, field_from_json, field_to_json, from_node_link, to_node_link
 
 _FIELDS = Node._fields
 _ORIGIN, _FIRST_STEP, _CALLS, _SAVED_BYTES = map(_FIELDS.index, ("origin", "first_step", "calls", "saved_bytes"))
@@ -79,18 +79,24 @@ def _repeats(partial: Partial, template: Partial | None) -> bool:
             and all((e.source, e.target) == (t.source, t.target) for e, t in zip(mine.edges, theirs.edges)))
 
 
-def _like_to_dict(partial: Partial, template: Partial) -> dict[str, Any]:
+def _like_to_dict(partial: Partial, template: Partial, known: Repeat | None = None) -> dict[str, Any]:
     """A step that repeats `template`'s graph: its step, notes and tensors, how far its module
     calls are numbered after the template's and whether it counted saved bytes, and how each
-    record differs from the template's, moved to this step."""
+    record differs from the template's, moved to this step (only the records `known` holds,
+    when its capture told which those are)."""
     like, step = partial.like, partial.snapshot.step
-    pairs = list(zip(template.snapshot.nodes, partial.snapshot.nodes))
-    shift = next((new.calls[0][1] - old.calls[0][1] for old, new in pairs
-                  if old.first_step == like and old.calls and new.calls), 0)
-    sized = any(new.saved_bytes is not None for new in partial.snapshot.nodes)
+    olds = template.snapshot.nodes
+    if known is None:
+        pairs = list(enumerate(zip(olds, partial.snapshot.nodes)))
+        shift = next((new.calls[0][1] - old.calls[0][1] for _, (old, new) in pairs
+                      if old.first_step == like and old.calls and new.calls), 0)
+        sized = any(new.saved_bytes is not None for new in partial.snapshot.nodes)
+    else:
+        pairs = [(i, (olds[i], new)) for i, new in known.records.items()]
+        shift, sized = known.calls_shift, known.sized
     graph = to_node_link(Snapshot((), (), step, partial.snapshot.call, partial.snapshot.notes,
                                   gradients=partial.snapshot.gradients))["graph"]
-    changes = [[i, found] for i, (old, new) in enumerate(pairs)
+    changes = [[i, found] for i, (old, new) in pairs
                if not (new is old and old.kind is NodeKind.LEAF)  # a leaf record the step left as it was
                and (found := _changes(moved(old, like, step, shift, sized), new))]
     data = {"like": like, "graph": graph, "changes": changes, "tensors": partial.tensors, "whole": True}
@@ -107,8 +113,10 @@ def partial_to_dict(partial: Partial, loss_scale: float | None = None,
     and what it knows of the earlier steps' history it reached; a step that repeats the
     graph of `template` (its `like`) as changes to it. Without `whole_graph`, a step that
     holds its whole graph leaves out its `graph` (its step JSON, encoded already, goes there)."""
-    if partial.like is not None and loss_scale is None and _repeats(partial, template):
-        return _like_to_dict(partial, template)
+    if partial.like is not None and loss_scale is None and template is not None:
+        known = partial.snapshot.repeat()
+        if known is not None or _repeats(partial, template):
+            return _like_to_dict(partial, template, known)
     data: dict[str, Any] = {"whole": partial.whole}
     if whole_graph or not partial.whole:
         graph = to_node_link(partial.snapshot)

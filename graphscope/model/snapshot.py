@@ -24,7 +24,7 @@ _GRAD_FIELDS = ("grad", "grad_step")
 _OPTIONAL_FIELDS = ("saved_freed", "folded", "origin", "calls", "saved_bytes", "region", "inner_ops", "inner")
 
 
-_DIGESTED = (NodeKind.OUTPUT, NodeKind.LEAF, NodeKind.TENSOR)
+DIGESTED = (NodeKind.OUTPUT, NodeKind.LEAF, NodeKind.TENSOR)
 # One lock for every deferred build (re-entrant: rebuilding a step reads earlier steps): a
 # long run keeps a snapshot a step, and a lock each is one more object for the collector.
 _BUILDING = threading.RLock()
@@ -35,7 +35,9 @@ class Digest(NamedTuple):
     doctor's scans): its sizes, the history it carries, the files its nodes were made in,
     its output, leaf and named tensor nodes in walk order, and the gradients on its edges.
     A step rebuilt from partials digests them without making its function records; its
-    `gradients` then also hold those it recorded on edges its whole graph leaves out."""
+    `gradients` then also hold those it recorded on edges its whole graph leaves out. `like`
+    is the step whose graph this one repeats (the same ids, ops, names and edges), when the
+    capture knew it."""
 
     nodes: int
     edges: int
@@ -45,6 +47,18 @@ class Digest(NamedTuple):
     sources: frozenset[str]
     tensors: tuple[Node, ...]
     gradients: tuple[GradStat, ...]
+    like: int | None = None
+
+
+class Repeat(NamedTuple):
+    """The records of a step that repeats step `like`'s graph (see Partial.like), as far as
+    they may differ from that step's records moved to it (`graphscope.model.partials.moved`,
+    with `calls_shift` and `sized`): every record left out is known to be the moved one, so a
+    long loop is written and digested without making them."""
+
+    records: dict[int, Node]  # by position in the graph's records, in that order
+    calls_shift: int
+    sized: bool
 
 
 def held_bytes(carried: Iterable[Node]) -> int | None:
@@ -59,7 +73,7 @@ def digest_of(nodes: Sequence[Node], edges: Sequence[Edge], step: int) -> Digest
     """The digest of a graph from its records."""
     carried = [n for n in nodes if n.carried_over(step)]
     return Digest(len(nodes), len(edges), len(carried), frozenset(n.first_step for n in carried), held_bytes(carried),
-                  frozenset(n.source for n in nodes if n.source), tuple(n for n in nodes if n.kind in _DIGESTED),
+                  frozenset(n.source for n in nodes if n.source), tuple(n for n in nodes if n.kind in DIGESTED),
                   tuple(e.grad for e in edges if e.grad is not None))
 
 
@@ -136,7 +150,8 @@ class Snapshot:
         """A Snapshot whose nodes and edges `build()` makes when they are first read: a large
         trace that is only counted, saved or drawn as a view pays for its records once, and a
         recorded step's gradient statistics can wait to be computed in a batch. `digest()`,
-        when given, sums the graph up without building its records."""
+        when given, sums the graph up without building its records (as does `build.digest()`,
+        when `build` has one; and `build.repeat()` gives `repeat()`)."""
         snapshot = cls.__new__(cls)
         for name, value in (("step", step), ("call", call), ("notes", notes), ("loss_scale", loss_scale),
                             ("gradients", gradients), ("_build", build)):
@@ -150,13 +165,19 @@ class Snapshot:
         its records are not built, else from its records."""
         found = self.__dict__.get("_digest")
         if found is None:
-            digester = self.__dict__.get("_digester")
+            digester = self.__dict__.get("_digester") or getattr(self.__dict__.get("_build"), "digest", None)
             if digester is not None and "nodes" not in self.__dict__:
                 found = digester()
             else:
                 found = digest_of(self.nodes, self.edges, self.step)
             self.__dict__["_digest"] = found
         return found
+
+    def repeat(self) -> Repeat | None:
+        """What a deferred builder knows of a step that repeats an earlier step's graph (see
+        Repeat), while the records are not built; else None."""
+        known = getattr(self.__dict__.get("_build"), "repeat", None)
+        return None if known is None else known()
 
     def __getattr__(self, name: str) -> Any:
         """Build the records of a deferred Snapshot on first access to `nodes` or `edges`
@@ -205,7 +226,7 @@ class Snapshot:
         """All nodes of one kind, in walk order (a new list each call); outputs, leaves and
         named tensors from the digest, which a rebuilt step makes without its functions."""
         kind = kind if type(kind) is NodeKind else NodeKind(kind)  # the rules ask millions of times
-        if kind in _DIGESTED:
+        if kind in DIGESTED:
             return [node for node in self.digest().tensors if node.kind is kind]
         return list(self._kinds.get(kind, ()))
 
