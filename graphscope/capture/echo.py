@@ -254,7 +254,13 @@ class Echo:
         """The records that may differ from the template's moved to this step (see Repeat):
         all but those of the functions whose stamps were taken from the template and that it
         moves as they are (see Template.clean). None when how the records are moved does not
-        fit those (the step's records are then built and compared)."""
+        fit those (the step's records are then built and compared). Made once: the digest
+        and the run file both read them."""
+        return self._repeated
+
+    @functools.cached_property
+    def _repeated(self) -> Repeat | None:
+        """See `repeat`."""
         template = self.template
         clean = template.clean.intersection(self.filled) if self.filled else frozenset()
         changed = self._changed(clean)
