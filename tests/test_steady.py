@@ -302,6 +302,50 @@ def test_a_steady_step_sends_few_objects_to_the_collectors_oldest_generation():
     assert per_step <= 7
 
 
+def test_a_steady_step_leaves_few_objects_for_the_collector_to_count():
+    """Every object a step leaves alive counts towards the next young collection, even one the
+    collector will stop tracking there: an echo step of a 4-leaf loop leaves its partial,
+    snapshot and echo and a few small tuples, not a tuple or two per gradient statistic kept
+    (about 21 a step were, 9.5 now)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def train(steps: int) -> None:
+        for _ in range(steps):
+            loss = nn.functional.mse_loss(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    with graphscope.record():
+        train(300)
+        gc.collect()
+        gc.disable()
+        try:
+            train(1000)
+            per_step = len(gc.get_objects(0)) / 1000
+        finally:
+            gc.enable()
+    print(f"{per_step:.2f} objects a step left for the young collection")
+    assert per_step <= 13
+
+
+def test_kept_gradient_statistics_read_back_exactly():
+    """The queue's columns give back each statistic as computed, NaN, infinities, -0.0, a
+    missing gradient and a large one's absent values included."""
+    from graphscope.capture.stats import StatsQueue, grad_stats
+
+    grads = [torch.tensor([1.5, -0.0, float("nan")]), torch.tensor(float("inf")), None, torch.randn(100, 3),
+             torch.zeros(0), torch.tensor([[2.0, -3.0]], dtype=torch.float64)]
+    queue = StatsQueue()
+    numbers = [queue.keep(grad, copy=True)[0] for grad in grads]
+    queue.flush()
+    for number, expected in zip(numbers, grad_stats(grads)):
+        assert repr(queue.kept_stat(number)) == repr(expected)
+
+
 ECHOING_SCRIPTS = [("benchmarks/loops/mlp_train.py", ["12"]), ("benchmarks/loops/polynomial.py", ["80"]),
                    ("benchmarks/loops/transformer_train.py", ["8"]), ("examples/gan.py", ["--retain", "--iterations", "6"]),
                    ("tests/scripts/lbfgs.py", []), ("examples/training_loop.py", []), ("examples/linear_model.py", []),
@@ -332,7 +376,8 @@ def test_an_echo_step_is_digested_and_written_without_its_records_exactly_as_fro
         digest, line = snapshot.digest(), partial_to_dict(partial, None, template)
         nodes, edges = snapshot.nodes, snapshot.edges  # made now: from here on, no repeat to use
         assert snapshot.repeat() is None
-        assert digest == digest_of(nodes, edges, snapshot.step)._replace(like=partial.like)
+        # compared as text: a NaN statistic read twice is two float objects, never equal
+        assert repr(digest) == repr(digest_of(nodes, edges, snapshot.step)._replace(like=partial.like))
         assert line == partial_to_dict(partial, None, template)
     if "polynomial" in script or "mlp" in script:  # steady loops: most function records are never made
         assert skipped > len(echoes) * 5
@@ -382,5 +427,6 @@ def test_an_echo_step_with_ops_made_a_step_earlier_is_digested_and_written_as_fr
     for partial in filled:
         snapshot, template = partial.snapshot, partials[partial.like]
         digest, line = snapshot.digest(), partial_to_dict(partial, None, template)
-        assert digest.carried and digest == digest_of(snapshot.nodes, snapshot.edges, snapshot.step)._replace(like=partial.like)
+        expected = digest_of(snapshot.nodes, snapshot.edges, snapshot.step)._replace(like=partial.like)
+        assert digest.carried and repr(digest) == repr(expected)
         assert line == partial_to_dict(partial, None, template)

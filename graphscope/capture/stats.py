@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from array import array
 from typing import Any, Sequence
 
 import torch
@@ -235,6 +236,47 @@ def _stored_size(grad: torch.Tensor) -> int:
     return grad._nnz() if grad.is_sparse else grad.numel()
 
 
+class KeptStats:
+    """Gradient statistics by number, held as columns of numbers: a long loop keeps several a
+    step, and records (or tuples) would each be one more object for the garbage collector to
+    count and scan until it stops tracking them. Read back as the GradStat they were."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, int] = {}  # number: row, or -1 for no gradient
+        self.shapes: list[tuple[int, ...]] = []
+        self.shape_rows: dict[tuple[int, ...], int] = {}
+        self.shape_at = array("q")
+        self.counts = array("q")  # numel, nonfinite
+        self.floats = array("d")  # norm, mean, min, max
+        self.spans = array("q")  # start and length of the values kept (length -1: none)
+        self.values = array("d")
+
+    def __setitem__(self, number: int, stat: GradStat | None) -> None:
+        if stat is None:
+            self.rows[number] = -1
+            return
+        self.rows[number] = len(self.shape_at)
+        shape = self.shape_rows.get(stat.shape)
+        if shape is None:
+            shape = self.shape_rows[stat.shape] = len(self.shapes)
+            self.shapes.append(stat.shape)
+        self.shape_at.append(shape)
+        self.counts.extend((stat.numel, stat.nonfinite))
+        self.floats.extend((stat.norm, stat.mean, stat.min, stat.max))
+        self.spans.extend((len(self.values), -1 if stat.values is None else len(stat.values)))
+        if stat.values is not None:
+            self.values.extend(stat.values)
+
+    def __getitem__(self, number: int) -> GradStat | None:
+        row = self.rows[number]
+        if row < 0:
+            return None
+        start, length = self.spans[2 * row: 2 * row + 2]
+        return _new_stat(GradStat, (self.shapes[self.shape_at[row]], self.counts[2 * row],
+                                    *self.floats[4 * row: 4 * row + 4], self.counts[2 * row + 1],
+                                    None if length < 0 else tuple(self.values[start: start + length])))
+
+
 class StatsQueue:
     """Gradients waiting for their statistics, computed in batches across steps: on their own
     device, with one transfer per batch, so a recording adds no device synchronisation per
@@ -248,10 +290,10 @@ class StatsQueue:
         self.entries: list[tuple[Any, Any, torch.Tensor]] = []
         self.elements = 0
         self.limit = CPU_FLUSH_TENSORS
-        self.kept: dict[int, tuple | None] = {}
+        self.kept = KeptStats()
         self.numbers = itertools.count()  # next() is atomic: leaf hooks run on one thread per device
 
-    def put(self, store: dict, key: Any, grad: torch.Tensor | None, copy: bool = False) -> torch.Tensor | None:
+    def put(self, store: dict | KeptStats, key: Any, grad: torch.Tensor | None, copy: bool = False) -> torch.Tensor | None:
         """Queue one gradient; `copy` it when its memory may change before the batch is computed
         (a leaf's `.grad`, which the next backward adds to in place). Returns what was queued."""
         if grad is None:
@@ -268,24 +310,20 @@ class StatsQueue:
         return queued
 
     def keep(self, grad: torch.Tensor | None, copy: bool = False) -> tuple[int, torch.Tensor | None]:
-        """Queue one gradient whose statistics the queue keeps itself: where they will be (for
-        `kept_stat`), and what was queued (see `put`). They are kept as exact tuples, which the
-        garbage collector stops tracking within a collection or two: a long loop keeps a few
-        every step, and records (GradStat) would be scanned again at each of its full passes."""
+        """Queue one gradient whose statistics the queue keeps itself (see KeptStats): where
+        they will be (for `kept_stat`), and what was queued (see `put`)."""
         index = next(self.numbers)
         self.kept[index] = None
         return index, self.put(self.kept, index, grad, copy)
 
     def kept_stat(self, index: int) -> GradStat | None:
         """The statistics `keep` queued at `index` (computed by a `flush` first)."""
-        stat = self.kept[index]
-        return None if stat is None else _new_stat(GradStat, stat)
+        return self.kept[index]
 
     def flush(self) -> None:
         """Compute every queued gradient's statistics, in one batch."""
         if not self.entries:
             return
         entries, self.entries, self.elements, self.limit = self.entries, [], 0, CPU_FLUSH_TENSORS
-        kept = self.kept
         for (store, key, _), stat in zip(entries, grad_stats([grad for _, _, grad in entries])):
-            store[key] = tuple(stat) if store is kept and stat is not None else stat
+            store[key] = stat
