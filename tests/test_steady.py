@@ -9,6 +9,7 @@ import contextlib
 import gc
 import io
 import json
+from typing import Any, Callable, Iterator
 
 import pytest
 import torch
@@ -271,11 +272,8 @@ def test_a_steady_step_keeps_few_objects_for_the_garbage_collector_to_scan():
     assert per_step <= 20, f"{per_step:.1f} tracked objects kept per steady step"  # 25.7 before they were cut
 
 
-def test_a_steady_step_sends_few_objects_to_the_collectors_oldest_generation():
-    """What survives two young collections is scanned again at every full pass, until one
-    finds it dead or untrackable: an echo step must not leave nested tuples made anew,
-    gradient records or dicts of them there (about 11 a step did, 4.7 now), nor keep its
-    queued gradient copies alive for hundreds of steps."""
+def sgd_loop() -> Callable[[int], None]:
+    """A 4-leaf model trained with SGD: call it with a number of steps to run."""
     torch.manual_seed(0)
     x, y = torch.randn(16, 3), torch.randn(16, 1)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
@@ -288,16 +286,53 @@ def test_a_steady_step_sends_few_objects_to_the_collectors_oldest_generation():
             loss.backward()
             optimizer.step()
 
+    return train
+
+
+@contextlib.contextmanager
+def frozen_before() -> Iterator[None]:
+    """Everything alive now moved out of the collector's sight, until the block ends."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+@contextlib.contextmanager
+def paused_collector() -> Iterator[None]:
+    """No collection while the block runs: every object it leaves alive stays young."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def oldest_generation() -> int:
+    """How many objects the oldest generation holds once the younger ones are collected."""
+    gc.collect(1)
+    return len(gc.get_objects(2))
+
+
+def steady_objects_per_step(steps: int, around: Callable[[], Any], count: Callable[[], int]) -> float:
+    """`count()` objects, per step, after `steps` steps of a steady recorded loop (stamping
+    has stepped aside and every step is an echo) run inside `around()`."""
+    train = sgd_loop()
     with graphscope.record():
-        train(300)  # steady: stamping has stepped aside and every step is an echo
+        train(300)
         gc.collect()
-        gc.freeze()
-        try:
-            train(2000)
-            gc.collect(1)
-            per_step = len(gc.get_objects(2)) / 2000
-        finally:
-            gc.unfreeze()
+        with around():
+            train(steps)
+            return count() / steps
+
+
+def test_a_steady_step_sends_few_objects_to_the_collectors_oldest_generation():
+    """What survives two young collections is scanned again at every full pass, until one
+    finds it dead or untrackable: an echo step must not leave nested tuples made anew,
+    gradient records or dicts of them there (about 11 a step did, 4.7 now), nor keep its
+    queued gradient copies alive for hundreds of steps."""
+    per_step = steady_objects_per_step(2000, frozen_before, oldest_generation)
     print(f"{per_step:.2f} objects a step reach the oldest generation")
     assert per_step <= 7
 
@@ -307,27 +342,7 @@ def test_a_steady_step_leaves_few_objects_for_the_collector_to_count():
     collector will stop tracking there: an echo step of a 4-leaf loop leaves its partial,
     snapshot and echo and a few small tuples, not a tuple or two per gradient statistic kept
     (about 21 a step were, 9.5 now)."""
-    torch.manual_seed(0)
-    x, y = torch.randn(16, 3), torch.randn(16, 1)
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-
-    def train(steps: int) -> None:
-        for _ in range(steps):
-            loss = nn.functional.mse_loss(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-    with graphscope.record():
-        train(300)
-        gc.collect()
-        gc.disable()
-        try:
-            train(1000)
-            per_step = len(gc.get_objects(0)) / 1000
-        finally:
-            gc.enable()
+    per_step = steady_objects_per_step(1000, paused_collector, lambda: len(gc.get_objects(0)))
     print(f"{per_step:.2f} objects a step left for the young collection")
     assert per_step <= 13
 
