@@ -54,7 +54,7 @@ def config(quick: bool) -> Config:
     """The full run, or the quick smoke run."""
     if quick:
         return Config(True, (100, 1_000), 20.0, 6, 30.0, 120.0, 1, 120.0, 60.0)
-    return Config(False, (1_000, 10_000), 60.0, 24, 120.0, 300.0, 3, 900.0, 300.0)
+    return Config(False, (1_000, 10_000), 60.0, 24, 120.0, 300.0, 7, 900.0, 300.0)
 
 
 def log(message: str) -> None:
