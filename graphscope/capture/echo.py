@@ -29,6 +29,7 @@ from graphscope.capture.stats import StatsQueue
 from graphscope.capture.visit import Visit, visit_order
 from graphscope.capture.walker import Walk, _raw_name
 from graphscope.model import Edge, Node, NodeKind, Snapshot
+from graphscope.model.partials import shift_of_calls
 from graphscope.model.snapshot import DIGESTED, Digest, Repeat, digest_of, held_bytes
 
 _new = tuple.__new__
@@ -76,13 +77,6 @@ class Template:
         return frozenset(number for number in self.numbers
                          if (node := nodes[first + number]).kind is NodeKind.FUNCTION and node.first_step == step
                          and node.origin == (step, number) and node.saved_freed is None)
-
-    @functools.cached_property
-    def call_positions(self) -> tuple[int, ...]:
-        """Where the records made in the template's step inside module calls are: the first of
-        them an echo also has calls on tells how far its calls are numbered after these."""
-        return tuple(i for i, node in enumerate(self.partial.snapshot.nodes)
-                     if node.first_step == self.step and node.calls)
 
     @functools.cached_property
     def made_tensors(self) -> tuple[int, ...]:
@@ -267,12 +261,9 @@ class Echo:
         first, nodes = template.partial.first, template.partial.snapshot.nodes
         skipped = {first + number for number in clean}
         records = {i: changed.get(i, node) for i, node in enumerate(nodes) if i not in skipped}
-        shift = 0
-        for i in template.call_positions:  # as graphscope.model.partials tells it from the records
-            calls = None if i in skipped else records[i].calls
-            if i in skipped or calls:
-                shift = self.call_shift if i in skipped else calls[0][1] - nodes[i].calls[0][1]
-                break
+        fill = filler(template, self.step, self.call_shift) if skipped else None
+        shift = shift_of_calls(((node, fill(i - first)[3] if i in skipped else records[i].calls)
+                                for i, node in enumerate(nodes)), template.step)  # as the run file tells it
         sized = any(node.saved_bytes is not None for node in records.values())
         if any((nodes[i].calls and shift != self.call_shift) or (sized and nodes[i].saved_bytes is not None)
                for i in skipped):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from itertools import compress
 from operator import ne
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from graphscope.model.history import Partial
 from graphscope.model.records import Edge, GradStat, Node, NodeKind
@@ -51,6 +51,14 @@ def moved(node: Node, like: int, step: int, calls_shift: int = 0, sized: bool = 
     return _new(Node, fields)
 
 
+def shift_of_calls(pairs: Iterable[tuple[Node, Any]], like: int) -> int:
+    """How many module calls later a step that repeats step `like`'s graph numbers its own:
+    from the first of `like`'s records made inside a module call whose repeat's calls (paired
+    with it) are known too; 0 when there is none."""
+    return next((calls[0][1] - old.calls[0][1] for old, calls in pairs
+                 if old.first_step == like and old.calls and calls), 0)
+
+
 def _changes(old: Node, new: Node) -> dict[str, Any]:
     """The attributes in which `new` differs from `old`, as JSON-ready data (`grad_step`
     equal to `grad`, as after zero_grad, written as SAME_AS_GRAD)."""
@@ -88,8 +96,7 @@ def _like_to_dict(partial: Partial, template: Partial, known: Repeat | None = No
     olds = template.snapshot.nodes
     if known is None:
         pairs = list(enumerate(zip(olds, partial.snapshot.nodes)))
-        shift = next((new.calls[0][1] - old.calls[0][1] for _, (old, new) in pairs
-                      if old.first_step == like and old.calls and new.calls), 0)
+        shift = shift_of_calls(((old, new.calls) for _, (old, new) in pairs), like)
         sized = any(new.saved_bytes is not None for new in partial.snapshot.nodes)
     else:
         pairs = [(i, (olds[i], new)) for i, new in known.records.items()]
