@@ -18,6 +18,7 @@ from torch import nn
 import graphscope
 from graphscope.capture import steady
 from graphscope.model import NodeKind, Run
+from graphscope.model.records import paused_gc
 from graphscope.report.builder import drawn_views, page_data
 
 from conftest import EXAMPLES, run_graphscope
@@ -299,16 +300,6 @@ def frozen_before() -> Iterator[None]:
         gc.unfreeze()
 
 
-@contextlib.contextmanager
-def paused_collector() -> Iterator[None]:
-    """No collection while the block runs: every object it leaves alive stays young."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def oldest_generation() -> int:
     """How many objects the oldest generation holds once the younger ones are collected."""
     gc.collect(1)
@@ -342,7 +333,7 @@ def test_a_steady_step_leaves_few_objects_for_the_collector_to_count():
     collector will stop tracking there: an echo step of a 4-leaf loop leaves its partial,
     snapshot and echo and a few small tuples, not a tuple or two per gradient statistic kept
     (about 21 a step were, 9.5 now)."""
-    per_step = steady_objects_per_step(1000, paused_collector, lambda: len(gc.get_objects(0)))
+    per_step = steady_objects_per_step(1000, paused_gc, lambda: len(gc.get_objects(0)))
     print(f"{per_step:.2f} objects a step left for the young collection")
     assert per_step <= 13
 
