@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import graphscope
-from graphscope.capture import steady
+from graphscope.capture import session as recording, sources, steady
 from graphscope.model import NodeKind, Run
 from graphscope.model.records import paused_gc
 from graphscope.report.builder import drawn_views, page_data
@@ -96,6 +96,48 @@ def test_stamping_steps_aside_once_steady_and_its_stamps_come_from_the_step_repe
     for step in filled:
         functions = session[step].of_kind(NodeKind.FUNCTION)
         assert functions and all(f.source and "test_steady.py:" in f.source for f in functions)
+
+
+def hand_written_loop(steps: int) -> graphscope.Session:
+    """Linear regression written by hand, recorded: no nn.Module and no optimizer, the update
+    under no_grad."""
+    torch.manual_seed(0)
+    x = torch.randn(32, 2)
+    y = x @ torch.tensor([[2.0], [-3.4]]) + 4.2
+    w, b = torch.zeros(2, 1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    with graphscope.record() as session:
+        for _ in range(steps):
+            loss = ((x @ w + b - y) ** 2).mean()
+            loss.backward()
+            with torch.no_grad():
+                w -= 0.1 * w.grad
+                b -= 0.1 * b.grad
+            w.grad = b.grad = None
+    return session
+
+
+def stamps(session: graphscope.Session) -> list[list[tuple]]:
+    """Every record's stamps, step by step: where it was made, in which step and module call."""
+    return [[(n.id, n.source, n.module, n.calls, n.first_step, n.origin) for n in s.nodes] for s in session.snapshots]
+
+
+def test_stamping_steps_aside_in_a_loop_with_no_module_and_no_optimizer(monkeypatch):
+    session = hand_written_loop(12)
+    filled = [s.step for s in session.snapshots if any(note.startswith(FILLED) for note in s.notes)]
+    assert filled and min(filled) <= 6 and 11 in filled
+    assert torch.Tensor.backward is sources.ORIGINAL_TENSOR_BACKWARD
+    monkeypatch.setattr(recording, "STEADY_ECHOES", 10**9)  # stamping never steps aside
+    always = hand_written_loop(12)
+    assert not any(note.startswith(FILLED) for s in always.snapshots for note in s.notes)
+    assert stamps(session) == stamps(always)
+    assert all(f.source and "test_steady.py:" in f.source for f in session[11].of_kind(NodeKind.FUNCTION))
+
+
+def test_tensor_backward_is_torchs_own_again_after_a_recording_that_raised():
+    with pytest.raises(ZeroDivisionError), graphscope.record():
+        assert torch.Tensor.backward is not sources.ORIGINAL_TENSOR_BACKWARD
+        1 / 0
+    assert torch.Tensor.backward is sources.ORIGINAL_TENSOR_BACKWARD
 
 
 def test_a_new_shape_while_stamping_is_aside_says_it_has_no_source_and_stamping_resumes():

@@ -201,8 +201,9 @@ class ModeSwitch:
     the innermost mode: another mode entered after it stays as it is).
 
     Inside the mode's own `__torch_function__` (a `loss.backward()` dispatched through it)
-    torch has taken the mode off for the while, so a request to turn it off is kept and
-    carried out at the next module call or optimizer step."""
+    torch has taken the mode off for the while, so a request to turn it off that cannot be
+    carried out at once is kept for the next chance: a module call, an optimizer step, or
+    the return of `Tensor.backward` (a loop written without either)."""
 
     def __init__(self, mode: TorchFunctionMode):
         self.mode = mode
@@ -210,14 +211,13 @@ class ModeSwitch:
         self.requested = False
 
     def request_off(self) -> None:
-        """Turn the mode off at the next chance."""
-        self.requested = True
+        """Turn the mode off now, or at the next chance."""
+        self.requested = not self.turn_off()
 
     def at_chance(self, *_: Any) -> None:
-        """A module call or an optimizer step starts: carry out a request to turn off."""
+        """A chance (see the class): carry out a request to turn off, or keep it."""
         if self.requested:
-            self.requested = False
-            self.turn_off()
+            self.requested = not self.turn_off()
 
     def turn_off(self) -> bool:
         """Take the mode off when it is the innermost one; True when it is off now."""
@@ -233,6 +233,35 @@ class ModeSwitch:
         if self.off:
             torch._C._push_on_torch_function_stack(self.mode)
             self.off = False
+
+
+ORIGINAL_TENSOR_BACKWARD = torch.Tensor.backward
+_SWITCHES: list[ModeSwitch] = []  # the steady switch of each tracking in progress
+
+
+@functools.wraps(ORIGINAL_TENSOR_BACKWARD)
+def _backward_with_chance(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    """`Tensor.backward` while sources are tracked: once it returns, the stamping mode is back
+    on the stack, a chance to step aside (see ModeSwitch). A function of this module, not a
+    closure: nothing torch may cache of it holds a recording."""
+    try:
+        return ORIGINAL_TENSOR_BACKWARD(self, *args, **kwargs)
+    finally:
+        if _SWITCHES and not compiling():
+            _SWITCHES[-1].at_chance()
+
+
+@contextlib.contextmanager
+def _chance_after_backward(switch: ModeSwitch) -> Iterator[None]:
+    """Give `switch` its chance after each `Tensor.backward` made inside the block."""
+    torch.Tensor.backward = _backward_with_chance
+    _SWITCHES.append(switch)
+    try:
+        yield
+    finally:
+        _SWITCHES.remove(switch)
+        if not _SWITCHES and torch.Tensor.backward is _backward_with_chance:
+            torch.Tensor.backward = ORIGINAL_TENSOR_BACKWARD
 
 
 class _OptimizerPause:
@@ -297,7 +326,7 @@ def track_sources(keys: StampKeys, current_step: Callable[[], int], root: str | 
                    register_optimizer_step_pre_hook(pause.before), register_optimizer_step_post_hook(pause.after),
                    register_optimizer_step_post_hook(steady.at_chance)]
         try:
-            with mode:
+            with mode, _chance_after_backward(steady):
                 try:
                     yield Tracking(modules, steady)
                 finally:
