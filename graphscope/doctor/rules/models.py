@@ -35,6 +35,19 @@ def _behind(snapshot: Snapshot, foreign: set[str], owned: set[str]) -> bool:
     return False
 
 
+def _behind_once(snapshot: Snapshot, foreign: set[str], owned: set[str],
+                 known: dict[tuple, bool]) -> bool:
+    """`_behind`, found once for all the steps that repeat one step's graph (Digest.like: the
+    same ids, names and edges), so a long loop's records are not made for it."""
+    like = snapshot.digest().like
+    if like is None:
+        return _behind(snapshot, foreign, owned)
+    key = (like, frozenset(foreign), frozenset(owned))
+    if key not in known:
+        known[key] = _behind(snapshot, foreign, owned)
+    return known[key]
+
+
 def _applied_stale(evidence: Evidence, foreign: set[str], step: int) -> Snapshot | None:
     """A later step in which those parameters' `.grad` still held more than that step's own
     gradient: the stray gradient was never zeroed, so their optimizer applies it."""
@@ -53,13 +66,14 @@ def wrong_model_grad(evidence: Evidence) -> Iterator[Finding]:
     while another optimizer of the run does; an error once such a gradient is applied."""
     later = {s.step: n.step for s, n in zip(evidence.snapshots, evidence.snapshots[1:])}
     found: dict[tuple[str, ...], list[tuple[Snapshot, int]]] = {}
+    known: dict[tuple, bool] = {}
     for snapshot in evidence.snapshots:
         if snapshot.call != "backward":
             continue
         until = later.get(snapshot.step, snapshot.step + 1)
         reached = _reached(snapshot)
         foreign = foreign_parameters(evidence, reached, snapshot.step, until)
-        if foreign and _behind(snapshot, foreign, reached - foreign):
+        if foreign and _behind_once(snapshot, foreign, reached - foreign, known):
             found.setdefault(tuple(sorted(foreign)), []).append((snapshot, until))
     for foreign, steps in found.items():
         yield _finding(evidence, list(foreign), steps)
