@@ -19,6 +19,7 @@ from graphscope.model.history import kept
 from graphscope.renderers.engine import ENGINES
 
 USAGE_ERROR = 2
+FULL_PASS_AFTER = 100  # middle-generation passes between full ones (Python's default is 10)
 NPROC = click.option("--nproc", type=click.IntRange(min=1), default=None,
                      help="Start torchrun with N ranks on this machine: each rank writes OUT/rank-K/, "
                           "and OUT/index.html shows them all (doctor: the findings of every rank).")
@@ -38,8 +39,13 @@ class _Group(click.Group):
 def run() -> None:
     """The `graphscope` command as a process. What is alive before it starts (torch and
     graphscope, imported) is never garbage, so it is moved out of the collector's sight:
-    the collector's full passes, during the user's script and at exit, skip it."""
+    the collector's full passes, during the user's script and at exit, skip it. A recording
+    keeps a few objects a step, and that growth alone would start a full pass each time it
+    grows by a quarter: the collector waits for FULL_PASS_AFTER middle passes, not 10,
+    before it makes one (the young and middle passes collect as before)."""
     gc.freeze()
+    young, middle, full = gc.get_threshold()
+    gc.set_threshold(young, middle, max(full, FULL_PASS_AFTER))
     main(prog_name="graphscope")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import shutil
@@ -12,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import graphscope
-from graphscope.cli import main
+from graphscope.cli import FULL_PASS_AFTER, main
 
 from conftest import EXAMPLES, needs_dot, run_graphscope
 
@@ -146,6 +147,27 @@ def test_script_garbage_is_still_collected_while_imports_are_left_alone(tmp_path
     done = run_graphscope("render", str(script), "-o", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
     assert "cycle collected True imports frozen True" in done.stdout
+
+
+def test_a_recording_starts_no_full_collection_by_its_own_growth_while_young_passes_collect(tmp_path):
+    """The collector makes a full pass after FULL_PASS_AFTER middle passes, not Python's 10:
+    the records a long recording keeps grow a little every step, and each quarter of growth
+    started a full pass over all of them. The script's young cycles are collected as before."""
+    script = tmp_path / "young.py"
+    script.write_text(
+        "import gc, weakref, torch\n"
+        "class Cycle:\n"
+        "    pass\n"
+        "a = Cycle(); a.me = a; alive = weakref.ref(a); del a\n"
+        "junk = [[i] for i in range(5 * gc.get_threshold()[0])]\n"
+        "print('thresholds', gc.get_threshold(), 'cycle collected', alive() is None)\n"
+        "x = torch.ones(1, requires_grad=True)\n"
+        "(x * 2).sum().backward()\n"
+    )
+    young, middle, _ = gc.get_threshold()
+    done = run_graphscope("render", str(script), "-o", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert f"thresholds ({young}, {middle}, {FULL_PASS_AFTER}) cycle collected True" in done.stdout
 
 
 def test_argparse_script_with_its_own_flag(tmp_path):
