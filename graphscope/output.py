@@ -119,15 +119,17 @@ def write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec
         paths = [save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings,
                       dict(zip(selection.steps, encoded)))]
         rows = growth(run.snapshots)
-        if rows:
-            paths.append(write_atomic(directory / GROWTH_FILE, growth_svg(rows).encode("utf-8")))
+        chart = growth_svg(rows) if rows else ""
+        if chart:
+            paths.append(write_atomic(directory / GROWTH_FILE, chart.encode("utf-8")))
         written, not_drawn = write_steps(chosen, directory, formats, engine, progress, run.findings, view, encoded)
         del encoded  # the report lays out pictures next: let a huge graph's text go first
         paths += written
         if report:
             svgs = _report_svgs(run, selection.steps, directory, formats, engine, progress, view, not_drawn)
             note = what_was_drawn(selection, not_drawn) + "".join(f"; not drawn: {line}" for line in not_drawn)
-            paths.append(write_report(run, directory / REPORT_FILE, svgs, note, view))
+            paths.append(write_report(run, directory / REPORT_FILE, svgs, note, view,
+                                      chart if len(rows) > 1 else ""))
         return Report(selection, rows, paths, not_drawn)
 
 

@@ -29,10 +29,15 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
+# One encoder for every call (a long run encodes a line a step); what it encodes is plain
+# data made for it, never a cycle, so it does not look for one.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False)
+
+
 def compact_json(value: Any) -> str:
     """Deterministic compact JSON, as every file graphscope writes has it: sorted keys, no
     spaces, UTF-8 as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 class NodeKind(str, enum.Enum):

@@ -216,8 +216,10 @@ def timeline(run: Run, svgs: Mapping[int, bytes], views: Mapping[int, Snapshot])
     return sorted(set(svgs) | explore), explore
 
 
-def report_html(run: Run, svgs: Mapping[int, bytes], note: str = "", view: ViewOptions = ViewOptions()) -> str:
-    """The whole page for a run; `svgs` maps the position of each drawn step to its SVG, drawn in `view`."""
+def report_html(run: Run, svgs: Mapping[int, bytes], note: str = "", view: ViewOptions = ViewOptions(),
+                growth_chart: str | None = None) -> str:
+    """The whole page for a run; `svgs` maps the position of each drawn step to its SVG, drawn
+    in `view`; `growth_chart` is the run's growth chart when it is drawn already."""
     views = drawn_views(run, svgs, view)
     positions, explore = timeline(run, svgs, views)
     missing = {q for p in positions for q in (p - 1, p) if q >= 0} - set(views)
@@ -228,8 +230,10 @@ def report_html(run: Run, svgs: Mapping[int, bytes], note: str = "", view: ViewO
                for k, pos in enumerate(positions)]
     if explore:
         blocks.append(engine_block())
-    rows = growth(run.snapshots)
-    chart = inline_svg(growth_svg(rows)) if len(rows) > 1 else ""
+    if growth_chart is None:
+        rows = growth(run.snapshots)
+        growth_chart = growth_svg(rows) if len(rows) > 1 else ""
+    chart = inline_svg(growth_chart) if growth_chart else ""
     script = page_script()
     return asset("page.html").format(
         csp=_csp(script, bool(explore)), title=html.escape(f"graphscope · {data['title']}"),
@@ -286,6 +290,6 @@ def layout_steps(run: Run, positions: Iterable[int], engine: str = "embedded",
 
 
 def write_report(run: Run, path: Path, svgs: Mapping[int, bytes], note: str = "",
-                 view: ViewOptions = ViewOptions()) -> Path:
-    """Write the report page atomically."""
-    return write_atomic(path, report_html(run, svgs, note, view).encode("utf-8"))
+                 view: ViewOptions = ViewOptions(), growth_chart: str | None = None) -> Path:
+    """Write the report page atomically (see report_html)."""
+    return write_atomic(path, report_html(run, svgs, note, view, growth_chart).encode("utf-8"))
