@@ -133,6 +133,39 @@ def test_stamping_steps_aside_in_a_loop_with_no_module_and_no_optimizer(monkeypa
     assert all(f.source and "test_steady.py:" in f.source for f in session[11].of_kind(NodeKind.FUNCTION))
 
 
+def train_step_loop(steps: int) -> graphscope.Session:
+    """A cubic fitted with four scalar parameters, one `train_step()` call a step: its loss
+    dies with the call, so each step's graph reaches the parameters through accumulators
+    PyTorch makes anew (a loss kept until the next step keeps them for the next graph)."""
+    torch.manual_seed(0)
+    x = torch.linspace(-3, 3, 50)
+    y = torch.sin(x)
+    a, b, c, d = (nn.Parameter(torch.randn(())) for _ in range(4))
+    optimizer = torch.optim.SGD([a, b, c, d], lr=1e-4)
+
+    def train_step() -> None:
+        loss = ((a + b * x + c * x ** 2 + d * x ** 3 - y) ** 2).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    with graphscope.record() as session:
+        for _ in range(steps):
+            train_step()
+    return session
+
+
+def test_stamping_steps_aside_when_each_step_reaches_its_parameters_through_new_accumulators(monkeypatch):
+    """A parameter's accumulator is stamped with the step the parameter was first captured
+    in, not made at a line: it never matched the step repeated, and stamping never stepped
+    aside in a loop of train_step() calls."""
+    session = train_step_loop(12)
+    filled = [s.step for s in session.snapshots if any(note.startswith(FILLED) for note in s.notes)]
+    assert filled and min(filled) <= 6 and 11 in filled
+    monkeypatch.setattr(recording, "STEADY_ECHOES", 10**9)
+    assert stamps(session) == stamps(train_step_loop(12))
+
+
 def test_tensor_backward_is_torchs_own_again_after_a_recording_that_raised():
     with pytest.raises(ZeroDivisionError), graphscope.record():
         assert torch.Tensor.backward is not sources.ORIGINAL_TENSOR_BACKWARD

@@ -141,15 +141,18 @@ def filler(template: Template, step: int, call_shift: int) -> Filler:
 
 def same_stamps(echo: Echo) -> bool:
     """True when every new op of an echo was stamped, at the template's lines and modules, as
-    many steps back as there (the stamps `filler` takes from the template must be true)."""
+    many steps back as there (the stamps `filler` takes from the template must be true). A
+    leaf's accumulator is no op: its stamps are the leaf's own, read at every step, never
+    taken from the template."""
     template = echo.template
     first, old, step = template.partial.first, template.step, echo.step
     nodes = template.partial.snapshot.nodes
-    return bool(echo.stamps) and all(
-        source is not None and nodes[first + number].first_step is not None
-        and (made - step, source, module) == (nodes[first + number].first_step - old, nodes[first + number].source,
-                                              nodes[first + number].module)
-        for number, (made, source, module, _) in echo.stamps.items())
+    ops = [(nodes[first + number], stamps) for number, stamps in echo.stamps.items()
+           if nodes[first + number].kind is not NodeKind.LEAF]
+    return bool(ops) and all(
+        source is not None and node.first_step is not None
+        and (made - step, source, module) == (node.first_step - old, node.source, node.module)
+        for node, (made, source, module, _) in ops)
 
 
 def fill_walk(walk: Walk, fill: Filler, step: int) -> None:
