@@ -166,6 +166,88 @@ def test_stamping_steps_aside_when_each_step_reaches_its_parameters_through_new_
     assert stamps(session) == stamps(train_step_loop(12))
 
 
+def dcgan_loop(iterations: int) -> graphscope.Session:
+    """A GAN trained as the DCGAN example does: the discriminator's backward on real images and
+    its backward on `fake.detach()` build graphs of one shape at two lines, then the
+    generator's backward runs through `fake`, made before the discriminator's second backward."""
+    torch.manual_seed(0)
+    generator = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+    discriminator = nn.Sequential(nn.Linear(8, 1), nn.Sigmoid())
+    criterion = nn.BCELoss()
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-3)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3)
+    ones, zeros = torch.ones(16, 1), torch.zeros(16, 1)
+    with graphscope.record() as session:
+        for _ in range(iterations):
+            discriminator.zero_grad()
+            loss_real = criterion(discriminator(torch.randn(16, 8)), ones)
+            loss_real.backward()
+            fake = generator(torch.randn(16, 4))
+            loss_fake = criterion(discriminator(fake.detach()), zeros)
+            loss_fake.backward()
+            opt_d.step()
+            generator.zero_grad()
+            loss_g = criterion(discriminator(fake), ones)
+            loss_g.backward()
+            opt_g.step()
+    return session
+
+
+def clamped_gan_loop(iterations: int) -> graphscope.Session:
+    """A GAN whose discriminator's two backwards build graphs of two shapes (one clamps): every
+    graph repeats, so stamping steps aside, and the steps drawn in full from then on (8, 32)
+    include generator steps whose `fake` was made two backwards earlier."""
+    torch.manual_seed(0)
+    generator = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+    discriminator = nn.Sequential(nn.Linear(8, 1), nn.Sigmoid())
+    criterion = nn.BCELoss()
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-3)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3)
+    ones, zeros = torch.ones(16, 1), torch.zeros(16, 1)
+    with graphscope.record() as session:
+        for _ in range(iterations):
+            discriminator.zero_grad()
+            fake = generator(torch.randn(16, 4))
+            criterion(discriminator(torch.randn(16, 8)), ones).backward()
+            criterion(discriminator(fake.detach()).clamp(0, 1), zeros).backward()
+            opt_d.step()
+            generator.zero_grad()
+            criterion(discriminator(fake), ones).backward()
+            opt_g.step()
+    return session
+
+
+def validated_loop(steps: int) -> graphscope.Session:
+    """A training loop that runs its model on a validation batch under no_grad every 5 steps,
+    between one step's backward and the next step's forward."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y, x_val = torch.randn(16, 4), torch.randn(16, 1), torch.randn(32, 4)
+    with graphscope.record() as session:
+        for step in range(steps):
+            loss = nn.functional.mse_loss(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if step % 5 == 4:
+                with torch.no_grad():
+                    model(x_val)
+    return session
+
+
+@pytest.mark.parametrize("loop", [dcgan_loop, clamped_gan_loop, validated_loop], ids=["dcgan", "carried", "validation"])
+def test_stamps_taken_from_a_repeated_step_are_those_stamping_would_have_made(loop, monkeypatch):
+    """One graph shape built at two lines (the DCGAN discriminator's two backwards) must not
+    take the other line's stamps, and module calls made between two steps (a validation
+    pass) must not shift the numbers of the next step's calls, and a step drawn in full with
+    the stamps of the step it repeats says in which step `fake` was made: every step's stamps
+    are those recorded with stamping never stepping aside (lines, calls and that step were false)."""
+    session = loop(30)
+    monkeypatch.setattr(recording, "STEADY_ECHOES", 10**9)
+    assert stamps(session) == stamps(loop(30))
+
+
 def test_tensor_backward_is_torchs_own_again_after_a_recording_that_raised():
     with pytest.raises(ZeroDivisionError), graphscope.record():
         assert torch.Tensor.backward is not sources.ORIGINAL_TENSOR_BACKWARD

@@ -79,6 +79,13 @@ class Template:
                          and node.origin == (step, number) and node.saved_freed is None)
 
     @functools.cached_property
+    def outer_calls(self) -> frozenset[int]:
+        """The outermost module calls its functions ran in, by number: an echo whose stamps are
+        taken from it must have made its own there, shifted, at the same lines."""
+        nodes = self.partial.snapshot.nodes
+        return frozenset(node.calls[0][1] for node in nodes if node.kind is NodeKind.FUNCTION and node.calls)
+
+    @functools.cached_property
     def made_tensors(self) -> tuple[int, ...]:
         """Where the tensor nodes that are no leaves are in the template's records: an echo
         has its own, made in its step and without gradients."""
@@ -155,9 +162,25 @@ def same_stamps(echo: Echo) -> bool:
         for node, (made, source, module, _) in ops)
 
 
+def walk_like(look: Look, walk: Walk, template: Template, step: int) -> bool:
+    """For a full capture of a graph shaped like `template` while stamping is on: True when
+    each op it captured first was stamped as `same_stamps` asks of an echo."""
+    first, old, nodes = template.partial.first, template.step, template.partial.snapshot.nodes
+    ops = 0
+    for fn, number in zip(look.order, template.numbers):
+        mine, theirs = walk.nodes[walk.first_function + walk.index[fn]], nodes[first + number]
+        if theirs.kind is NodeKind.LEAF or mine.origin is None or mine.origin[0] != step:
+            continue
+        ops += 1
+        if mine.source is None or theirs.first_step is None or (mine.first_step - step, mine.source, mine.module) != (
+                theirs.first_step - old, theirs.source, theirs.module):
+            return False
+    return ops > 0
+
+
 def fill_walk(walk: Walk, fill: Filler, step: int) -> None:
     """Give the functions of a full capture that were made unstamped the template's stamps,
-    and the tensors they output their source."""
+    and the tensors they output their source and the step they were made in."""
     first = walk.first_function
     for fi in range(len(walk.children)):
         node = walk.nodes[first + fi]
@@ -167,7 +190,8 @@ def fill_walk(walk: Walk, fill: Filler, step: int) -> None:
     for i, node in enumerate(walk.nodes):
         origin = node.origin
         if node.is_tensor and node.kind is not NodeKind.LEAF and node.source is None and origin and origin[0] == step:
-            walk.nodes[i] = node._replace(source=walk.nodes[first + origin[1]].source)
+            made_by = walk.nodes[first + origin[1]]
+            walk.nodes[i] = node._replace(source=made_by.source, first_step=made_by.first_step)
 
 
 class Echo:

@@ -26,7 +26,7 @@ from graphscope.capture.overlay import hooked
 from graphscope.capture.sources import Tracking, track_sources
 from graphscope.capture.stats import StatsQueue
 from graphscope.capture.steady import GRADIENT_DETAILS, Cadence, leaves_note, sampled, too_large
-from graphscope.capture.echo import Echo, Template, filler, fill_walk, fits, look, same_stamps, template
+from graphscope.capture.echo import Echo, Template, filler, fill_walk, fits, look, same_stamps, template, walk_like
 from graphscope.capture.tracing import torch_is_tracing
 from graphscope.capture.identity import LeafRegistry, Stamp, StampKeys
 from graphscope.capture.walker import resolve_names, walk
@@ -36,11 +36,13 @@ ORIGINAL_GRAD = torch.autograd.grad
 _BACKWARD_SIGNATURE = inspect.signature(ORIGINAL_BACKWARD)
 _sessions = itertools.count()
 STEADY_ECHOES = 2
+UNLIKE_WINDOW = 100  # steps after an echo stamped unlike the step it repeats in which stamping stays on
 _FILLED = ("file:line and module stamps of this step's ops are those of step {step}, whose graph has the same "
            "shape: stamping steps aside once a loop is steady")
 _UNSTAMPED = ("no file:line for this step's ops: stamping had stepped aside while the loop was steady, and this "
-              "step's graph could not take the stamps of an earlier step (a new shape, or one that reaches into "
-              "graphs earlier steps captured); stamping resumes after it")
+              "step's graph could not take the stamps of an earlier step (a new shape, one that reaches into "
+              "graphs earlier steps captured, or one whose module calls were not made where that step's were); "
+              "stamping resumes after it")
 _GRAD_SIGNATURE = inspect.signature(ORIGINAL_GRAD)
 _RECORDING: list[Session] = []  # the session recording now (one at most)
 
@@ -126,6 +128,7 @@ class Session:
         self._sites: dict[int, str] = {}
         self._steady_run = 0
         self._call_starts: list[int] = []
+        self._unlike: dict[int, int] = {}  # template step: the last step an echo of it was stamped unlike it
 
     @property
     def sites(self) -> dict[int, str]:
@@ -190,7 +193,7 @@ class Session:
         repeated = self._templates.get(seen.shape) if seen is not None and seen.whole else None
         unstamped = self._tracking is not None and self._tracking.steady.off
         shift = self._call_shift(repeated) if repeated and unstamped else None
-        fitting = repeated is not None and fits(seen, repeated)
+        fitting = repeated is not None and fits(seen, repeated) and (shift is not None or not unstamped)
         if fitting and not sampled(stamp.step):
             return self._echo(original, Echo(seen, repeated, stamp, self._queue, shift), kind, args, kwargs)
         if unstamped and not fitting:  # a new shape: stamp again until the loop is steady
@@ -208,6 +211,8 @@ class Session:
             captured.notes.append(_FILLED.format(step=repeated.step))
         elif unstamped:
             captured.notes.append(_UNSTAMPED)
+        elif fitting and self._tracking is not None and not walk_like(seen, captured, repeated, stamp.step):
+            self._steady(repeated.step, stamp.step, False)  # a sampled full step stamped unlike its template
         self._busy = True
         self._detail = "full"
         try:
@@ -258,21 +263,46 @@ class Session:
             echo.finish()
             self._busy = False
             self._added(echo.partial(kind, notes))
-            self._steady(echo)
+            if self._tracking is not None and not self._tracking.steady.off:
+                self._steady(echo.template.step, echo.step, same_stamps(echo))
 
-    def _steady(self, echo: Echo) -> None:
-        """Count echoes stamped where their template was; two in a row and stamping pauses."""
-        if self._tracking is None or self._tracking.steady.off:
-            return
-        self._steady_run = self._steady_run + 1 if self._steady_run >= 0 and same_stamps(echo) else 0
-        if self._steady_run >= STEADY_ECHOES:
+    def _steady(self, template: int, step: int, like: bool) -> None:
+        """Count steps of a known shape stamped as their template was (`like`); two in a row and
+        stamping pauses, unless one was stamped unlike its template in the last UNLIKE_WINDOW
+        steps (one graph shape built at several places: stamps taken from the template would
+        be false)."""
+        if self._steady_run < 0:
+            self._steady_run = 0
+        elif like:
+            self._steady_run += 1
+        else:
+            self._steady_run = 0
+            self._unlike[template] = step
+        if self._steady_run >= STEADY_ECHOES and not self._unlike_lately(step):
             self._tracking.steady.request_off()
 
-    def _call_shift(self, template: Template) -> int:
-        """How many module calls were made between the template's forward pass and this one's."""
+    def _unlike_lately(self, step: int) -> bool:
+        """True when an echo was stamped unlike its template in the last UNLIKE_WINDOW steps."""
+        return any(step - last < UNLIKE_WINDOW for last in self._unlike.values())
+
+    def _call_shift(self, template: Template) -> int | None:
+        """How many module calls later this step's ops ran than the template's: counted from the
+        backward before each step, or else from each step's own backward, whichever puts each
+        outermost module call of the template's ops at a call made at the same line (a
+        validation pass between two steps moves the first count, not the second); None when
+        neither does (one graph shape built at several places) or when an echo of the template
+        was stamped unlike it lately."""
+        step = len(self._partials)
+        if step - self._unlike.get(template.step, -UNLIKE_WINDOW) < UNLIKE_WINDOW:
+            return None
         def start(step: int) -> int:
             return self._call_starts[step - 1] if step > 0 else 0
-        return start(len(self._partials)) - start(template.step)
+        modules = self._tracking.modules
+        for shift in (start(step) - start(template.step), modules.count - self._call_starts[template.step]):
+            if all((site := modules.sites.get(number)) is not None and modules.sites.get(number + shift) == site
+                   for number in template.outer_calls):
+                return shift
+        return None
 
     def _added(self, partial: Partial) -> None:
         """Keep a step's partial and tell whoever listens."""
