@@ -36,7 +36,7 @@ ORIGINAL_GRAD = torch.autograd.grad
 _BACKWARD_SIGNATURE = inspect.signature(ORIGINAL_BACKWARD)
 _sessions = itertools.count()
 STEADY_ECHOES = 2
-UNLIKE_WINDOW = 100  # steps after an echo stamped unlike the step it repeats in which stamping stays on
+UNLIKE_WINDOW = 100  # steps after a step stamped unlike the step it repeats in which stamping stays on
 _FILLED = ("file:line and module stamps of this step's ops are those of step {step}, whose graph has the same "
            "shape: stamping steps aside once a loop is steady")
 _UNSTAMPED = ("no file:line for this step's ops: stamping had stepped aside while the loop was steady, and this "
@@ -128,7 +128,7 @@ class Session:
         self._sites: dict[int, str] = {}
         self._steady_run = 0
         self._call_starts: list[int] = []
-        self._unlike: dict[int, int] = {}  # template step: the last step an echo of it was stamped unlike it
+        self._unlike: dict[int, int] = {}  # template step: the last step of its shape stamped unlike it
 
     @property
     def sites(self) -> dict[int, str]:
@@ -282,7 +282,7 @@ class Session:
             self._tracking.steady.request_off()
 
     def _unlike_lately(self, step: int) -> bool:
-        """True when an echo was stamped unlike its template in the last UNLIKE_WINDOW steps."""
+        """True when a step was stamped unlike its template in the last UNLIKE_WINDOW steps."""
         return any(step - last < UNLIKE_WINDOW for last in self._unlike.values())
 
     def _call_shift(self, template: Template) -> int | None:
@@ -290,7 +290,7 @@ class Session:
         backward before each step, or else from each step's own backward, whichever puts each
         outermost module call of the template's ops at a call made at the same line (a
         validation pass between two steps moves the first count, not the second); None when
-        neither does (one graph shape built at several places) or when an echo of the template
+        neither does (one graph shape built at several places) or when a step of its shape
         was stamped unlike it lately."""
         step = len(self._partials)
         if step - self._unlike.get(template.step, -UNLIKE_WINDOW) < UNLIKE_WINDOW:
