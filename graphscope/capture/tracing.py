@@ -36,6 +36,8 @@ def _tracing_mode_active() -> bool:
 
 def _traced_tensor(value: Any) -> bool:
     """True for a tensor that only exists inside a trace: fake, functional or functorch-wrapped."""
+    if type(value) is torch.Tensor:  # no subclass: only a functorch wrapper can be one
+        return torch._C._functorch.is_functorch_wrapped_tensor(value)
     if not isinstance(value, torch.Tensor):
         return False
     for module_name, class_name in _TRACED_TENSOR_CLASSES:
