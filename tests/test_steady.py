@@ -167,7 +167,7 @@ def test_stamping_steps_aside_when_each_step_reaches_its_parameters_through_new_
     assert stamps(session) == stamps(train_step_loop(12))
 
 
-def gan_loop(iterations: int, clamp: bool = False) -> graphscope.Session:
+def gan_loop(iterations: int, clamp: bool = False, gradients: str = "auto") -> graphscope.Session:
     """A GAN trained as the DCGAN example does: the discriminator's backward on real images,
     its backward on `fake.detach()`, then the generator's through `fake`, made before the
     discriminator's second backward. Its two discriminator graphs have one shape, built at two
@@ -180,16 +180,19 @@ def gan_loop(iterations: int, clamp: bool = False) -> graphscope.Session:
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-3)
     opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3)
     ones, zeros = torch.ones(16, 1), torch.zeros(16, 1)
-    with graphscope.record() as session:
+    with graphscope.record(gradients=gradients) as session:
         for _ in range(iterations):
             discriminator.zero_grad()
-            criterion(discriminator(torch.randn(16, 8)), ones).backward()
+            loss_real = criterion(discriminator(torch.randn(16, 8)), ones)
+            loss_real.backward()
             fake = generator(torch.randn(16, 4))
             scores = discriminator(fake.detach())
-            criterion(scores.clamp(0, 1) if clamp else scores, zeros).backward()
+            loss_fake = criterion(scores.clamp(0, 1) if clamp else scores, zeros)
+            loss_fake.backward()
             opt_d.step()
             generator.zero_grad()
-            criterion(discriminator(fake), ones).backward()
+            loss_g = criterion(discriminator(fake), ones)
+            loss_g.backward()
             opt_g.step()
     return session
 
@@ -224,6 +227,20 @@ def test_stamps_taken_from_a_repeated_step_are_those_stamping_would_have_made(lo
     session = loop(30)
     monkeypatch.setattr(recording, "STEADY_ECHOES", 10**9)
     assert stamps(session) == stamps(loop(30))
+
+
+def test_an_echo_of_a_graph_built_at_another_line_names_none_of_its_tensors():
+    """An echo looks no name up: it takes its template's. The DCGAN's fake step repeats the
+    real step's graph, and said its loss was `loss_real`, made at the real step's line. An echo
+    stamped unlike its template names no tensor, and its tensors' lines are their makers'."""
+    auto, full = gan_loop(12), gan_loop(12, gradients="all")  # "all": every step walked, names looked up
+    unnamed = 0
+    for mine, truth in zip(auto.snapshots, full.snapshots):
+        for node, true_node in zip(mine.nodes, truth.nodes):
+            if node.is_tensor and node.kind is not NodeKind.LEAF:
+                assert node.name in (None, true_node.name) and node.source == true_node.source
+                unnamed += node.name is None and true_node.name is not None
+    assert unnamed
 
 
 def test_tensor_backward_is_torchs_own_again_after_a_recording_that_raised():

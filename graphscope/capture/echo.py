@@ -33,8 +33,8 @@ from graphscope.model.partials import shift_of_calls
 from graphscope.model.snapshot import DIGESTED, Digest, Repeat, digest_of, held_bytes
 
 _new = tuple.__new__
-_FIRST_STEP, _SOURCE, _MODULE, _CALLS, _ORIGIN, _SAVED_BYTES, _SAVED_FREED, _GRAD, _GRAD_STEP = (
-    Node._fields.index(name) for name in ("first_step", "source", "module", "calls", "origin", "saved_bytes",
+_NAME, _FIRST_STEP, _SOURCE, _MODULE, _CALLS, _ORIGIN, _SAVED_BYTES, _SAVED_FREED, _GRAD, _GRAD_STEP = (
+    Node._fields.index(name) for name in ("name", "first_step", "source", "module", "calls", "origin", "saved_bytes",
                                           "saved_freed", "grad", "grad_step"))
 
 
@@ -199,7 +199,12 @@ class Echo:
     With a `call_shift`, the ops were made while stamping was off: their stamps are the
     template's (see `filler`), taken when the records are read, not kept per step. Made at
     each step they were nested tuples made anew, which CPython untracks one level per
-    collection: each reached the oldest generation and was scanned at its every full pass."""
+    collection: each reached the oldest generation and was scanned at its every full pass.
+    An echo found `unlike` its template (its ops stamped at other lines: one graph shape built
+    at several places) names none of its tensors, as names are not looked up for an echo: the
+    template's would be another place's."""
+
+    unlike = False
 
     def __init__(self, look: Look, template: Template, stamp: Stamp, queue: StatsQueue, call_shift: int | None = None):
         self.template = template
@@ -322,7 +327,7 @@ class Echo:
         if self.filled:
             fill = filler(self.template, self.step, self.call_shift)  # set whenever ops were filled
             stamps = {**stamps, **{number: fill(number) for number in self.filled if number not in skip}}
-        return _echo_records(self.template, self.step, stamps, shares, grads)
+        return _echo_records(self.template, self.step, stamps, shares, grads, self.unlike)
 
 
 def _equal(grad: torch.Tensor | None, share: torch.Tensor | None) -> bool:
@@ -359,11 +364,11 @@ def _stamp(order: list[Any], numbers: tuple[int, ...], stamp: Stamp,
 
 
 def _echo_records(template: Template, step: int, stamps: dict[int, tuple], shares: dict[int, Any],
-                  grads: dict[int, Any]) -> dict[int, Node]:
+                  grads: dict[int, Any], unlike: bool = False) -> dict[int, Node]:
     """The template's records that this step changes, by position: its own stamps on each new
     function, its leaves' gradients, the tensor nodes made now marked as this step's (with no
-    gradient; no edge has one either). Records are made from field lists by one C call
-    each: a long loop makes millions."""
+    gradient; no edge has one either; `unlike` the template, with no name and their maker's
+    line). Records are made from field lists by one C call each: a long loop makes millions."""
     first, old = template.partial.first, template.step
     nodes = template.partial.snapshot.nodes
     changed: dict[int, Node] = {}
@@ -381,6 +386,8 @@ def _echo_records(template: Template, step: int, stamps: dict[int, tuple], share
         origin = fields[_ORIGIN]
         if origin is not None and origin[0] == old:
             fields[_ORIGIN], fields[_FIRST_STEP] = (step, *origin[1:]), stamps.get(origin[1], (step,))[0]
+            if unlike:
+                fields[_NAME], fields[_SOURCE] = None, stamps.get(origin[1], (None, None))[1]
         fields[_GRAD], fields[_GRAD_STEP] = None, None
         changed[i] = _new(Node, fields)
     return changed

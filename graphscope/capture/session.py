@@ -264,7 +264,8 @@ class Session:
             self._busy = False
             self._added(echo.partial(kind, notes))
             if self._tracking is not None and not self._tracking.steady.off:
-                self._steady(echo.template.step, echo.step, same_stamps(echo))
+                echo.unlike = not same_stamps(echo)
+                self._steady(echo.template.step, echo.step, not echo.unlike)
 
     def _steady(self, template: int, step: int, like: bool) -> None:
         """Count steps of a known shape stamped as their template was (`like`); two in a row and
