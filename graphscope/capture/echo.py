@@ -151,15 +151,27 @@ def same_stamps(echo: Echo) -> bool:
     many steps back as there (the stamps `filler` takes from the template must be true). A
     leaf's accumulator is no op: its stamps are the leaf's own, read at every step, never
     taken from the template."""
-    template = echo.template
-    first, old, step = template.partial.first, template.step, echo.step
-    nodes = template.partial.snapshot.nodes
-    ops = [(nodes[first + number], stamps) for number, stamps in echo.stamps.items()
-           if nodes[first + number].kind is not NodeKind.LEAF]
+    ops = _new_ops(echo)
+    old, step = echo.template.step, echo.step
     return bool(ops) and all(
         source is not None and node.first_step is not None
         and (made - step, source, module) == (node.first_step - old, node.source, node.module)
         for node, (made, source, module, _) in ops)
+
+
+def stamped_elsewhere(echo: Echo) -> bool:
+    """True when a new op of an echo was stamped at another line or module than the template's
+    (one graph shape built at several places)."""
+    return any(source is not None and (source, module) != (node.source, node.module)
+               for node, (_, source, module, _) in _new_ops(echo))
+
+
+def _new_ops(echo: Echo) -> list[tuple[Node, tuple]]:
+    """The template's record and this echo's stamps of each op the echo captured first."""
+    template = echo.template
+    first, nodes = template.partial.first, template.partial.snapshot.nodes
+    return [(nodes[first + number], stamps) for number, stamps in echo.stamps.items()
+            if nodes[first + number].kind is not NodeKind.LEAF]
 
 
 def walk_like(look: Look, walk: Walk, template: Template, step: int) -> bool:
@@ -200,8 +212,8 @@ class Echo:
     template's (see `filler`), taken when the records are read, not kept per step. Made at
     each step they were nested tuples made anew, which CPython untracks one level per
     collection: each reached the oldest generation and was scanned at its every full pass.
-    An echo found `unlike` its template (its ops stamped at other lines: one graph shape built
-    at several places) names none of its tensors, as names are not looked up for an echo: the
+    An echo found `unlike` its template (`stamped_elsewhere`: one graph shape built at several
+    places) names none of its tensors, as names are not looked up for an echo: the
     template's would be another place's."""
 
     unlike = False

@@ -26,7 +26,8 @@ from graphscope.capture.overlay import hooked
 from graphscope.capture.sources import Tracking, track_sources
 from graphscope.capture.stats import StatsQueue
 from graphscope.capture.steady import GRADIENT_DETAILS, Cadence, leaves_note, sampled, too_large
-from graphscope.capture.echo import Echo, Template, filler, fill_walk, fits, look, same_stamps, template, walk_like
+from graphscope.capture.echo import (Echo, Template, filler, fill_walk, fits, look, same_stamps, stamped_elsewhere,
+                                     template, walk_like)
 from graphscope.capture.tracing import torch_is_tracing
 from graphscope.capture.identity import LeafRegistry, Stamp, StampKeys
 from graphscope.capture.walker import resolve_names, walk
@@ -264,8 +265,9 @@ class Session:
             self._busy = False
             self._added(echo.partial(kind, notes))
             if self._tracking is not None and not self._tracking.steady.off:
-                echo.unlike = not same_stamps(echo)
-                self._steady(echo.template.step, echo.step, not echo.unlike)
+                like = same_stamps(echo)
+                echo.unlike = not like and stamped_elsewhere(echo)
+                self._steady(echo.template.step, echo.step, like)
 
     def _steady(self, template: int, step: int, like: bool) -> None:
         """Count steps of a known shape stamped as their template was (`like`); two in a row and
