@@ -153,10 +153,15 @@ def same_stamps(echo: Echo) -> bool:
     taken from the template."""
     ops = _new_ops(echo)
     old, step = echo.template.step, echo.step
-    return bool(ops) and all(
-        source is not None and node.first_step is not None
-        and (made - step, source, module) == (node.first_step - old, node.source, node.module)
-        for node, (made, source, module, _) in ops)
+    return bool(ops) and all(_stamped_as(node, old, made - step, source, module)
+                             for node, (made, source, module, _) in ops)
+
+
+def _stamped_as(node: Node, old: int, back: int, source: str | None, module: str | None) -> bool:
+    """True when an op made `back` steps from its own step at `source` in `module` was stamped
+    as the template's record `node` (the template's step `old`) was."""
+    return (source is not None and node.first_step is not None
+            and (back, source, module) == (node.first_step - old, node.source, node.module))
 
 
 def stamped_elsewhere(echo: Echo) -> bool:
@@ -184,8 +189,7 @@ def walk_like(look: Look, walk: Walk, template: Template, step: int) -> bool:
         if theirs.kind is NodeKind.LEAF or mine.origin is None or mine.origin[0] != step:
             continue
         ops += 1
-        if mine.source is None or theirs.first_step is None or (mine.first_step - step, mine.source, mine.module) != (
-                theirs.first_step - old, theirs.source, theirs.module):
+        if not _stamped_as(theirs, old, mine.first_step - step, mine.source, mine.module):
             return False
     return ops > 0
 
