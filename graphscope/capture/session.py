@@ -293,11 +293,10 @@ class Session:
         backward before each step, or else from each step's own backward, whichever puts each
         outermost module call of the template's ops at a call made at the same line (a
         validation pass between two steps moves the first count, not the second); None when
-        neither does (one graph shape built at several places) or when a step of its shape
-        was stamped unlike it lately."""
+        neither does (one graph shape built at several places). Stamping is aside, so no step
+        was stamped unlike its template in the last UNLIKE_WINDOW steps (see `_steady`)."""
         step = len(self._partials)
-        if step - self._unlike.get(template.step, -UNLIKE_WINDOW) < UNLIKE_WINDOW:
-            return None
+
         def start(step: int) -> int:
             return self._call_starts[step - 1] if step > 0 else 0
         modules = self._tracking.modules
