@@ -18,7 +18,7 @@ from graphscope.model.records import paused_gc
 from graphscope.renderers import FORMATS, write
 from graphscope.renderers.engine import choose_engine
 from graphscope.renderers.growth import growth_svg, growth_table
-from graphscope.report.builder import REPORT_FILE, layout_steps, write_report
+from graphscope.report.builder import REPORT_FILE, layout_steps, report_chart, write_report
 from graphscope.store import SESSION_FILE, save
 
 GROWTH_FILE = "growth.svg"
@@ -119,7 +119,7 @@ def write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec
         paths = [save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings,
                       dict(zip(selection.steps, encoded)))]
         rows = growth(run.snapshots)
-        chart = growth_svg(rows) if rows else ""
+        chart = growth_svg(rows) if rows else None
         if chart:
             paths.append(write_atomic(directory / GROWTH_FILE, chart.encode("utf-8")))
         written, not_drawn = write_steps(chosen, directory, formats, engine, progress, run.findings, view, encoded)
@@ -128,8 +128,7 @@ def write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec
         if report:
             svgs = _report_svgs(run, selection.steps, directory, formats, engine, progress, view, not_drawn)
             note = what_was_drawn(selection, not_drawn) + "".join(f"; not drawn: {line}" for line in not_drawn)
-            paths.append(write_report(run, directory / REPORT_FILE, svgs, note, view,
-                                      chart if len(rows) > 1 else ""))
+            paths.append(write_report(run, directory / REPORT_FILE, svgs, note, view, report_chart(rows, chart)))
         return Report(selection, rows, paths, not_drawn)
 
 

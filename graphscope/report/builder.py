@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from graphscope.analysis.diff import diff
-from graphscope.analysis.growth import growth, is_growing
+from graphscope.analysis.growth import GrowthRow, growth, is_growing
 from graphscope.analysis.scaling import unscaled
 from graphscope.analysis.view import ViewOptions
 from graphscope.errors import LayoutError
@@ -216,10 +216,18 @@ def timeline(run: Run, svgs: Mapping[int, bytes], views: Mapping[int, Snapshot])
     return sorted(set(svgs) | explore), explore
 
 
+def report_chart(rows: Sequence[GrowthRow], drawn: str | None = None) -> str:
+    """The growth chart the report shows, none for a run of one step; `drawn` is
+    `growth_svg(rows)` when it is made already."""
+    if len(rows) <= 1:
+        return ""
+    return growth_svg(rows) if drawn is None else drawn
+
+
 def report_html(run: Run, svgs: Mapping[int, bytes], note: str = "", view: ViewOptions = ViewOptions(),
                 growth_chart: str | None = None) -> str:
     """The whole page for a run; `svgs` maps the position of each drawn step to its SVG, drawn
-    in `view`; `growth_chart` is the run's growth chart when it is drawn already."""
+    in `view`; `growth_chart` is its `report_chart` when it is made already."""
     views = drawn_views(run, svgs, view)
     positions, explore = timeline(run, svgs, views)
     missing = {q for p in positions for q in (p - 1, p) if q >= 0} - set(views)
@@ -231,8 +239,7 @@ def report_html(run: Run, svgs: Mapping[int, bytes], note: str = "", view: ViewO
     if explore:
         blocks.append(engine_block())
     if growth_chart is None:
-        rows = growth(run.snapshots)
-        growth_chart = growth_svg(rows) if len(rows) > 1 else ""
+        growth_chart = report_chart(growth(run.snapshots))
     chart = inline_svg(growth_chart) if growth_chart else ""
     script = page_script()
     return asset("page.html").format(
