@@ -7,6 +7,7 @@ import gc
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -20,6 +21,7 @@ from graphscope.renderers.engine import ENGINES
 
 USAGE_ERROR = 2
 FULL_PASS_AFTER = 100  # middle-generation passes between full ones (Python's default is 10)
+PROCESS = "graphscope process"  # click's context object when the command runs as its own process
 NPROC = click.option("--nproc", type=click.IntRange(min=1), default=None,
                      help="Start torchrun with N ranks on this machine: each rank writes OUT/rank-K/, "
                           "and OUT/index.html shows them all (doctor: the findings of every rank).")
@@ -46,7 +48,22 @@ def run() -> None:
     gc.freeze()
     young, middle, full = gc.get_threshold()
     gc.set_threshold(young, middle, max(full, FULL_PASS_AFTER))
-    main(prog_name="graphscope")
+    main(prog_name="graphscope", obj=PROCESS)
+
+
+@contextlib.contextmanager
+def _finishing(process: object) -> Iterator[None]:
+    """The collector paused while a recorded run is read, checked and written: those records
+    hold no cycles, and a young pass after each phase would scan every record it made. In the
+    `graphscope` process (`process` is PROCESS) it stays paused to the end, which is near: the
+    pass Python makes at exit still collects the script's garbage and runs its finalizers."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled and process is not PROCESS:
+            gc.enable()
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -115,7 +132,7 @@ def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str
         with progress.watching(lambda: f"graphscope: captured {len(captured)} step(s)"):
             run = record_script(script, script_args, saved=saved, source=not no_source, on_step=captured.append,
                                 gradients=gradients)
-        with torchrun.finishing_writes(ranks):
+        with _finishing(click.get_current_context().obj), torchrun.finishing_writes(ranks):
             run = replace(run, snapshots=kept(run.snapshots))
             run = replace(run, findings=diagnose(run))
             view = ViewOptions(budget=budget, depth=depth, full=full)

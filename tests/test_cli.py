@@ -170,6 +170,41 @@ def test_a_recording_starts_no_full_collection_by_its_own_growth_while_young_pas
     assert f"thresholds ({young}, {middle}, {FULL_PASS_AFTER}) cycle collected True" in done.stdout
 
 
+def test_no_collection_scans_the_records_once_the_script_ends_yet_its_garbage_is_finalized(tmp_path):
+    """Reading, checking and writing a run makes records that hold no cycles: the collector
+    stays paused from the script's end to the process's, where Python's pass at exit still
+    collects the script's garbage cycles and runs their finalizers."""
+    script = tmp_path / "passes.py"
+    script.write_text(
+        "import atexit, gc, torch\n"
+        "passes = []\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'start' and passes.append(info['generation']))\n"
+        "class Closer:\n"
+        "    def __del__(self):\n"
+        "        print('finalized at exit', flush=True)\n"
+        "w = torch.ones(3, requires_grad=True)\n"
+        "for step in range(200):\n"
+        "    (w * step).sum().backward()\n"
+        "c = Closer(); c.me = c; del c\n"
+        "gc.disable()  # the cycle stays garbage until the exit pass\n"
+        "ended = len(passes)\n"
+        "gc.enable()\n"
+        "atexit.register(lambda: print('passes after the script', len(passes) - ended, flush=True))\n"
+    )
+    done = run_graphscope("render", str(script), "-o", str(tmp_path / "out"), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert "passes after the script 0" in done.stdout
+    assert "finalized at exit" in done.stdout
+
+
+def test_render_in_process_leaves_the_collector_as_it_found_it(tmp_path):
+    """Run inside another program (CliRunner here), `render` resumes the collector it paused."""
+    assert gc.isenabled()
+    done = CliRunner().invoke(main, ["render", str(EXAMPLES / "two_paths.py"), "-o", str(tmp_path), "--format", "json"])
+    assert done.exit_code == 0, done.output
+    assert gc.isenabled()
+
+
 def test_argparse_script_with_its_own_flag(tmp_path):
     plain = run_graphscope("render", str(EXAMPLES / "rnn_hidden_state.py"), "-o", str(tmp_path / "a"), "--format", "json")
     fixed = run_graphscope("render", str(EXAMPLES / "rnn_hidden_state.py"), "--detach", "-o", str(tmp_path / "b"),
