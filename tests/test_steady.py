@@ -410,6 +410,35 @@ def test_a_backward_call_pytorch_refuses_is_refused_the_same_way_while_recording
     assert x.grad.tolist() == [2.0, 2.0, 2.0]
 
 
+class TwoHeads(nn.Module):
+    """A forward that takes one head or the other: the two make graphs of one shape."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.head_a, self.head_b = nn.Linear(4, 8), nn.Linear(8, 1), nn.Linear(8, 1)
+
+    def forward(self, x, second):
+        return (self.head_b if second else self.head_a)(torch.tanh(self.body(x)))
+
+
+def test_an_echo_names_the_leaves_its_own_step_used_not_those_of_a_step_of_the_same_shape():
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    model = TwoHeads()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    norms = []
+    with graphscope.record(gradients="auto") as session:
+        for step in range(16):
+            loss = nn.functional.mse_loss(model(x, step in (3, 5, 9, 10, 11, 14)), y)
+            optimizer.zero_grad()
+            loss.backward()
+            norms.append({name: p.grad.norm().item() for name, p in model.named_parameters() if p.grad is not None})
+            optimizer.step()
+    assert any(s.gradients == "leaves" for s in session.snapshots)
+    for snapshot, pytorch in zip(session.snapshots, norms):
+        assert leaf_norms(snapshot) == pytest.approx(pytorch), snapshot.step
+
+
 def test_a_steady_step_keeps_few_objects_for_the_garbage_collector_to_scan():
     """Each full pass of the collector scans every object a run keeps: an echo step of a 4-leaf
     loop keeps its leaves' gradient records, its partial, snapshot and echo, and little more."""

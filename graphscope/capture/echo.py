@@ -2,9 +2,9 @@
 
 A training loop builds the same graph every step. Once a step of some shape was captured in
 full, a later step of that shape (the same ops reading each other the same way, outputs and
-named tensors of the same shapes, no history of earlier steps in it) is recorded from a
-quick look at the graph: each op's own stamps (the step it was made in, its `file:line`,
-its module calls), what each leaf received and its `.grad`. Its records are the earlier
+named tensors of the same shapes, the same leaf tensors, no history of earlier steps in it)
+is recorded from a quick look at the graph: each op's own stamps (the step it was made in,
+its `file:line`, its module calls), what each leaf received and its `.grad`. Its records are the earlier
 step's, with those read in: no names are looked up and no record is built until the step is
 read. Once stamping steps aside, most of its function records are the earlier step's moved
 to it: the step is digested and written to the run file from the few others. Nothing here
@@ -14,6 +14,7 @@ keeps a reference to the graph once the backward has run.
 from __future__ import annotations
 
 import functools
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence
 
@@ -52,14 +53,16 @@ class Look:
 @dataclass(frozen=True)
 class Template:
     """A step captured in full that later steps of its shape echo: its partial, each visited
-    function's number in its records, and the visit positions of its leaves and of the
-    functions whose outputs are tensor nodes (with those tensors' shapes)."""
+    function's number in its records, and the visit positions of its leaves (with a weak
+    reference to each leaf tensor, its shape and dtype) and of the functions whose outputs
+    are tensor nodes (with those tensors' shapes)."""
 
     step: int
     partial: Partial
     numbers: tuple[int, ...]
     leaves: tuple[int, ...]
     shapes: tuple[tuple[int, int, tuple[int, ...]], ...]
+    leaf_tensors: tuple[tuple[weakref.ref, tuple[int, ...], torch.dtype], ...]
 
     @functools.cached_property
     def bare_edges(self) -> tuple[Edge, ...]:
@@ -115,16 +118,27 @@ def template(look: Look, walk: Walk, step: int, partial: Partial) -> Template:
     leaves = tuple(i for i, fn in enumerate(look.order) if _raw_name(fn) == ACCUMULATE_GRAD)
     shapes = tuple((position[key[1]], nr, walk.nodes[node].shape) for node, key, nr in walk.tensor_keys
                    if key[0] == step and walk.nodes[node].shape is not None)
-    return Template(step, partial, numbers, leaves, shapes)
+    with torch._C.DisableTorchFunction():
+        variables = [look.order[i].variable for i in leaves]
+        leaf_tensors = tuple((weakref.ref(v), tuple(v.shape), v.dtype) for v in variables)
+    return Template(step, partial, numbers, leaves, shapes, leaf_tensors)
 
 
 def fits(look: Look, template: Template) -> bool:
     """True when the tensor nodes of `template` have the same shapes in this graph (a smaller
-    last batch changes them and is no echo)."""
+    last batch changes them and is no echo), and its leaves are the template's tensors, or
+    new tensors of their shapes and dtypes where those are gone (an input made each step):
+    an echo keeps the template's leaf records, names included, and two parameters used
+    alike (one branch or another of a forward) make graphs of one shape."""
     for position, nr, shape in template.shapes:
         metadata = look.order[position]._input_metadata
         if nr >= len(metadata) or tuple(metadata[nr].shape) != shape:
             return False
+    with torch._C.DisableTorchFunction():
+        for position, (known, shape, dtype) in zip(template.leaves, template.leaf_tensors):
+            variable, held = look.order[position].variable, known()
+            if (held is not None and held is not variable) or tuple(variable.shape) != shape or variable.dtype != dtype:
+                return False
     return True
 
 
