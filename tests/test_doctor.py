@@ -188,6 +188,17 @@ def test_summed_loss_tensor_keeps_every_steps_graph(tmp_path):
     assert findings(write_script(tmp_path, "total_loss_item.py", fixed)) == []
 
 
+def test_a_running_average_of_the_loss_tensor_keeps_every_steps_graph(tmp_path):
+    source = (EXAMPLES / "total_loss_graph.py").read_text()
+    script = write_script(tmp_path, "running.py", source.replace("total_loss += loss ", "total_loss = 0.9 * total_loss + 0.1 * loss "))
+    [found] = findings(script)
+    assert found.rule == "graph-growth" and found.location == line_of(script, "total_loss = 0.9 * total_loss")
+    assert "all 5 captured steps" in found.message
+    assert "`total_loss = 0.9 * total_loss + 0.1 * loss.item()`" in found.fix
+    fixed = source.replace("total_loss += loss ", "total_loss = 0.9 * total_loss + 0.1 * loss.item() ")
+    assert findings(write_script(tmp_path, "running_item.py", fixed)) == []
+
+
 def test_growth_from_one_earlier_graph_is_not_growth():
     second = recorded("two_paths.py")[1]
     assert {n.first_step for n in second.of_kind(NodeKind.FUNCTION)} == {0}
@@ -670,11 +681,15 @@ def test_truth_tests_and_accumulations():
             if not w.grad or w.grad is None:
                 pass
             x = a if w else b
+            avg = (avg * step + loss) / (step + 1)
+            best = min(best, loss)
+            smooth = 0.9 * smooth + 0.1 * loss.item()
         """))
     assert [(t.line, scriptsource.text(t.expression)) for t in scriptsource.truth_tests(tree)] == [
         (7, "w.grad"), (9, "w")]
-    assert [(a.line, a.holder, a.appends) for a in scriptsource.accumulations(tree)] == [
-        (4, "total", False), (6, "losses", True)]
+    assert [(a.line, a.holder, a.appends, a.fixed) for a in scriptsource.accumulations(tree)] == [
+        (4, "total", False, ""), (6, "losses", True, ""),
+        (10, "avg", False, "avg = (avg * step + loss.item()) / (step + 1)")]
 
 
 # --- failures no rule knows, the API, JSON, pictures ------------------------------------------

@@ -8,6 +8,7 @@ than an error, since the script already ran under Python and the doctor only rea
 from __future__ import annotations
 
 import ast
+import copy
 import functools
 import re
 from typing import Iterator, NamedTuple
@@ -218,12 +219,57 @@ def _backward_receivers(loop: ast.stmt) -> set[str]:
 
 
 class Accumulation(NamedTuple):
-    """`total += loss` or `losses.append(loss)` in a loop that calls `loss.backward()`."""
+    """`total += loss` or `losses.append(loss)` in a loop that calls `loss.backward()`, or a
+    running value made of the tensor (`avg = 0.9 * avg + 0.1 * loss`), then with the
+    statement that keeps a number instead (`fixed`)."""
 
     line: int
     holder: str
     tensor: str
     appends: bool
+    fixed: str = ""
+
+
+_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div)
+
+
+def _operands(expression: ast.expr) -> list[ast.expr] | None:
+    """The names and constants an arithmetic expression (+, -, *, / only) is made of; None
+    when it holds anything else (a call, an attribute: `loss.item()`)."""
+    found, stack = [], [expression]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.BinOp) and isinstance(node.op, _ARITHMETIC):
+            stack += [node.left, node.right]
+        elif isinstance(node, (ast.Name, ast.Constant)):
+            found.append(node)
+        else:
+            return None
+    return found
+
+
+class _AsNumber(ast.NodeTransformer):
+    """Rewrites each use of one name as `name.item()`."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        """`name.item()` for the name, any other name as it is."""
+        if node.id != self.name:
+            return node
+        return ast.Call(ast.Attribute(ast.Name(node.id, ast.Load()), "item", ast.Load()), [], [])
+
+
+def _running(statement: ast.Assign, tensors: set[str]) -> Accumulation | None:
+    """`avg = 0.9 * avg + 0.1 * loss`: a value carried across steps, made of the tensor."""
+    holder = statement.targets[0].id
+    names = {o.id for o in _operands(statement.value) or () if isinstance(o, ast.Name)}
+    tensor = sorted((names - {holder}) & tensors)
+    if holder not in names or not tensor:
+        return None
+    value = _AsNumber(tensor[0]).visit(copy.deepcopy(statement.value))
+    return Accumulation(statement.lineno, holder, tensor[0], False, f"{holder} = {ast.unparse(value)}")
 
 
 def _accumulated(statement: ast.stmt, tensors: set[str]) -> Accumulation | None:
@@ -239,6 +285,8 @@ def _accumulated(statement: ast.stmt, tensors: set[str]) -> Accumulation | None:
         names = [o.id for o in operands if isinstance(o, ast.Name)]
         if len(names) == 2 and holder in names and (set(names) - {holder}) & tensors:
             return Accumulation(statement.lineno, holder, (set(names) - {holder}).pop(), False)
+    if isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name):
+        return _running(statement, tensors)
     if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
         call = statement.value
         if (isinstance(call.func, ast.Attribute) and call.func.attr == "append" and len(call.args) == 1

@@ -127,12 +127,13 @@ def _kept_losses(evidence: Evidence) -> Iterator[Finding]:
 def _kept_loss_finding(evidence: Evidence, location: str, kept: code.Accumulation,
                        steps: list[int]) -> Finding:
     """The finding for one accumulation of a loss tensor across steps."""
-    verb = "collects" if kept.appends else "adds up"
+    verb = "collects" if kept.appends else f"computes `{kept.holder}` from" if kept.fixed else "adds up"
     message = (f"{evidence.at(location)} {verb} the `{kept.tensor}` tensor of every step, and each one "
                f"holds its step's whole graph: `{kept.holder}` keeps the graphs of all {len(steps)} "
                f"captured steps ({steps_text(steps)}) alive, so memory grows with every step.")
     number = f"{kept.tensor}.item()"
     fix = (f"keep a number, not the tensor: `{kept.holder}.append({number})`" if kept.appends
+           else f"keep a number, not the tensor: `{kept.fixed}`" if kept.fixed
            else f"keep a number, not the tensor: `{kept.holder} += {number}`")
     fix += f" (or `{kept.tensor}.detach()` to keep a tensor without its graph)."
     return Finding("graph-growth", "warning", message, fix, location, steps[-1])
