@@ -83,8 +83,16 @@ def test_gradients_sent_to_the_generator_by_the_discriminator_step_are_a_finding
     [warning] = [f for f in findings("gan.py", "--retain") if f.rule == "wrong-model-grad"]
     assert warning.severity == "warning" and warning.step == 1
     assert "netG.main.0.weight" in warning.message and "`optimizerD`" in warning.message
+    assert "the stray gradients were never applied" in warning.message and "else zero" not in warning.fix
     [error] = [f for f in findings("gan.py", "--retain", "--keep-g-grads") if f.rule == "wrong-model-grad"]
     assert error.severity == "error" and "applies both" in error.message
+
+
+def test_stray_gradients_are_said_never_applied_only_when_their_optimizer_did_not_step_first():
+    [cleared] = [f for f in findings("two_models.py") if f.rule == "wrong-model-grad"]
+    assert "never applied" in cleared.message and "else zero" not in cleared.fix
+    [applied] = [f for f in findings("two_models.py", "--apply-stray") if f.rule == "wrong-model-grad"]
+    assert "never applied" not in applied.message and "else zero" in applied.fix
 
 
 def test_a_correct_gan_has_no_finding():

@@ -7,7 +7,7 @@ from typing import Iterator
 
 from graphscope.doctor.carried import foreign_parameters, stepping_between
 from graphscope.doctor.evidence import Evidence, backward_location, names_text, rule, steps_text
-from graphscope.model import Finding, NodeKind, Snapshot, accumulated, base_name
+from graphscope.model import Finding, Node, NodeKind, Snapshot, accumulated, base_name
 
 
 def _reached(snapshot: Snapshot) -> set[str]:
@@ -48,16 +48,27 @@ def _behind_once(snapshot: Snapshot, foreign: set[str], owned: set[str],
     return known[key]
 
 
-def _applied_stale(evidence: Evidence, foreign: set[str], step: int) -> Snapshot | None:
-    """A later step in which those parameters' `.grad` still held more than that step's own
-    gradient: the stray gradient was never zeroed, so their optimizer applies it."""
+def _next_use(evidence: Evidence, foreign: set[str], step: int) -> tuple[Snapshot | None, list[Node]]:
+    """The next backward after step `step` whose graph holds those parameters, and their
+    records there; (None, []) when none does."""
     for later in evidence.snapshots:
         if later.step <= step or later.call != "backward":
             continue
         held = [n for n in later.of_kind(NodeKind.LEAF) if base_name(n.name) in foreign]
         if held:
-            return later if any(accumulated(n) for n in held) else None
-    return None
+            return later, held
+    return None, []
+
+
+def _cleared_unapplied(evidence: Evidence, foreign: set[str], step: int) -> bool:
+    """True when the next backward to reach those parameters gave each a gradient and found
+    in its `.grad` only that (what step `step` sent them was cleared), and no optimizer of
+    theirs stepped in between: nothing applied it."""
+    later, held = _next_use(evidence, foreign, step)
+    if later is None or any(n.grad is None or n.grad_step is None or accumulated(n) for n in held):
+        return False
+    owners = {o.name for o in evidence.optimizers if foreign & set(o.parameters)}
+    return not owners & set(stepping_between(evidence, step, later.step))
 
 
 @rule("wrong-model-grad")
@@ -89,12 +100,19 @@ def _finding(evidence: Evidence, foreign: list[str], steps: list[tuple[Snapshot,
     where = steps_text([s.step for s in snapshots])
     message = (f"the backward of {where} (of `{output.title}`) sent gradients to {names_text(foreign)}, "
                f"which {stepping}, stepping next, does not update: they belong to {owners}.")
-    stale = _applied_stale(evidence, set(foreign), first.step)
-    if stale is not None:
-        message += (f" Nothing zeroed them before step {stale.step}'s backward added its own, so {owners} "
+    later, held = _next_use(evidence, set(foreign), first.step)
+    stale = any(accumulated(n) for n in held)
+    detach = ("detach what one model hands to the other in this loss (`netD(fake.detach())` in a GAN's "
+              "discriminator step), so its backward stops there")
+    if stale:
+        message += (f" Nothing zeroed them before step {later.step}'s backward added its own, so {owners} "
                     "applies both.")
-    fix = ("detach what one model hands to the other in this loss (`netD(fake.detach())` in a GAN's "
-           "discriminator step), so its backward stops there; else zero the other model's gradients before "
-           "its own backward.")
-    return Finding("wrong-model-grad", "error" if stale is not None else "warning", message, fix,
+    elif all(_cleared_unapplied(evidence, set(foreign), snapshot.step) for snapshot in snapshots):
+        message += (f" Each time, the next backward to reach them found in their `.grad` only the gradient "
+                    f"it gave them, and {owners} did not step in between: the stray gradients were never "
+                    "applied, and that part of the backward is work for nothing.")
+        return Finding("wrong-model-grad", "warning", message, detach + " and does not do it.",
+                       backward_location(evidence, first), first.step)
+    fix = detach + "; else zero the other model's gradients before its own backward."
+    return Finding("wrong-model-grad", "error" if stale else "warning", message, fix,
                    backward_location(evidence, first), first.step)
