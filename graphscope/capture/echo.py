@@ -124,21 +124,26 @@ def template(look: Look, walk: Walk, step: int, partial: Partial) -> Template:
     return Template(step, partial, numbers, leaves, shapes, leaf_tensors)
 
 
-def fits(look: Look, template: Template) -> bool:
-    """True when the tensor nodes of `template` have the same shapes in this graph (a smaller
-    last batch changes them and is no echo), and its leaves are the template's tensors, or
-    new tensors of their shapes and dtypes where those are gone (an input made each step):
-    an echo keeps the template's leaf records, names included, and two parameters used
-    alike (one branch or another of a forward) make graphs of one shape."""
-    for position, nr, shape in template.shapes:
-        metadata = look.order[position]._input_metadata
-        if nr >= len(metadata) or tuple(metadata[nr].shape) != shape:
-            return False
+def same_leaves(look: Look, template: Template) -> bool:
+    """True when this graph's leaves are the template's tensors, or new tensors of their
+    shapes and dtypes where those are gone (an input made each step). Only then may a step
+    of its shape take its records, leaf names included, or its stamps: two parameters used
+    alike (one head or another of a forward) make graphs of one shape in other modules."""
     with torch._C.DisableTorchFunction():
         for position, (known, shape, dtype) in zip(template.leaves, template.leaf_tensors):
             variable, held = look.order[position].variable, known()
             if (held is not None and held is not variable) or tuple(variable.shape) != shape or variable.dtype != dtype:
                 return False
+    return True
+
+
+def fits(look: Look, template: Template) -> bool:
+    """True when the tensor nodes of `template` have the same shapes in this graph (a smaller
+    last batch changes them and is no echo)."""
+    for position, nr, shape in template.shapes:
+        metadata = look.order[position]._input_metadata
+        if nr >= len(metadata) or tuple(metadata[nr].shape) != shape:
+            return False
     return True
 
 

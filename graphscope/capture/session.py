@@ -26,8 +26,8 @@ from graphscope.capture.overlay import hooked
 from graphscope.capture.sources import Tracking, track_sources
 from graphscope.capture.stats import StatsQueue
 from graphscope.capture.steady import GRADIENT_DETAILS, Cadence, leaves_note, sampled, too_large
-from graphscope.capture.echo import (Echo, Template, filler, fill_walk, fits, look, same_stamps, stamped_elsewhere,
-                                     template, walk_like)
+from graphscope.capture.echo import (Echo, Template, filler, fill_walk, fits, look, same_leaves, same_stamps,
+                                     stamped_elsewhere, template, walk_like)
 from graphscope.capture.tracing import torch_is_tracing
 from graphscope.capture.identity import LeafRegistry, Stamp, StampKeys
 from graphscope.capture.walker import resolve_names, walk
@@ -38,11 +38,13 @@ _BACKWARD_SIGNATURE = inspect.signature(ORIGINAL_BACKWARD)
 _sessions = itertools.count()
 STEADY_ECHOES = 2
 UNLIKE_WINDOW = 100  # steps after a step stamped unlike the step it repeats in which stamping stays on
+TEMPLATES_PER_SHAPE = 8  # steps a graph shape is echoed from, one per set of leaves (a head chosen per step)
 _FILLED = ("file:line and module stamps of this step's ops are those of step {step}, whose graph has the same "
            "shape: stamping steps aside once a loop is steady")
 _UNSTAMPED = ("no file:line for this step's ops: stamping had stepped aside while the loop was steady, and this "
-              "step's graph could not take the stamps of an earlier step (a new shape, one that reaches into "
-              "graphs earlier steps captured, or one whose module calls were not made where that step's were); "
+              "step's graph could not take the stamps of an earlier step (a new shape, one with other leaf tensors, "
+              "one that reaches into graphs earlier steps captured, or one whose module calls were not made "
+              "where that step's were); "
               "stamping resumes after it")
 _GRAD_SIGNATURE = inspect.signature(ORIGINAL_GRAD)
 _RECORDING: list[Session] = []  # the session recording now (one at most)
@@ -113,7 +115,7 @@ class Session:
         self.source = source
         self.gradients = gradients
         self._cadence = Cadence()
-        self._templates: dict[Hashable, Template] = {}
+        self._templates: dict[Hashable, tuple[Template, ...]] = {}  # by shape: one per set of leaves
         self._queue = StatsQueue()
         self._detail = "full"
         self.root = root
@@ -191,7 +193,8 @@ class Session:
             return original(*args, **kwargs)
         stamp = Stamp(self._key, len(self._partials), self._leaves)
         seen = look(outputs, stamp) if self.gradients == "auto" and not self.saved and kind == "backward" else None
-        repeated = self._templates.get(seen.shape) if seen is not None and seen.whole else None
+        known = self._templates.get(seen.shape, ()) if seen is not None and seen.whole else ()
+        repeated = next((t for t in known if same_leaves(seen, t)), None)
         unstamped = self._tracking is not None and self._tracking.steady.off
         shift = self._call_shift(repeated) if repeated and unstamped else None
         fitting = repeated is not None and fits(seen, repeated) and (shift is not None or not unstamped)
@@ -242,10 +245,11 @@ class Session:
         finally:
             self._busy = False
             step = len(self._partials)
-            numbers = seen is not None and seen.whole and self._detail == "full" and seen.shape not in self._templates
+            numbers = (seen is not None and seen.whole and self._detail == "full" and repeated is None
+                       and len(known) < TEMPLATES_PER_SHAPE)
             partial = captured.partial(step, kind, self._queue, self._detail, keep_index=bool(numbers))
             if numbers:
-                self._templates[seen.shape] = template(seen, captured, step, partial)
+                self._templates[seen.shape] = (*known, template(seen, captured, step, partial))
                 captured.index.clear()
             self._added(partial)
 
