@@ -213,20 +213,35 @@ def walk_like(look: Look, walk: Walk, template: Template, step: int) -> bool:
     return ops > 0
 
 
-def fill_walk(walk: Walk, fill: Filler, step: int) -> None:
+def fill_walk(walk: Walk, fill: Filler, step: int) -> tuple[int, ...]:
     """Give the functions of a full capture that were made unstamped the template's stamps,
-    and the tensors they output their source and the step they were made in."""
-    first = walk.first_function
+    and the tensors they output their source and the step they were made in; returns the
+    numbers of the functions filled."""
+    first, filled = walk.first_function, []
     for fi in range(len(walk.children)):
         node = walk.nodes[first + fi]
         if node.kind is NodeKind.FUNCTION and node.source is None:
             made, source, module, calls = fill(fi)
             walk.nodes[first + fi] = node._replace(first_step=made, source=source, module=module, calls=calls)
+            filled.append(fi)
     for i, node in enumerate(walk.nodes):
         origin = node.origin
         if node.is_tensor and node.kind is not NodeKind.LEAF and node.source is None and origin and origin[0] == step:
             made_by = walk.nodes[first + origin[1]]
             walk.nodes[i] = node._replace(source=made_by.source, first_step=made_by.first_step)
+    return tuple(filled)
+
+
+def unfill_walk(walk: Walk, filled: tuple[int, ...], step: int) -> None:
+    """Take back the stamps `fill_walk` gave the functions `filled` and the tensors they output
+    (the step they were made in stays)."""
+    first, taken = walk.first_function, set(filled)
+    for fi in filled:
+        walk.nodes[first + fi] = walk.nodes[first + fi]._replace(source=None, module=None, calls=None)
+    for i, node in enumerate(walk.nodes):
+        origin = node.origin
+        if node.is_tensor and node.kind is not NodeKind.LEAF and origin and origin[0] == step and origin[1] in taken:
+            walk.nodes[i] = node._replace(source=None)
 
 
 class Echo:
@@ -240,6 +255,7 @@ class Echo:
     template's would be another place's."""
 
     unlike = False
+    taken_back = False
 
     def __init__(self, look: Look, template: Template, stamp: Stamp, queue: StatsQueue, call_shift: int | None = None):
         self.template = template
@@ -295,6 +311,12 @@ class Echo:
         self.copies = None
         self.received = tuple(self.received)
 
+    def take_back(self) -> None:
+        """Drop the stamps taken from the template (a later step of its shape, stamped, was made
+        at other lines): the ops keep the step they were made in, the tensors lose their names."""
+        self.taken_back = self.unlike = True
+        self.__dict__.pop("_repeated", None)
+
     def partial(self, call: str, notes: tuple[str, ...]) -> Partial:
         """The step's partial: the template's structure, these records made when first read."""
         source = self.template.partial
@@ -323,7 +345,7 @@ class Echo:
     def _repeated(self) -> Repeat | None:
         """See `repeat`."""
         template = self.template
-        clean = template.clean.intersection(self.filled) if self.filled else frozenset()
+        clean = template.clean.intersection(self.filled) if self.filled and not self.taken_back else frozenset()
         changed = self._changed(clean)
         first, nodes = template.partial.first, template.partial.snapshot.nodes
         skipped = {first + number for number in clean}
@@ -361,7 +383,10 @@ class Echo:
         stamps = self.stamps
         if self.filled:
             fill = filler(self.template, self.step, self.call_shift)  # set whenever ops were filled
-            stamps = {**stamps, **{number: fill(number) for number in self.filled if number not in skip}}
+            filled = {number: fill(number) for number in self.filled if number not in skip}
+            if self.taken_back:
+                filled = {number: (made, None, None, None) for number, (made, *_) in filled.items()}
+            stamps = {**stamps, **filled}
         return _echo_records(self.template, self.step, stamps, shares, grads, self.unlike)
 
 

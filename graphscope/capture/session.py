@@ -28,7 +28,9 @@ from graphscope.capture.stats import StatsQueue
 from graphscope.capture.steady import GRADIENT_DETAILS, Cadence, leaves_note, sampled, too_large
 from graphscope.capture.echo import (Echo, Template, filler, fill_walk, fits, look, same_leaves, same_stamps,
                                      stamped_elsewhere, template, walk_like)
+from graphscope.capture.checked import TakenStamps
 from graphscope.capture.tracing import torch_is_tracing
+from graphscope.model.snapshot import STAMPS_TAKEN
 from graphscope.capture.identity import LeafRegistry, Stamp, StampKeys
 from graphscope.capture.walker import resolve_names, walk
 
@@ -39,8 +41,6 @@ _sessions = itertools.count()
 STEADY_ECHOES = 2
 UNLIKE_WINDOW = 100  # steps after a step stamped unlike the step it repeats in which stamping stays on
 TEMPLATES_PER_SHAPE = 8  # steps a graph shape is echoed from, one per set of leaves (a head chosen per step)
-_FILLED = ("file:line and module stamps of this step's ops are those of step {step}, whose graph has the same "
-           "shape: stamping steps aside once a loop is steady")
 _UNSTAMPED = ("no file:line for this step's ops: stamping had stepped aside while the loop was steady, and this "
               "step's graph could not take the stamps of an earlier step (a new shape, one with other leaf tensors, "
               "one that reaches into graphs earlier steps captured, or one whose module calls were not made "
@@ -83,7 +83,7 @@ def _arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> dict[
 def _echo_notes(like: int, filled: bool) -> tuple[str, ...]:
     """The notes of an echo of step `like`: that it recorded leaves only and, when its stamps
     were filled in, from where; one tuple for all the echoes of a loop, made once, not a step."""
-    return (leaves_note(like),) + ((_FILLED.format(step=like),) if filled else ())
+    return (leaves_note(like),) + ((STAMPS_TAKEN.format(step=like),) if filled else ())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -132,6 +132,8 @@ class Session:
         self._steady_run = 0
         self._call_starts: list[int] = []
         self._unlike: dict[int, int] = {}  # template step: the last step of its shape stamped unlike it
+        self._taken = TakenStamps()
+        self._resumed = False  # stamping resumed during the last step: ops made before it are unstamped
 
     @property
     def sites(self) -> dict[int, str]:
@@ -192,16 +194,17 @@ class Session:
         if self._busy or torch_is_tracing(outputs):
             return original(*args, **kwargs)
         stamp = Stamp(self._key, len(self._partials), self._leaves)
+        resumed, self._resumed = self._resumed, False
         seen = look(outputs, stamp) if self.gradients == "auto" and not self.saved and kind == "backward" else None
         known = self._templates.get(seen.shape, ()) if seen is not None and seen.whole else ()
         repeated = next((t for t in known if same_leaves(seen, t)), None)
         unstamped = self._tracking is not None and self._tracking.steady.off
-        shift = self._call_shift(repeated) if repeated and unstamped else None
+        shift = self._call_shift(repeated) if repeated and (unstamped or resumed) else None
         fitting = repeated is not None and fits(seen, repeated) and (shift is not None or not unstamped)
         if fitting and not sampled(stamp.step):
             return self._echo(original, Echo(seen, repeated, stamp, self._queue, shift), kind, args, kwargs)
         if unstamped and not fitting:  # a new shape: stamp again until the loop is steady
-            self._tracking.steady.turn_on()
+            self._resume()
             self._steady_run = 0
         try:
             captured = walk(outputs, resolve_names(self.names, sys._getframe(2)), saved=self.saved, stamp=stamp,
@@ -210,13 +213,16 @@ class Session:
             captured = None
         if captured is None:  # no graph to capture: torch's own call says what is wrong, unchained
             return original(*args, **kwargs)
-        if shift is not None:
-            fill_walk(captured, filler(repeated, stamp.step, shift), stamp.step)
-            captured.notes.append(_FILLED.format(step=repeated.step))
+        filled = fill_walk(captured, filler(repeated, stamp.step, shift), stamp.step) if shift is not None else ()
+        if filled:
+            captured.notes.append(STAMPS_TAKEN.format(step=repeated.step))
         elif unstamped:
             captured.notes.append(_UNSTAMPED)
-        elif fitting and self._tracking is not None and not walk_like(seen, captured, repeated, stamp.step):
-            self._steady(repeated.step, stamp.step, False)  # a sampled full step stamped unlike its template
+        elif fitting and self._tracking is not None:
+            like = walk_like(seen, captured, repeated, stamp.step)
+            if not like:
+                self._steady(repeated.step, stamp.step, False)  # a sampled full step stamped unlike its template
+            self._settle(repeated.step, like, False, stamp.step)
         self._busy = True
         self._detail = "full"
         try:
@@ -252,10 +258,14 @@ class Session:
                 self._templates[seen.shape] = (*known, template(seen, captured, step, partial))
                 captured.index.clear()
             self._added(partial)
+            if filled and self._taken.took(repeated.step, step, captured, filled):
+                self._resume()
 
     def _echo(self, original: Callable[..., Any], echo: Echo, kind: str, args: tuple, kwargs: dict) -> Any:
         """Run `original` as a step that echoes an earlier one (see graphscope.capture.echo);
-        after two echoes stamped at the same lines, the stamping mode steps aside."""
+        after two echoes stamped at the same lines, the stamping mode steps aside. An echo made
+        partly before stamping resumed takes the stamps of those ops from its template, and
+        counts toward neither when none of its stamped ops tells."""
         self._busy = True
         notes = _echo_notes(echo.template.step, bool(echo.filled))
         try:
@@ -268,10 +278,16 @@ class Session:
             echo.finish()
             self._busy = False
             self._added(echo.partial(kind, notes))
-            if self._tracking is not None and not self._tracking.steady.off:
+            stamped = self._tracking is not None and not self._tracking.steady.off
+            if stamped:
                 like = same_stamps(echo)
                 echo.unlike = not like and stamped_elsewhere(echo)
-                self._steady(echo.template.step, echo.step, like)
+                if like or echo.unlike or not echo.filled:
+                    self._steady(echo.template.step, echo.step, like)
+            if echo.filled and self._taken.took(echo.template.step, echo.step):
+                self._resume()
+            if stamped:
+                self._settle(echo.template.step, like, echo.unlike, echo.step)
 
     def _steady(self, template: int, step: int, like: bool) -> None:
         """Count steps of a known shape stamped as their template was (`like`); two in a row and
@@ -287,6 +303,16 @@ class Session:
             self._unlike[template] = step
         if self._steady_run >= STEADY_ECHOES and not self._unlike_lately(step):
             self._tracking.steady.request_off()
+
+    def _resume(self) -> None:
+        """Stamp again from now (a new shape, or a check of the stamps taken while aside)."""
+        self._tracking.steady.turn_on()
+        self._resumed = True
+
+    def _settle(self, template: int, like: bool, elsewhere: bool, step: int) -> None:
+        """Step `step` of `template`'s shape was stamped: keep or take back the stamps the steps
+        of that shape took from it since the last check (see graphscope.capture.checked)."""
+        self._taken.settle(template, like, elsewhere, step, self._partials, STAMPS_TAKEN.format(step=template))
 
     def _unlike_lately(self, step: int) -> bool:
         """True when a step was stamped unlike its template in the last UNLIKE_WINDOW steps."""

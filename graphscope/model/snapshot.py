@@ -30,6 +30,29 @@ DIGESTED = (NodeKind.OUTPUT, NodeKind.LEAF, NodeKind.TENSOR)
 _BUILDING = threading.RLock()
 
 
+STAMPS_TAKEN = ("file:line and module stamps of this step's ops are those of step {step}, whose graph has the same "
+                "shape: stamping steps aside once a loop is steady")
+
+
+def stamps_taken_from(notes: Sequence[str]) -> int | None:
+    """The step whose stamps this step's ops took (its note says so), or None."""
+    head, tail = STAMPS_TAKEN.split("{step}")
+    for note in notes:
+        if note.startswith(head) and note.endswith(tail) and note[len(head):-len(tail)].isdigit():
+            return int(note[len(head):-len(tail)])
+    return None
+
+
+def where_made(node: Node, snapshot: Snapshot) -> tuple[str | None, str | None]:
+    """A node's `file:line` and module as pictures and pages show them: for an op made in a
+    step whose stamps were taken from an earlier step of its shape, marked as that step's."""
+    taken = stamps_taken_from(snapshot.notes)
+    if taken is None or node.kind is NodeKind.LEAF or node.first_step != snapshot.step:
+        return node.source, node.module
+    mark = f" (as in step {taken})"
+    return (node.source and node.source + mark), (node.module and node.module + mark)
+
+
 class Digest(NamedTuple):
     """A whole graph summed up for the passes that read every step of a run (growth rows, the
     doctor's scans): its sizes, the history it carries, the files its nodes were made in,

@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 
 from graphscope.analysis.boxes import Box, box_of
 from graphscope.model import Edge, Finding, GradStat, Node, NodeKind, Snapshot, accumulated
+from graphscope.model.snapshot import where_made
 from graphscope.numbers import number
 from graphscope.renderers import labels
 from graphscope.renderers.dottext import LeftText, attributes, quote
@@ -87,8 +88,10 @@ def node_label(node: Node, step: int, call: str = "backward", box: Box | None = 
     return "\n".join(lines)
 
 
-def node_tooltip(node: Node, box: Box | None = None) -> str:
-    """Everything known about a node, shown when hovering it in the SVG."""
+def node_tooltip(node: Node, box: Box | None = None, made: tuple[str | None, str | None] | None = None) -> str:
+    """Everything known about a node, shown when hovering it in the SVG; `made` is its
+    `file:line` and module as `where_made` shows them (else its own)."""
+    source, module = made or (node.source, node.module)
     lines = [f"{node.title} ({node.id})"]
     if node.kind is NodeKind.MODULE and box and len(box.paths) > 1:
         lines.append(f"{len(box.paths)} identical calls in a row ({box.paths[0]} … {box.paths[-1]}), drawn as "
@@ -97,8 +100,8 @@ def node_tooltip(node: Node, box: Box | None = None) -> str:
         lines.append(f"one call of module {node.name}, drawn as one box: {node.folded} ops inside")
     elif node.kind is NodeKind.FUNCTION:
         lines.append(f"backward function {node.op}" + (f", {node.folded} in a row" if node.folded else ""))
-        if node.module:
-            lines.append(f"inside module {node.module}")
+        if module:
+            lines.append(f"inside module {module}")
     elif node.kind is NodeKind.COMPILED:
         lines.append(f"{node.op}: " + " · ".join(labels.region_lines(node)))
     else:
@@ -108,8 +111,8 @@ def node_tooltip(node: Node, box: Box | None = None) -> str:
         )
         if node.kind is NodeKind.TENSOR and node.op:
             lines.append(f"produced by {node.op}")
-    if node.source:
-        lines.append(f"created at {node.source}")
+    if source:
+        lines.append(f"created at {source}")
     if node.first_step is not None:
         lines.append(f"first captured in step {node.first_step}")
     if node.grad is not None:
@@ -233,7 +236,7 @@ def node_attributes(node: Node, snapshot: Snapshot, shown: Look, findings: Seque
     """A node's DOT attributes: its look, label and tooltip, badged with the findings about it."""
     box = box_of(snapshot, node.id)
     attrs = {**shown.attrs, "id": node.id, "label": node_label(node, snapshot.step, snapshot.call, box),
-             "tooltip": node_tooltip(node, box)}
+             "tooltip": node_tooltip(node, box, where_made(node, snapshot))}
     return badge(attrs, findings)
 
 

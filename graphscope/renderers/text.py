@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from graphscope.model import Node, NodeKind, Snapshot
+from graphscope.model.snapshot import where_made
 from graphscope.renderers import labels
 
 
-def node_line(node: Node, step: int, call: str = "backward") -> str:
-    """One line: name or op, kind, shape, gradients, where it was made and since when."""
+def node_line(node: Node, step: int, call: str = "backward", source: str | None = None) -> str:
+    """One line: name or op, kind, shape, gradients, where it was made (`source`, as
+    `where_made` shows it, else its own) and since when."""
     if node.kind is NodeKind.FUNCTION:
         parts = [node.op or node.id]
     elif node.kind is NodeKind.COMPILED:
@@ -15,8 +17,8 @@ def node_line(node: Node, step: int, call: str = "backward") -> str:
     else:
         parts = [node.name or node.op or node.id, f"[{labels.kind_text(node)}]", labels.tensor_text(node)]
         parts += labels.grad_lines(node, call)
-    if node.source:
-        parts.append(f"@ {node.source}")
+    if source or node.source:
+        parts.append(f"@ {source or node.source}")
     if node.carried_over(step):
         parts.append(f"(carried over from step {node.first_step})")
     return "  ".join(parts)
@@ -31,7 +33,7 @@ def text_tree(snapshot: Snapshot) -> str:
     while stack:
         node_id, prefix, branch = stack.pop()
         again = node_id in shown
-        lines.append(prefix + branch + node_line(snapshot[node_id], snapshot.step, snapshot.call) + ("  (see above)" if again and snapshot.inputs_of(node_id) else ""))
+        lines.append(prefix + branch + node_line(snapshot[node_id], snapshot.step, snapshot.call, where_made(snapshot[node_id], snapshot)[0]) + ("  (see above)" if again and snapshot.inputs_of(node_id) else ""))
         if again:
             continue
         shown.add(node_id)

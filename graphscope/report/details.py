@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from graphscope.analysis.boxes import box_of
 from graphscope.model import GradStat, Node, NodeKind, Snapshot, accumulated
+from graphscope.model.snapshot import where_made
 from graphscope.renderers import labels
 from graphscope.renderers.styles import FILL_TEXT
 
@@ -74,7 +75,8 @@ def node_rows(node: Node, snapshot: Snapshot) -> list[tuple[str, str]]:
         rows.append(("warning", ".grad was not zeroed: it holds more than this step's gradient"))
     rows += _flows(node, snapshot) if node.kind is not NodeKind.MODULE else []
     folded = node.folded if node.kind is not NodeKind.MODULE else None
-    rows += [("module", node.module), ("ops folded in", folded),
-             ("source line", node.source), ("first step", _first_step_text(node, snapshot.step)),
+    source, module = where_made(node, snapshot)
+    rows += [("module", module), ("ops folded in", folded),
+             ("source line", source), ("first step", _first_step_text(node, snapshot.step)),
              ("saved tensors", "freed by an earlier backward" if node.saved_freed else None), ("id", node.id)]
     return [(label, str(value)) for label, value in rows if value is not None]
