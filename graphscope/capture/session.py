@@ -252,7 +252,7 @@ class Session:
             self._busy = False
             step = len(self._partials)
             numbers = (seen is not None and seen.whole and self._detail == "full" and repeated is None
-                       and len(known) < TEMPLATES_PER_SHAPE)
+                       and not unstamped and len(known) < TEMPLATES_PER_SHAPE)  # a template's stamps are its own
             partial = captured.partial(step, kind, self._queue, self._detail, keep_index=bool(numbers))
             if numbers:
                 self._templates[seen.shape] = (*known, template(seen, captured, step, partial))
