@@ -95,6 +95,13 @@ def test_stray_gradients_are_said_never_applied_only_when_their_optimizer_did_no
     assert "never applied" not in applied.message and "else zero" in applied.fix
 
 
+def test_micro_batches_never_zeroed_after_the_optimizer_step_are_grad_accumulation():
+    [found] = findings("micro_batches.py", "--forget")
+    assert found.rule == "grad-accumulation" and found.step == 15
+    assert "the sum of 16 steps' gradients" in found.message and "right after optimizer.step()" in found.fix
+    assert findings("micro_batches.py") == []
+
+
 def test_a_correct_gan_has_no_finding():
     assert findings("gan.py", "--detach") == []
 

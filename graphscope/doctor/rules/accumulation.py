@@ -28,10 +28,12 @@ def _leaf_histories(evidence: Evidence) -> dict[str, list[tuple[Snapshot, Node]]
 
 def _never_zeroed(evidence: Evidence, history: list[tuple[Snapshot, Node]]) -> bool:
     """True when every step after the first added to `.grad`, no step ever started afresh, and the
-    parameters were updated in between (summing several backwards before one update is deliberate)."""
+    parameters were updated in between (summing several backwards before one update is
+    deliberate; carrying the sum past an update is not: micro-batches whose .grad is never
+    zeroed after optimizer.step())."""
     pairs = list(zip(history, history[1:]))
-    return bool(pairs) and all(accumulated(leaf) and evidence.updated_between(before.step, now.step)
-                               for (before, _), (now, leaf) in pairs)
+    return (bool(pairs) and all(accumulated(leaf) for _, (_, leaf) in pairs)
+            and any(evidence.updated_between(before.step, now.step) for (before, _), (now, _) in pairs))
 
 
 @rule("grad-accumulation")
