@@ -300,6 +300,22 @@ def test_stamps_taken_while_aside_are_checked_and_taken_back_when_the_loss_moved
     assert len(unchecked) < CHECK_AFTER
 
 
+def test_ops_made_before_stamping_resumed_are_not_said_made_in_the_step_that_captures_them():
+    """The WGAN-GP critic makes its loss, then an autograd.grad step resumes stamping: the loss's
+    ops, made unstamped before it, were said made in the backward step after it."""
+    from graphscope.capture.runner import record_script
+
+    script = str(EXAMPLES.parent / "tests" / "scripts" / "wgan_gp.py")
+    auto, full = record_script(script), record_script(script, gradients="all")
+    unknown = 0
+    for mine, truth in zip(auto.snapshots, full.snapshots):
+        made = {n.id: n.first_step for n in truth.nodes}
+        for node in mine.nodes:
+            assert node.first_step in (None, made[node.id]), (mine.step, node.id)
+            unknown += node.first_step is None
+    assert unknown
+
+
 def test_tensor_backward_is_torchs_own_again_after_a_recording_that_raised():
     with pytest.raises(ZeroDivisionError), graphscope.record():
         assert torch.Tensor.backward is not sources.ORIGINAL_TENSOR_BACKWARD

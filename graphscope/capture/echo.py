@@ -172,7 +172,7 @@ def same_stamps(echo: Echo) -> bool:
     taken from the template."""
     ops = _new_ops(echo)
     old, step = echo.template.step, echo.step
-    return bool(ops) and all(_stamped_as(node, old, made - step, source, module)
+    return bool(ops) and all(made is not None and _stamped_as(node, old, made - step, source, module)
                              for node, (made, source, module, _) in ops)
 
 
@@ -402,7 +402,9 @@ def _stamp(order: list[Any], numbers: tuple[int, ...], stamp: Stamp,
            filling: bool) -> tuple[dict[int, tuple], tuple[int, ...]]:
     """Mark each function of the graph as captured by this step (where it is in its records),
     and read back, for the new ones, the step they were made in, their source and module
-    calls; when `filling`, the numbers of those made unstamped, whose stamps are the template's."""
+    calls; when `filling`, the numbers of those made unstamped, whose stamps are the template's.
+    Once stamping resumed during the step before (`stamp.resumed`), an op made unstamped was
+    made before that, in a step no stamp tells: none is said."""
     keys = stamp.keys
     key, at_key, made_key, calls_key, step = keys.captured, keys.at, keys.made, keys.calls, stamp.step
     read, filled = {}, []
@@ -418,8 +420,9 @@ def _stamp(order: list[Any], numbers: tuple[int, ...], stamp: Stamp,
                 filled.append(number)
                 continue
             made = metadata.get(made_key)
-            read[number] = (step if made is None else made, metadata.get(SOURCE_KEY), metadata.get(MODULE_KEY),
-                            metadata.get(calls_key))
+            if made is None and not (stamp.resumed and SOURCE_KEY not in metadata):
+                made = step
+            read[number] = (made, metadata.get(SOURCE_KEY), metadata.get(MODULE_KEY), metadata.get(calls_key))
     return read, tuple(filled)
 
 

@@ -78,11 +78,13 @@ class LeafRegistry:
 @dataclass(frozen=True)
 class Stamp:
     """Identity across the steps of one recording: a metadata key unique to it, the step,
-    and the session's leaves."""
+    the session's leaves, and whether stamping resumed during the step before (ops made
+    unstamped then were made before it, in a step no stamp tells)."""
 
     key: str
     step: int
     leaves: LeafRegistry = field(default_factory=LeafRegistry)
+    resumed: bool = False
 
     @property
     def keys(self) -> StampKeys:
@@ -95,8 +97,12 @@ class Stamp:
         return self.keys.at
 
 
-def made_step(metadata: dict, stamp: Stamp) -> int:
+def made_step(metadata: dict, stamp: Stamp) -> int | None:
     """The step a node was made in: stamped when it was made, else the step that captured it
-    first, else (not captured yet) this one."""
+    first, else (not captured yet) this one; None for one made unstamped before stamping
+    resumed."""
     made = metadata.get(stamp.keys.made)
-    return made if made is not None else metadata.get(stamp.key, stamp.step)
+    if made is not None:
+        return made
+    captured = metadata.get(stamp.key, stamp.step)
+    return None if stamp.resumed and captured == stamp.step else captured

@@ -193,8 +193,8 @@ class Session:
         outputs = outputs_of(arguments.get(argument))
         if self._busy or torch_is_tracing(outputs):
             return original(*args, **kwargs)
-        stamp = Stamp(self._key, len(self._partials), self._leaves)
         resumed, self._resumed = self._resumed, False
+        stamp = Stamp(self._key, len(self._partials), self._leaves, resumed)
         seen = look(outputs, stamp) if self.gradients == "auto" and not self.saved and kind == "backward" else None
         known = self._templates.get(seen.shape, ()) if seen is not None and seen.whole else ()
         repeated = next((t for t in known if same_leaves(seen, t)), None)
@@ -218,11 +218,11 @@ class Session:
             captured.notes.append(STAMPS_TAKEN.format(step=repeated.step))
         elif unstamped:
             captured.notes.append(_UNSTAMPED)
-        elif fitting and self._tracking is not None:
+        like = None  # whether a full capture stamped (in part: stamping resumed) was stamped as its template
+        if fitting and not unstamped and self._tracking is not None:
             like = walk_like(seen, captured, repeated, stamp.step)
             if not like:
                 self._steady(repeated.step, stamp.step, False)  # a sampled full step stamped unlike its template
-            self._settle(repeated.step, like, False, stamp.step)
         self._busy = True
         self._detail = "full"
         try:
@@ -260,6 +260,8 @@ class Session:
             self._added(partial)
             if filled and self._taken.took(repeated.step, step, captured, filled):
                 self._resume()
+            if like is not None:  # its filled ops match the template: unlike, its stamped ones do not
+                self._settle(repeated.step, like, not like and bool(filled), step)
 
     def _echo(self, original: Callable[..., Any], echo: Echo, kind: str, args: tuple, kwargs: dict) -> Any:
         """Run `original` as a step that echoes an earlier one (see graphscope.capture.echo);

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphscope.capture.identity import made_step
+from graphscope.capture.identity import Stamp, made_step
 from graphscope.capture.pending import TENSOR_ATTRIBUTES, fields, short_op
 from graphscope.capture.sources import SOURCE_KEY
 from graphscope.model import Node, NodeKind
@@ -31,6 +31,12 @@ def attach_tensor_nodes(builder: Any) -> None:
         _attach_earlier_names(builder)
 
 
+def _made_before(metadata: dict, stamp: Stamp) -> bool:
+    """True for a node made in a step before this one (one made when no stamp tells is not)."""
+    made = made_step(metadata, stamp)
+    return made is not None and made < stamp.step
+
+
 def _attach_earlier_names(builder: Any) -> None:
     """Outputs of earlier steps' functions that had a name when a step captured them, have none
     now, and feed this step's own new nodes: where the history of that step enters this graph
@@ -40,7 +46,7 @@ def _attach_earlier_names(builder: Any) -> None:
     names_key, tensor_node, functions = stamp.keys.names, walk.pending.tensor_node, walk.functions
     taken = {(fi, nr) for fi, nr, _ in walk.pending.named}
     named = {fi: fn.metadata[names_key] for fi, fn in enumerate(functions)
-             if names_key in fn.metadata and made_step(fn.metadata, stamp) < stamp.step}
+             if names_key in fn.metadata and _made_before(fn.metadata, stamp)}
     entries = sorted({(child, nr) for child, reader, nr in walk.pending.reads
                       if child in named and nr in named[child] and named[child][nr][1] < stamp.step
                       and made_step(functions[reader].metadata, stamp) == stamp.step

@@ -289,7 +289,7 @@ class _Builder:
             else:
                 place = walk.refs[fi] = metadata[at_key]
             values = list(node)
-            made = metadata.get(made_key, captured)
+            made = metadata.get(made_key, None if stamp.resumed and captured == step else captured)
             if node.kind is leaf:
                 if captured == step:
                     leaves.tensors[place] = weakref.ref(fn.variable)
