@@ -79,5 +79,6 @@ def _take_back(partial: Partial, walk: tuple[Walk, tuple[int, ...]] | None, fill
         build.take_back()
     else:
         return
-    snapshot.__dict__.pop("_digest", None)
+    for derived in ("_digest", "stamps_from"):
+        snapshot.__dict__.pop(derived, None)
     object.__setattr__(snapshot, "notes", tuple(note if text == filled_note else text for text in snapshot.notes))

@@ -6,9 +6,9 @@ named tensors of the same shapes, the same leaf tensors, no history of earlier s
 is recorded from a quick look at the graph: each op's own stamps (the step it was made in,
 its `file:line`, its module calls), what each leaf received and its `.grad`. Its records
 are the earlier step's, with those read in: no names are looked up and no record is built
-until the step is read. Once stamping steps aside, most of its function records are the earlier step's moved
-to it: the step is digested and written to the run file from the few others. Nothing here
-keeps a reference to the graph once the backward has run.
+until the step is read. Once stamping steps aside, most of its function records are the
+earlier step's moved to it: the step is digested and written to the run file from the few
+others. Nothing here keeps a reference to the graph once the backward has run.
 """
 
 from __future__ import annotations

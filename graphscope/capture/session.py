@@ -20,6 +20,7 @@ import torch
 from graphscope.errors import GraphscopeError
 from graphscope.model.history import Partial, Steps
 from graphscope.model import Snapshot
+from graphscope.model.snapshot import STAMPS_TAKEN
 from graphscope.capture import safety
 from graphscope.capture.outputs import outputs_of
 from graphscope.capture.overlay import hooked
@@ -30,7 +31,6 @@ from graphscope.capture.echo import (Echo, Template, filler, fill_walk, fits, lo
                                      stamped_elsewhere, template, walk_like)
 from graphscope.capture.checked import TakenStamps
 from graphscope.capture.tracing import torch_is_tracing
-from graphscope.model.snapshot import STAMPS_TAKEN
 from graphscope.capture.identity import LeafRegistry, Stamp, StampKeys
 from graphscope.capture.walker import resolve_names, walk
 
@@ -286,6 +286,8 @@ class Session:
                 echo.unlike = not like and stamped_elsewhere(echo)
                 if like or echo.unlike or not echo.filled:
                     self._steady(echo.template.step, echo.step, like)
+            # After `_steady`, whose request to step aside a check due now must cancel, and
+            # before `_settle`, which judges this echo's taken stamps with the others'.
             if echo.filled and self._taken.took(echo.template.step, echo.step):
                 self._resume()
             if stamped:
@@ -325,8 +327,9 @@ class Session:
         backward before each step, or else from each step's own backward, whichever puts each
         outermost module call of the template's ops at a call made at the same line (a
         validation pass between two steps moves the first count, not the second); None when
-        neither does (one graph shape built at several places). Stamping is aside, so no step
-        was stamped unlike its template in the last UNLIKE_WINDOW steps (see `_steady`)."""
+        neither does (one graph shape built at several places). Stamping is aside, or resumed
+        during the step before from aside, so no step was stamped unlike its template in the
+        last UNLIKE_WINDOW steps (see `_steady`)."""
         step = len(self._partials)
 
         def start(step: int) -> int:

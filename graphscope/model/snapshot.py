@@ -34,19 +34,22 @@ STAMPS_TAKEN = ("file:line and module stamps of this step's ops are those of ste
                 "shape: stamping steps aside once a loop is steady")
 
 
+_TAKEN_HEAD, _TAKEN_TAIL = STAMPS_TAKEN.split("{step}")
+
+
 def stamps_taken_from(notes: Sequence[str]) -> int | None:
     """The step whose stamps this step's ops took (its note says so), or None."""
-    head, tail = STAMPS_TAKEN.split("{step}")
     for note in notes:
-        if note.startswith(head) and note.endswith(tail) and note[len(head):-len(tail)].isdigit():
-            return int(note[len(head):-len(tail)])
+        step = note[len(_TAKEN_HEAD):-len(_TAKEN_TAIL)]
+        if note.startswith(_TAKEN_HEAD) and note.endswith(_TAKEN_TAIL) and step.isdigit():
+            return int(step)
     return None
 
 
 def where_made(node: Node, snapshot: Snapshot) -> tuple[str | None, str | None]:
     """A node's `file:line` and module as pictures and pages show them: for an op made in a
     step whose stamps were taken from an earlier step of its shape, marked as that step's."""
-    taken = stamps_taken_from(snapshot.notes)
+    taken = snapshot.stamps_from
     if taken is None or node.kind is NodeKind.LEAF or node.first_step != snapshot.step:
         return node.source, node.module
     mark = f" (as in step {taken})"
@@ -252,6 +255,12 @@ class Snapshot:
         if kind in DIGESTED:
             return [node for node in self.digest().tensors if node.kind is kind]
         return list(self._kinds.get(kind, ()))
+
+    @functools.cached_property
+    def stamps_from(self) -> int | None:
+        """The step whose stamps this step's ops took (see `stamps_taken_from`), read once: the
+        pictures and pages ask it of every node."""
+        return stamps_taken_from(self.notes)
 
     @functools.cached_property
     def _kinds(self) -> dict[NodeKind, list[Node]]:
