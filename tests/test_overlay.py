@@ -375,22 +375,56 @@ def test_cpu_gradients_are_reduced_in_small_batches_and_kept_statistics_match_py
     """CPU gradients wait for no device: the queue computes them every CPU_FLUSH_TENSORS (a
     batch of 4,096 cost twice as much per gradient, and its copies lived long enough to reach
     the collector's oldest generation); what `keep` queued reads back as PyTorch has it."""
-    from graphscope.capture.stats import CPU_FLUSH_TENSORS, StatsQueue
+    from graphscope.capture.stats import CPU_FLUSH_TENSORS, SMALL_TENSOR, StatsQueue
 
     torch.manual_seed(0)
-    grads = [torch.randn(3) * (k + 1) for k in range(CPU_FLUSH_TENSORS + 50)]
+    grads = [torch.randn(SMALL_TENSOR + 3) * (k + 1) for k in range(CPU_FLUSH_TENSORS + 50)]
     queue = StatsQueue()
     kept = []
     for grad in grads:
-        kept.append(queue.keep(grad, copy=True)[0])
+        kept.append(queue.keep(grad, copy=True))
         assert len(queue.entries) <= CPU_FLUSH_TENSORS
     queue.flush()
     for grad, index in zip(grads, kept):
-        stat = queue.kept_stat(index)
-        assert (stat.norm, stat.min, stat.max) == pytest.approx(
-            (grad.norm().item(), grad.min().item(), grad.max().item()), rel=1e-6)
-        assert stat.values == pytest.approx(grad.tolist())
-    assert queue.keep(None) == (len(grads), None) and queue.kept_stat(len(grads)) is None
+        stat, exact = queue.kept_stat(index), grad.double()  # statistics are taken in float64
+        assert (stat.norm, stat.mean, stat.min, stat.max) == pytest.approx(
+            (exact.norm().item(), exact.mean().item(), exact.min().item(), exact.max().item()), rel=1e-9)
+        assert stat.values is None
+    assert queue.keep(None) == len(grads) and queue.kept_stat(len(grads)) is None
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (5,), (2, 3), (4, 16)])
+def test_a_small_cpu_gradient_is_reduced_at_once_from_its_values(shape):
+    """A small float gradient on the CPU has its statistics when it is kept, without a copy
+    or a batch: what the queue says is the gradient as it was then, as PyTorch has it, even
+    after the gradient is added to in place (as the next backward does to a leaf's .grad)."""
+    from graphscope.capture.stats import StatsQueue
+
+    torch.manual_seed(0)
+    queue = StatsQueue()
+    grad = torch.randn(shape, dtype=torch.float64 if len(shape) == 1 else torch.float32)
+    exact = grad.double()  # statistics are taken in float64
+    expected = (exact.norm().item(), exact.mean().item(), exact.min().item(), exact.max().item())
+    values = grad.reshape(-1).tolist()
+    index = queue.keep(grad, copy=True)
+    assert queue.entries == []  # nothing waits for a batch
+    grad.add_(1.0)
+    stat = queue.kept_stat(index)
+    assert (stat.shape, stat.numel, stat.nonfinite) == (shape, len(values), 0)
+    assert (stat.norm, stat.mean, stat.min, stat.max) == pytest.approx(expected, rel=1e-12)
+    assert stat.values == tuple(values)
+
+
+def test_a_small_cpu_gradient_with_nan_is_counted_by_pytorchs_kernels():
+    """A small gradient holding NaN or Inf is not reduced in Python: the batch counts them."""
+    from graphscope.capture.stats import StatsQueue
+
+    queue = StatsQueue()
+    index = queue.keep(torch.tensor([1.0, float("nan"), float("inf")]), copy=True)
+    assert len(queue.entries) == 1
+    assert queue.kept_stat(index) is None  # not computed until the batch is
+    queue.flush()
+    assert queue.kept_stat(index).nonfinite == 2
 
 
 def test_statistics_too_large_to_sum_are_written_as_the_numbers_they_are():

@@ -610,7 +610,7 @@ def test_kept_gradient_statistics_read_back_exactly():
     grads = [torch.tensor([1.5, -0.0, float("nan")]), torch.tensor(float("inf")), None, torch.randn(100, 3),
              torch.zeros(0), torch.tensor([[2.0, -3.0]], dtype=torch.float64)]
     queue = StatsQueue()
-    numbers = [queue.keep(grad, copy=True)[0] for grad in grads]
+    numbers = [queue.keep(grad, copy=True) for grad in grads]
     queue.flush()
     for number, expected in zip(numbers, grad_stats(grads)):
         assert repr(queue.kept_stat(number)) == repr(expected)

@@ -286,7 +286,8 @@ class Echo:
         def hook(_: tuple, grad_outputs: tuple) -> None:
             if grad_outputs and grad_outputs[0] is not None:
                 with torch._C.DisableTorchFunction():
-                    self.shares[number], self.copies[number] = self.queue.keep(grad_outputs[0], copy=True)
+                    share = self.copies[number] = grad_outputs[0].detach().clone()  # compared with .grad after
+                    self.shares[number] = self.queue.keep(share)
 
         return hook
 
@@ -298,13 +299,13 @@ class Echo:
             for variable, number in self.variables:
                 grad, share = variable.grad, self.copies.get(number)
                 if number in self.fresh:
-                    self.grads[number], _ = self.queue.keep(grad, copy=True)
+                    self.grads[number] = self.queue.keep(grad, copy=True)
                     if grad is not None:
                         self.received.append(number)
                 elif _equal(grad, share):
                     self.grads[number] = self.shares[number]
                 else:
-                    self.grads[number], _ = self.queue.keep(grad, copy=True)
+                    self.grads[number] = self.queue.keep(grad, copy=True)
         # Kept with the step until its records are read: tuples, which hold nothing the
         # garbage collector must scan again at each of its full passes over a long run.
         self.handles = self.variables = self.fresh = ()

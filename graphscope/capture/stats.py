@@ -1,5 +1,7 @@
 """Gradient statistics, computed for many tensors at once on their own device.
 
+A small dense float gradient on the CPU (up to SMALL_TENSOR finite values, which a snapshot
+keeps) is reduced at once in Python from its values: a copy and a batch would cost more.
 Dense float gradients of up to SEGMENTED values are stacked by shape and reduced a row per
 gradient in float64, the values of the small ones (those a snapshot keeps) coming back
 with them; of the others, small ones come back in one concatenation and are reduced in
@@ -115,6 +117,22 @@ def _kept_values(values: list[torch.Tensor], kept: list[int], sizes: list[int]) 
     for k in kept:
         own[k], at = tuple(copied[at: at + sizes[k]]), at + sizes[k]
     return own
+
+
+def _small_cpu_stat(grad: torch.Tensor) -> GradStat | None:
+    """Statistics of a dense float CPU gradient of 1 to SMALL_TENSOR finite values, reduced
+    in Python from its values (which a snapshot keeps), as `_device_stats` reduces the small
+    ones it copies out; None for any other gradient."""
+    size = grad.numel()
+    if not 0 < size <= SMALL_TENSOR or grad.layout is not _STRIDED or grad.dtype not in _READY:
+        return None
+    listed = grad.tolist() if grad.dim() < 2 else grad.reshape(-1).tolist()
+    values = tuple(listed) if grad.dim() else (listed,)
+    row = _kept_row(values)
+    if row is None:
+        return None
+    norm, total, low, high = row
+    return _new_stat(GradStat, (tuple(grad.shape), size, norm, total / size, low, high, 0, values))
 
 
 def _device_stats(grads: Sequence[torch.Tensor]) -> list[GradStat]:
@@ -293,28 +311,33 @@ class StatsQueue:
         self.kept = KeptStats()
         self.numbers = itertools.count()  # next() is atomic: leaf hooks run on one thread per device
 
-    def put(self, store: dict | KeptStats, key: Any, grad: torch.Tensor | None, copy: bool = False) -> torch.Tensor | None:
+    def put(self, store: dict | KeptStats, key: Any, grad: torch.Tensor | None, copy: bool = False) -> None:
         """Queue one gradient; `copy` it when its memory may change before the batch is computed
-        (a leaf's `.grad`, which the next backward adds to in place). Returns what was queued."""
+        (a leaf's `.grad`, which the next backward adds to in place). A small finite one on the
+        CPU has its statistics at once, from its values read now: no copy, no batch to wait for."""
         if grad is None:
             store[key] = None
-            return None
+            return
         grad = grad.detach() if grad.requires_grad else grad
-        queued = grad.clone() if copy else grad
-        self.entries.append((store, key, queued))
+        if grad.is_cpu:
+            stat = _small_cpu_stat(grad)
+            if stat is not None:
+                store[key] = stat
+                return
+        self.entries.append((store, key, grad.clone() if copy else grad))
         self.elements += grad.numel()
         if not grad.is_cpu:
             self.limit = FLUSH_TENSORS
         if self.elements > FLUSH_ELEMENTS or len(self.entries) > self.limit:
             self.flush()
-        return queued
 
-    def keep(self, grad: torch.Tensor | None, copy: bool = False) -> tuple[int, torch.Tensor | None]:
+    def keep(self, grad: torch.Tensor | None, copy: bool = False) -> int:
         """Queue one gradient whose statistics the queue keeps itself (see KeptStats): where
-        they will be (for `kept_stat`), and what was queued (see `put`)."""
+        they will be, for `kept_stat`."""
         index = next(self.numbers)
         self.kept[index] = None
-        return index, self.put(self.kept, index, grad, copy)
+        self.put(self.kept, index, grad, copy)
+        return index
 
     def kept_stat(self, index: int) -> GradStat | None:
         """The statistics `keep` queued at `index` (computed by a `flush` first)."""
