@@ -116,7 +116,7 @@ def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str
     from graphscope.analysis.steps import StepSpec
     from graphscope.capture.runner import check_script, record_script
     from graphscope.doctor import diagnose
-    from graphscope.output import check_output, parse_formats, summary, write_run
+    from graphscope.output import check_output, parse_formats, summary, write_run, writing_aside
     from graphscope.progress import Progress
 
     chosen = parse_formats(formats)
@@ -134,13 +134,15 @@ def render(script: str, script_args: tuple[str, ...], out_dir: str, formats: str
                                 gradients=gradients)
         with _finishing(click.get_current_context().obj), torchrun.finishing_writes(ranks):
             run = replace(run, snapshots=kept(run.snapshots))
-            run = replace(run, findings=diagnose(run))
-            view = ViewOptions(budget=budget, depth=depth, full=full)
-            try:
-                report = write_run(run, directory, chosen, spec, engine, progress.drawing, not no_report, view)
-            except KeyboardInterrupt:
-                click.echo("graphscope: interrupted while writing; every file written is complete", err=True)
-                sys.exit(130)
+            with writing_aside(run, directory, chosen, spec) as aside:
+                run = replace(run, findings=diagnose(run))
+                view = ViewOptions(budget=budget, depth=depth, full=full)
+                try:
+                    report = write_run(run, directory, chosen, spec, engine, progress.drawing, not no_report, view,
+                                       aside)
+                except KeyboardInterrupt:
+                    click.echo("graphscope: interrupted while writing; every file written is complete", err=True)
+                    sys.exit(130)
             if ranks:
                 torchrun.mark_complete(directory, ranks, run.status, len(run.snapshots))
     sys.stdout.flush()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from graphscope.analysis.growth import GrowthRow, growth, is_growing
 from graphscope.analysis.steps import AUTO, Selection, StepSpec, select
 from graphscope.analysis.view import ViewOptions
+from graphscope.aside import Aside, start
 from graphscope.doctor.report import report as doctor_report
 from graphscope.errors import GraphscopeError, LayoutError
 from graphscope.files import write_atomic
@@ -53,11 +55,14 @@ def check_output(directory: Path, formats: Sequence[str], engine: str) -> None:
         raise GraphscopeError(f"cannot create output folder {str(directory)!r}: {exc.strerror}") from None
 
 
-def clear_stale(directory: Path, formats: Sequence[str]) -> None:
-    """Remove step files of an earlier run, so the folder shows this run only."""
+def clear_stale(directory: Path, formats: Sequence[str], keep: Sequence[Path] = ()) -> None:
+    """Remove step files of an earlier run, so the folder shows this run only (not those in
+    `keep`, this run's, being written aside)."""
+    kept = set(keep)
     for fmt in formats:
         for old in directory.glob(f"step-[0-9]*.{fmt}"):
-            old.unlink()
+            if old not in kept:
+                old.unlink()
 
 
 def write_steps(snapshots: Sequence[Snapshot], directory: Path, formats: Sequence[str],
@@ -105,26 +110,46 @@ def _report_svgs(run: Run, positions: Sequence[int], directory: Path, formats: S
     return {i: path.read_bytes() for i, path in paths.items() if path.exists()}
 
 
+@contextlib.contextmanager
+def writing_aside(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec = AUTO) -> Iterator[Aside | None]:
+    """While the block runs (the doctor reads the run), a child process writes what no
+    finding changes: session.json's step lines and the chosen steps' JSON (see
+    graphscope.aside). Give what this yields to `write_run`; None where nothing is written aside."""
+    selection = select(steps, run.snapshots)
+    json_paths = [step_path(directory, run.snapshots[i].step, "json") for i in selection.steps] if "json" in formats else []
+    with paused_gc():
+        aside = start(run, selection, json_paths, directory)
+    try:
+        yield aside
+    finally:
+        if aside is not None:
+            aside.stop()
+
+
 def write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec = AUTO,
               engine: str = "embedded", progress: Callable[[int, int], None] | None = None,
-              report: bool = True, view: ViewOptions = ViewOptions()) -> Report:
+              report: bool = True, view: ViewOptions = ViewOptions(), aside: Aside | None = None) -> Report:
     """Everything a run produces: session.json (all steps) and growth.svg first, so no picture
-    can lose them, then the chosen steps and index.html."""
+    can lose them, then the chosen steps and index.html; `aside` (see `writing_aside`) has
+    written part of it already, unless it failed."""
     with paused_gc():  # reading every step makes records that hold no cycles
-        clear_stale(directory, FORMATS)
-        selection = select(steps, run.snapshots)
+        clear_stale(directory, FORMATS, aside.steps if aside else ())
+        selection = aside.selection if aside else select(steps, run.snapshots)
         chosen = [run.snapshots[i] for i in selection.steps]
+        lines = aside.wait() if aside else None
+        written_aside = list(aside.steps) if lines is not None else []
         # A step's JSON file and its line in session.json share one encoding of its graph.
-        encoded = [node_link_json(s).encode("utf-8") for s in chosen] if "json" in formats else []
+        encoded = [node_link_json(s).encode("utf-8") for s in chosen] if "json" in formats and lines is None else []
         paths = [save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings,
-                      dict(zip(selection.steps, encoded)))]
+                      dict(zip(selection.steps, encoded)), lines)]
         rows = growth(run.snapshots)
         chart = growth_svg(rows) if rows else None
         if chart:
             paths.append(write_atomic(directory / GROWTH_FILE, chart.encode("utf-8")))
-        written, not_drawn = write_steps(chosen, directory, formats, engine, progress, run.findings, view, encoded)
+        drawn = [fmt for fmt in formats if not (fmt == "json" and written_aside)]
+        written, not_drawn = write_steps(chosen, directory, drawn, engine, progress, run.findings, view, encoded)
         del encoded  # the report lays out pictures next: let a huge graph's text go first
-        paths += written
+        paths += written_aside + written
         if report:
             svgs = _report_svgs(run, selection.steps, directory, formats, engine, progress, view, not_drawn)
             note = what_was_drawn(selection, not_drawn) + "".join(f"; not drawn: {line}" for line in not_drawn)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -54,16 +55,32 @@ def _partials(snapshots: Sequence[Snapshot]) -> tuple[Sequence[Partial], Mapping
     return [Partial(snapshot, 0, ()) for snapshot in snapshots], {}, {}
 
 
-def json_lines(run: Run, graphs: Mapping[int, bytes] | None = None) -> Iterator[bytes]:
+def json_lines(run: Run, graphs: Mapping[int, bytes] | None = None, lines: StepLines | None = None) -> Iterator[bytes]:
     """The run file of `run`, a piece of a line at a time, so a long run is never held as one
     string; `graphs` holds the node-link JSON of steps encoded already (step JSON files, as UTF-8),
-    which a step that holds its whole graph writes as its `graph`."""
-    partials, scales, names = _partials(run.snapshots)
+    which a step that holds its whole graph writes as its `graph`. `lines` are its step lines
+    written already (see `step_lines`), copied in as they are."""
+    partials, _, names = _partials(run.snapshots)
     head = {"format": RUN_FORMAT, "script": run.script, "status": run.status,
             "findings": [f.to_dict() for f in run.findings], "steps": len(partials)}
     line = (compact_json(head) + "\n").encode("utf-8")
-    at, index = len(line), []
     yield line
+    if lines is None:
+        index: list[int] = []
+        yield from step_lines(run.snapshots, graphs, index)
+    else:
+        index = lines.index
+        yield from _copied(lines.path)
+    tail = {"first_names": names_to_list(names), "index": [len(line) + at for at in index]}
+    yield (compact_json(tail) + "\n").encode("utf-8")
+
+
+def step_lines(snapshots: Sequence[Snapshot], graphs: Mapping[int, bytes] | None = None,
+               index: list[int] | None = None) -> Iterator[bytes]:
+    """The step lines of a run file, in pieces (see `json_lines`); each line's offset from the
+    first, and where the last ends, are appended to `index`."""
+    partials, scales, _ = _partials(snapshots)
+    at, index = 0, [] if index is None else index
     for step, partial in enumerate(partials):
         template = partials[partial.like] if partial.like is not None else None
         graph = (graphs or {}).get(step)
@@ -72,7 +89,22 @@ def json_lines(run: Run, graphs: Mapping[int, bytes] | None = None) -> Iterator[
         for piece in _line(data, graph):
             at += len(piece)
             yield piece
-    yield (compact_json({"first_names": names_to_list(names), "index": index + [at]}) + "\n").encode("utf-8")
+    index.append(at)
+
+
+@dataclass(frozen=True)
+class StepLines:
+    """A run's step lines written to a file of their own, and their offsets (see `step_lines`)."""
+
+    path: Path
+    index: list[int]
+
+
+def _copied(path: Path, size: int = 1 << 24) -> Iterator[bytes]:
+    """The bytes of a file, in pieces of `size`."""
+    with path.open("rb") as file:
+        while piece := file.read(size):
+            yield piece
 
 
 def _line(data: Mapping[str, Any], graph: bytes | None) -> list[bytes]:
@@ -89,11 +121,12 @@ def _line(data: Mapping[str, Any], graph: bytes | None) -> list[bytes]:
 
 def save(snapshots: Sequence[Snapshot], path: str | os.PathLike[str], script: str | None = None,
          status: int | None = None, findings: Sequence[Finding] = (),
-         graphs: Mapping[int, bytes] | None = None) -> Path:
+         graphs: Mapping[int, bytes] | None = None, lines: StepLines | None = None) -> Path:
     """Write every step of a run, and its findings, to one run file, atomically; `graphs`
-    maps step positions to their node-link JSON (as UTF-8) when it is encoded already."""
+    maps step positions to their node-link JSON (as UTF-8) when it is encoded already, and
+    `lines` holds the step lines when they are written already."""
     with paused_gc():  # reading every step makes records that hold no cycles
-        return write_atomic(Path(path), json_lines(Run(snapshots, script, status, list(findings)), graphs))
+        return write_atomic(Path(path), json_lines(Run(snapshots, script, status, list(findings)), graphs, lines))
 
 
 class StoredPartials(Sequence[Partial]):

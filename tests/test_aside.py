@@ -1,0 +1,85 @@
+"""session.json's step lines and the steps' JSON, written by a child process while the doctor
+reads the run: the files are the very bytes written without it, and nothing is lost or left
+behind when the child fails or is stopped."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+import graphscope
+from graphscope.analysis.steps import StepSpec
+from graphscope.capture.runner import record_script
+from graphscope.doctor import diagnose
+from graphscope.model.history import kept
+from graphscope.output import write_run, writing_aside
+
+from conftest import EXAMPLES
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="written aside on Linux only")
+FORMATS = ["json", "dot"]
+STEPS = StepSpec.parse("0,3,-1")
+
+
+def recorded(script: str = "wrong_update_retain.py"):
+    """A run of an example whose graph grows, as `graphscope render` holds it."""
+    run = record_script(str(EXAMPLES / script))
+    return dataclasses.replace(run, snapshots=kept(run.snapshots))
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file of a folder by name, hidden ones included."""
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def written_here(run, folder: Path) -> dict[str, bytes]:
+    """What write_run writes with nothing written aside."""
+    write_run(dataclasses.replace(run, findings=diagnose(run)), folder, FORMATS, STEPS, report=False)
+    return files(folder)
+
+
+@pytest.mark.parametrize("script", ["wrong_update_retain.py", "training_loop.py"])
+def test_files_written_aside_are_the_bytes_written_without(tmp_path, script):
+    run = recorded(script)
+    folder = tmp_path / "aside"
+    folder.mkdir()
+    with writing_aside(run, folder, FORMATS, STEPS) as aside:
+        assert aside is not None and aside.pid != os.getpid()
+        run = dataclasses.replace(run, findings=diagnose(run))
+        assert aside.wait() is not None  # the child did write them
+        report = write_run(run, folder, FORMATS, STEPS, report=False, aside=aside)
+    assert files(folder) == written_here(recorded(script), tmp_path / "here")
+    assert {p.name for p in report.paths} >= {"session.json", "step-0000.json", "step-0000.dot"}
+    assert len(graphscope.load(folder / "session.json")) == len(run.snapshots)
+
+
+def test_a_failed_child_loses_nothing(tmp_path, monkeypatch):
+    import graphscope.aside as aside_module
+
+    def broken(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(aside_module, "step_lines", broken)  # the child's copy fails, this process's does not
+    run = recorded()
+    folder = tmp_path / "aside"
+    folder.mkdir()
+    with writing_aside(run, folder, FORMATS, STEPS) as aside:
+        run = dataclasses.replace(run, findings=diagnose(run))
+        assert aside.wait() is None
+        write_run(run, folder, FORMATS, STEPS, report=False, aside=aside)
+    assert files(folder) == written_here(recorded(), tmp_path / "here")
+
+
+def test_leaving_early_stops_the_child_and_leaves_no_scratch_file(tmp_path):
+    run = recorded()
+    with pytest.raises(KeyboardInterrupt):
+        with writing_aside(run, tmp_path, FORMATS, STEPS) as aside:
+            raise KeyboardInterrupt
+    assert aside.exited is not None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(aside.pid, os.WNOHANG)  # reaped: no zombie left
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
