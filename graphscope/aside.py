@@ -39,7 +39,7 @@ class Aside:
     body: Path
     index: Path
     steps: tuple[Path, ...]
-    selection: Selection  # the steps chosen to be drawn, whose JSON `steps` holds
+    selection: Selection | None  # the steps chosen to be drawn, when their JSON is written aside
     exited: int | None = None
 
     def wait(self) -> StepLines | None:
@@ -76,10 +76,10 @@ def _exit_status(pid: int) -> int:
         return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else -1
 
 
-def start(run: Run, selection: Selection, json_paths: Sequence[Path], directory: Path) -> Aside | None:
-    """Fork a child that writes the JSON of the selected steps to `json_paths` (none when
-    empty) and the run's step lines to a scratch file in `directory`; None where nothing
-    is written aside."""
+def start(run: Run, selection: Selection | None, json_paths: Sequence[Path], directory: Path) -> Aside | None:
+    """Fork a child that writes the run's step lines to a scratch file in `directory` and,
+    with a `selection`, the JSON of its steps to `json_paths`; None where nothing is
+    written aside."""
     if not run.snapshots or not sys.platform.startswith("linux"):
         return None
     run.snapshots[-1].digest()  # computes every statistic still queued: the child runs no torch
@@ -92,7 +92,7 @@ def start(run: Run, selection: Selection, json_paths: Sequence[Path], directory:
     except OSError:
         return None
     if pid == 0:
-        _child(run, selection.steps, json_paths, Path(body))
+        _child(run, selection.steps if selection else (), json_paths, Path(body))
     return Aside(pid, Path(body), Path(body + ".index"), tuple(json_paths), selection)
 
 

@@ -25,6 +25,14 @@ FORMATS = ["json", "dot"]
 STEPS = StepSpec.parse("0,3,-1")
 
 
+@pytest.fixture(autouse=True)
+def aside_from_one_step(monkeypatch):
+    """The examples are short runs: write aside from their first step on."""
+    import graphscope.output as output
+
+    monkeypatch.setattr(output, "ASIDE_AFTER_STEPS", 1)
+
+
 def recorded(script: str = "wrong_update_retain.py"):
     """A run of an example whose graph grows, as `graphscope render` holds it."""
     run = record_script(str(EXAMPLES / script))
@@ -36,25 +44,34 @@ def files(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
 
 
-def written_here(run, folder: Path) -> dict[str, bytes]:
+def written_here(run, folder: Path, formats=FORMATS) -> dict[str, bytes]:
     """What write_run writes with nothing written aside."""
-    write_run(dataclasses.replace(run, findings=diagnose(run)), folder, FORMATS, STEPS, report=False)
+    write_run(dataclasses.replace(run, findings=diagnose(run)), folder, formats, STEPS, report=False)
     return files(folder)
 
 
 @pytest.mark.parametrize("script", ["wrong_update_retain.py", "training_loop.py"])
-def test_files_written_aside_are_the_bytes_written_without(tmp_path, script):
+@pytest.mark.parametrize("formats", [FORMATS, ["dot"]], ids=["json", "no-json"])
+def test_files_written_aside_are_the_bytes_written_without(tmp_path, script, formats):
     run = recorded(script)
     folder = tmp_path / "aside"
     folder.mkdir()
-    with writing_aside(run, folder, FORMATS, STEPS) as aside:
+    with writing_aside(run, folder, formats, STEPS) as aside:
         assert aside is not None and aside.pid != os.getpid()
         run = dataclasses.replace(run, findings=diagnose(run))
         assert aside.wait() is not None  # the child did write them
-        report = write_run(run, folder, FORMATS, STEPS, report=False, aside=aside)
-    assert files(folder) == written_here(recorded(script), tmp_path / "here")
-    assert {p.name for p in report.paths} >= {"session.json", "step-0000.json", "step-0000.dot"}
+        report = write_run(run, folder, formats, STEPS, report=False, aside=aside)
+    assert files(folder) == written_here(recorded(script), tmp_path / "here", formats)
+    assert {p.name for p in report.paths} >= {"session.json", "step-0000.dot"} | ({"step-0000.json"} if "json" in formats else set())
     assert len(graphscope.load(folder / "session.json")) == len(run.snapshots)
+
+
+def test_a_short_run_is_written_here(tmp_path, monkeypatch):
+    import graphscope.output as output
+
+    monkeypatch.setattr(output, "ASIDE_AFTER_STEPS", 100)
+    with writing_aside(recorded(), tmp_path, FORMATS, STEPS) as aside:
+        assert aside is None
 
 
 def test_a_failed_child_loses_nothing(tmp_path, monkeypatch):
