@@ -3,8 +3,8 @@ diagnoses the run: the step lines of session.json and the chosen steps' JSON fil
 machine with a core to spare, encoding them costs `graphscope render` no time of its own.
 
 The child is forked (Linux only: elsewhere, or when forking fails, nothing is written aside
-and `write_run` writes it all itself). It runs no torch: every queued gradient statistic is
-computed before the fork. It writes each file atomically and leaves by `os._exit`, so nothing
+and `write_run` writes it all itself). It runs no torch: a recording computes every queued
+gradient statistic when it ends. It writes each file atomically and leaves by `os._exit`, so nothing
 of this process (buffers, exit handlers) runs twice. When it fails, or this process stops
 waiting for it, its files are removed and the work is done here: nothing is lost either way.
 """
@@ -82,7 +82,6 @@ def start(run: Run, selection: Selection | None, json_paths: Sequence[Path], dir
     written aside."""
     if not run.snapshots or not sys.platform.startswith("linux"):
         return None
-    run.snapshots[-1].digest()  # computes every statistic still queued: the child runs no torch
     try:
         fd, body = tempfile.mkstemp(prefix=".session.json.", suffix=".lines.tmp", dir=directory)
         os.close(fd)

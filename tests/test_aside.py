@@ -100,3 +100,21 @@ def test_leaving_early_stops_the_child_and_leaves_no_scratch_file(tmp_path):
     with pytest.raises(ChildProcessError):
         os.waitpid(aside.pid, os.WNOHANG)  # reaped: no zombie left
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_recording_leaves_no_statistic_to_compute(monkeypatch):
+    """The child that writes aside runs no torch: every gradient statistic a recording queued
+    is computed when it ends, so reading its steps computes none."""
+    import importlib
+
+    import torch
+
+    stats = importlib.import_module("graphscope.capture.stats")  # graphscope.capture is also a function
+
+    w = torch.randn(100, requires_grad=True)  # too large to be reduced at once: queued
+    with graphscope.record(source=False) as session:
+        for _ in range(5):
+            (w * 2).sum().backward()
+    monkeypatch.setattr(stats, "grad_stats", lambda grads: pytest.fail("a statistic was computed after the recording"))
+    for snapshot in session.snapshots:
+        assert snapshot.find("w").grad.norm == pytest.approx(w.grad.norm().item() * (snapshot.step + 1) / 5)

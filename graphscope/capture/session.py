@@ -173,6 +173,7 @@ class Session:
         if self._tracking is not None:  # its stamping mode calls back into this session: a cycle
             self._sites = dict(self._tracking.modules.sites)
             self._tracking = None
+        self._queue.flush()  # the steps it leaves need no torch to be read (graphscope.aside forks a reader)
 
     def __len__(self) -> int:
         return len(self.snapshots)
