@@ -4,9 +4,11 @@ machine with a core to spare, encoding them costs `graphscope render` no time of
 
 The child is forked (Linux only: elsewhere, or when forking fails, nothing is written aside
 and `write_run` writes it all itself). It runs no torch: a recording computes every queued
-gradient statistic when it ends. It writes each file atomically and leaves by `os._exit`, so nothing
-of this process (buffers, exit handlers) runs twice. When it fails, or this process stops
-waiting for it, its files are removed and the work is done here: nothing is lost either way.
+gradient statistic when it ends. It writes scratch files only (hidden, beside the output),
+which the parent moves into place in its own order, session.json first; it leaves by
+`os._exit`, so nothing of this process (buffers, exit handlers) runs twice. When it fails,
+or this process stops waiting for it or dies, the scratch files are removed: an interrupted
+render leaves the folder as it found it, and a failed child costs only the time.
 """
 
 from __future__ import annotations
@@ -29,16 +31,19 @@ from graphscope.model.records import paused_gc
 from graphscope.model.snapshot import node_link_json
 from graphscope.store import StepLines, step_lines
 
+_STOPPING = {signal.SIGINT, signal.SIGTERM}
+
 
 @dataclass
 class Aside:
     """A child writing a run's step lines (to `body`, their offsets to `index` when done) and
-    the JSON files of the chosen steps (`steps`)."""
+    the JSON of the chosen steps (to `scratch`, one file for each of `steps`)."""
 
     pid: int
     body: Path
     index: Path
     steps: tuple[Path, ...]
+    scratch: tuple[Path, ...]
     selection: Selection | None  # the steps chosen to be drawn, when their JSON is written aside
     exited: int | None = None
 
@@ -53,64 +58,87 @@ class Aside:
         except (OSError, ValueError):
             return None
 
+    def place_steps(self) -> list[Path]:
+        """Move the step JSON files the child wrote into place (after session.json)."""
+        for written, path in zip(self.scratch, self.steps):
+            os.replace(written, path)
+        return list(self.steps)
+
     def stop(self) -> None:
-        """Make sure the child is gone, and its own files with it (not the step files it completed)."""
+        """Make sure the child is gone, and every scratch file with it."""
         if self.exited is None:
             with contextlib.suppress(OSError):
                 os.kill(self.pid, signal.SIGTERM)
             self.exited = _exit_status(self.pid)
-        for path in (self.body, self.index):
-            with contextlib.suppress(OSError):
-                path.unlink()
+        _remove((self.body, self.index, *self.scratch))
+
+
+def _remove(paths: Sequence[Path]) -> None:
+    """Delete the files that exist among `paths`."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _exit_status(pid: int) -> int:
     """Wait for child `pid`; its exit code (-1 when a signal ended it)."""
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return -1
-        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else -1
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return -1
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else -1
 
 
 def start(run: Run, selection: Selection | None, json_paths: Sequence[Path], directory: Path) -> Aside | None:
     """Fork a child that writes the run's step lines to a scratch file in `directory` and,
-    with a `selection`, the JSON of its steps to `json_paths`; None where nothing is
+    with a `selection`, the JSON of its steps for `json_paths`; None where nothing is
     written aside."""
     if not run.snapshots or not sys.platform.startswith("linux"):
         return None
     try:
-        fd, body = tempfile.mkstemp(prefix=".session.json.", suffix=".lines.tmp", dir=directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".session.json.", suffix=".lines.tmp", dir=directory)
         os.close(fd)
+    except OSError:
+        return None
+    body, parent = Path(name), os.getpid()
+    scratch = tuple(Path(f"{name}.{path.name}") for path in json_paths)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)  # none may reach the child before it can take it
+    try:
         with warnings.catch_warnings():  # 3.12+ warns of forking beside threads: the child runs none
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
+        if pid == 0:
+            _child(run, selection.steps if selection else (), scratch, body, parent, mask)
     except OSError:
+        _remove((body,))
         return None
-    if pid == 0:
-        _child(run, selection.steps if selection else (), json_paths, Path(body))
-    return Aside(pid, Path(body), Path(body + ".index"), tuple(json_paths), selection)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return Aside(pid, body, Path(f"{name}.index"), tuple(json_paths), scratch, selection)
 
 
-def _child(run: Run, positions: Sequence[int], json_paths: Sequence[Path], body: Path) -> None:
-    """In the child: write the steps' JSON files and the step lines, then leave at once."""
-    status = 1
+def _child(run: Run, positions: Sequence[int], scratch: Sequence[Path], body: Path, parent: int,
+           mask: set[signal.Signals]) -> None:
+    """In the child: write the steps' JSON and the step lines to their scratch files, then
+    leave at once; when the parent is gone by then, remove them first."""
+    index_path, status = Path(f"{body}.index"), 1
     try:
         signal.signal(signal.SIGTERM, _stopped)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         with paused_gc():
-            encoded = [node_link_json(run.snapshots[i]).encode("utf-8") for i in positions] if json_paths else []
-            for path, text in zip(json_paths, encoded):
+            encoded = [node_link_json(run.snapshots[i]).encode("utf-8") for i in positions] if scratch else []
+            for path, text in zip(scratch, encoded):
                 write_atomic(path, (text, b"\n"))
             index: list[int] = []
             write_atomic(body, step_lines(run.snapshots, dict(zip(positions, encoded)), index))
-            write_atomic(Path(f"{body}.index"), json.dumps(index).encode("utf-8"))
-        status = 0
+            write_atomic(index_path, json.dumps(index).encode("utf-8"))
+        status = 0 if os.getppid() == parent else 1
     except BaseException:  # noqa: BLE001 - whatever happens, this process goes no further
         status = 1
     finally:
+        if status:
+            _remove((body, index_path, *scratch))
         os._exit(status)
 
 

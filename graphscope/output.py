@@ -59,14 +59,11 @@ def check_output(directory: Path, formats: Sequence[str], engine: str) -> None:
         raise GraphscopeError(f"cannot create output folder {str(directory)!r}: {exc.strerror}") from None
 
 
-def clear_stale(directory: Path, formats: Sequence[str], keep: Sequence[Path] = ()) -> None:
-    """Remove step files of an earlier run, so the folder shows this run only (not those in
-    `keep`, this run's, being written aside)."""
-    kept = set(keep)
+def clear_stale(directory: Path, formats: Sequence[str]) -> None:
+    """Remove step files of an earlier run, so the folder shows this run only."""
     for fmt in formats:
         for old in directory.glob(f"step-[0-9]*.{fmt}"):
-            if old not in kept:
-                old.unlink()
+            old.unlink()
 
 
 def write_steps(snapshots: Sequence[Snapshot], directory: Path, formats: Sequence[str],
@@ -141,23 +138,24 @@ def write_run(run: Run, directory: Path, formats: Sequence[str], steps: StepSpec
     can lose them, then the chosen steps and index.html; `aside` (see `writing_aside`) has
     written part of it already, unless it failed."""
     with paused_gc():  # reading every step makes records that hold no cycles
-        clear_stale(directory, FORMATS, aside.steps if aside else ())
+        clear_stale(directory, FORMATS)
         selection = aside.selection if aside and aside.selection else select(steps, run.snapshots)
         chosen = [run.snapshots[i] for i in selection.steps]
         lines = aside.wait() if aside else None
-        written_aside = list(aside.steps) if lines is not None else []
         # A step's JSON file and its line in session.json share one encoding of its graph.
         encoded = [node_link_json(s).encode("utf-8") for s in chosen] if "json" in formats and lines is None else []
         paths = [save(run.snapshots, directory / SESSION_FILE, run.script, run.status, run.findings,
                       dict(zip(selection.steps, encoded)), lines)]
+        if lines is not None:
+            paths += aside.place_steps()
         rows = growth(run.snapshots)
         chart = growth_svg(rows) if rows else None
         if chart:
             paths.append(write_atomic(directory / GROWTH_FILE, chart.encode("utf-8")))
-        drawn = [fmt for fmt in formats if not (fmt == "json" and written_aside)]
+        drawn = [fmt for fmt in formats if not (fmt == "json" and lines is not None)]
         written, not_drawn = write_steps(chosen, directory, drawn, engine, progress, run.findings, view, encoded)
         del encoded  # the report lays out pictures next: let a huge graph's text go first
-        paths += written_aside + written
+        paths += written
         if report:
             svgs = _report_svgs(run, selection.steps, directory, formats, engine, progress, view, not_drawn)
             note = what_was_drawn(selection, not_drawn) + "".join(f"; not drawn: {line}" for line in not_drawn)

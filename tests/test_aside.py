@@ -118,3 +118,47 @@ def test_a_recording_leaves_no_statistic_to_compute(monkeypatch):
     monkeypatch.setattr(stats, "grad_stats", lambda grads: pytest.fail("a statistic was computed after the recording"))
     for snapshot in session.snapshots:
         assert snapshot.find("w").grad.norm == pytest.approx(w.grad.norm().item() * (snapshot.step + 1) / 5)
+
+
+def test_an_interrupt_while_the_doctor_reads_leaves_the_folder_as_it_was(tmp_path):
+    """The child writes scratch files only: the earlier run's files stay as they were, and
+    no step of the interrupted run shows up beside them."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    written_here(recorded("training_loop.py"), folder)
+    before = files(folder)
+    with pytest.raises(KeyboardInterrupt):
+        with writing_aside(recorded(), folder, FORMATS, STEPS) as aside:
+            assert aside.wait() is not None  # everything written aside, then Ctrl-C
+            raise KeyboardInterrupt
+    assert files(folder) == before
+
+
+def test_a_failed_fork_leaves_no_scratch_file(tmp_path, monkeypatch):
+    def no_fork():
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    with writing_aside(recorded(), tmp_path, FORMATS, STEPS) as aside:
+        assert aside is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_child_whose_parent_is_gone_removes_what_it_wrote(tmp_path, monkeypatch):
+    """A child that outlives its parent (killed, out of memory) takes its scratch files with it;
+    here it is made to believe so, and this process writes everything itself."""
+    monkeypatch.setattr(os, "getppid", lambda: 1)
+    run = recorded()
+    folder = tmp_path / "aside"
+    with writing_aside(run, folder, FORMATS, STEPS) as aside:
+        assert aside.wait() is None
+        assert [p.name for p in folder.iterdir()] == []
+        run = dataclasses.replace(run, findings=diagnose(run))
+        write_run(run, folder, FORMATS, STEPS, report=False, aside=aside)
+    assert files(folder) == written_here(recorded(), tmp_path / "here")
+
+
+def test_a_folder_not_made_yet_is_written_aside(tmp_path):
+    """Under torchrun each rank writes OUT/rank-K/, which does not exist before its first file."""
+    with writing_aside(recorded(), tmp_path / "rank-0", FORMATS, STEPS) as aside:
+        assert aside is not None and aside.wait() is not None

@@ -121,8 +121,8 @@ def _kept_values(values: list[torch.Tensor], kept: list[int], sizes: list[int]) 
 
 def _small_cpu_stat(grad: torch.Tensor) -> GradStat | None:
     """Statistics of a dense float CPU gradient of 1 to SMALL_TENSOR finite values, reduced
-    in Python from its values (which a snapshot keeps), as `_device_stats` reduces the small
-    ones it copies out; None for any other gradient."""
+    in Python's float64 from its values (which a snapshot keeps; the norm by `math.hypot`,
+    which neither overflows nor underflows where squaring would); None for any other."""
     size = grad.numel()
     if not 0 < size <= SMALL_TENSOR or grad.layout is not _STRIDED or grad.dtype not in _READY:
         return None
