@@ -101,7 +101,7 @@ def start(run: Run, selection: Selection | None, json_paths: Sequence[Path], dir
         os.close(fd)
     except OSError:
         return None
-    body, parent = Path(name), os.getpid()
+    body, index, parent = Path(name), Path(f"{name}.index"), os.getpid()
     scratch = tuple(Path(f"{name}.{path.name}") for path in json_paths)
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)  # none may reach the child before it can take it
     try:
@@ -109,20 +109,20 @@ def start(run: Run, selection: Selection | None, json_paths: Sequence[Path], dir
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid == 0:
-            _child(run, selection.steps if selection else (), scratch, body, parent, mask)
+            _child(run, selection.steps if selection else (), scratch, body, index, parent, mask)
     except OSError:
         _remove((body,))
         return None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    return Aside(pid, body, Path(f"{name}.index"), tuple(json_paths), scratch, selection)
+    return Aside(pid, body, index, tuple(json_paths), scratch, selection)
 
 
-def _child(run: Run, positions: Sequence[int], scratch: Sequence[Path], body: Path, parent: int,
-           mask: set[signal.Signals]) -> None:
+def _child(run: Run, positions: Sequence[int], scratch: Sequence[Path], body: Path, index_path: Path,
+           parent: int, mask: set[signal.Signals]) -> None:
     """In the child: write the steps' JSON and the step lines to their scratch files, then
     leave at once; when the parent is gone by then, remove them first."""
-    index_path, status = Path(f"{body}.index"), 1
+    status = 1
     try:
         signal.signal(signal.SIGTERM, _stopped)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)

@@ -122,8 +122,7 @@ def writing_aside(run: Run, directory: Path, formats: Sequence[str], steps: Step
         # A chosen step's line holds its JSON: with JSON files, the steps are chosen first.
         selection = select(steps, run.snapshots) if "json" in formats else None
         json_paths = [step_path(directory, run.snapshots[i].step, "json") for i in selection.steps] if selection else []
-        with paused_gc():
-            aside = start(run, selection, json_paths, directory)
+        aside = start(run, selection, json_paths, directory)
     try:
         yield aside
     finally:
